@@ -1,0 +1,243 @@
+"""Entries: the typed, canonical, signed documents the log is made of.
+
+An entry has two layers.
+
+* The **body** is what its author signs: ``{"kind", "id", "author", "created_at", ...}``.
+  The signature is Ed25519 over ``ENTRY_DOMAIN || JCS(body)``; the domain prefix keeps an
+  entry signature from ever being valid as a checkpoint note or anything else we sign.
+* The **leaf** is what the log appends: ``{"entry": body, "sigs": [...], "seq",
+  "prev_hash", "recorded_at"}`` in canonical form. Its RFC 9162 leaf hash chains it
+  (``prev_hash`` of the next entry) and goes into the Merkle tree.
+
+Each signature carries the signer's raw public key, so a signature can be checked
+without the registry (in a worker process, in parallel); whether that key was *allowed*
+to sign is the reducer's question (``ledger/rules``).
+
+Schemas are msgspec structs: strict types, no unknown fields, and a validation error that
+names the path of the bad field (``$.entry.quantity``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from ledger.canonical import MAX_SAFE_INT, canonical, parse_json
+from ledger.crypto import Signer, key_id, verify_signature
+from ledger.errors import InvalidEntry, SignatureInvalid
+from ledger.timefmt import RFC3339_Z
+
+ENTRY_DOMAIN: Final = b"reserve-ledger/entry/v1\n"
+MAX_LEAF_BYTES: Final = 64 * 1024  # a typed document, never a file: refuse anything larger
+ZERO_HASH: Final = "0" * 64  # prev_hash of seq 0
+LOG_PRINCIPAL: Final = "log"  # author of entries signed by the log key itself
+
+Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+EntryId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+UserName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+Code = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9._-]{0,63}$")]
+Time = Annotated[str, msgspec.Meta(pattern=RFC3339_Z)]
+Text = Annotated[str, msgspec.Meta(max_length=2000)]
+Int53 = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+B64Sig = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+LogId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9./_-]{0,127}$")]
+
+Role = Literal["operator", "official", "minister", "auditor", "security_admin"]
+Clearance = Literal["NONE", "RESTRICTED", "CONFIDENTIAL", "SECRET"]
+CLEARANCE_ORDER: Final[dict[str, int]] = {
+    "NONE": 0,
+    "RESTRICTED": 1,
+    "CONFIDENTIAL": 2,
+    "SECRET": 3,
+}
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, tag_field="kind"):
+    """Fields every signed body has. ``id`` is chosen by the author (128 random bits)
+    and is unique in the log: the reducer refuses a replayed id."""
+
+    id: EntryId
+    author: UserName
+    created_at: Time
+
+
+class Genesis(Body, tag="genesis", frozen=True):
+    """Entry 0: names the log, its checkpoint key and the first security admin."""
+
+    log_id: LogId
+    log_key: Hex64
+    admin_key: Hex64
+
+
+class KeyRegistered(Body, tag="key.registered", frozen=True):
+    """A security admin binds a public key to a user with roles and scopes."""
+
+    user: UserName
+    public_key: Hex64
+    roles: list[Role]
+    sites: list[Code]
+    owners: list[Code]
+    clearance: Clearance
+
+
+class KeyRevoked(Body, tag="key.revoked", frozen=True):
+    """From this entry on, the key signs nothing valid. Earlier entries stay valid."""
+
+    key_id: Hex64
+    reason: Text
+
+
+class LogKeyRotated(Body, tag="log.key_rotated", frozen=True):
+    """The log's checkpoint key changes; signed by both the old and the new key."""
+
+    new_key: Hex64
+
+
+class TestMovement(Body, tag="test.movement", frozen=True):
+    """A generic movement on a named account, kept for tests and benchmarks of the log
+    itself; the stock domain has the real movement kinds."""
+
+    account: Code
+    delta: Int53
+
+
+AnyBody = Genesis | KeyRegistered | KeyRevoked | LogKeyRotated | TestMovement
+
+
+class Sig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pub: Hex64
+    sig: B64Sig
+
+
+Sigs = Annotated[list[Sig], msgspec.Meta(min_length=1, max_length=4)]
+
+
+class Signed(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What an author submits: a body and its signatures."""
+
+    entry: AnyBody
+    sigs: Sigs
+
+
+class Leaf(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What the log appends and hashes."""
+
+    seq: Seq
+    prev_hash: Hex64
+    recorded_at: Time
+    entry: AnyBody
+    sigs: Sigs
+
+
+_AT = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def _convert(value: Any, typ: type[Any]) -> Any:
+    try:
+        return msgspec.convert(value, typ, strict=True)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _AT.search(text)
+        field = m.group(1) if m else None
+        reason = text[: m.start()] if m else text
+        raise InvalidEntry(reason, field=field or None) from None
+
+
+def signing_message(body_canonical: bytes) -> bytes:
+    return ENTRY_DOMAIN + body_canonical
+
+
+def sig_key_ids(sigs: list[Sig]) -> list[str]:
+    return [key_id(bytes.fromhex(s.pub)) for s in sigs]
+
+
+def sign_body(body: dict[str, Any], signers: list[Signer]) -> dict[str, Any]:
+    """Sign a body dict with each signer; returns the submission ``{"entry", "sigs"}``."""
+    message = signing_message(canonical(body))
+    return {
+        "entry": body,
+        "sigs": [
+            {"pub": s.public_key.hex(), "sig": base64.b64encode(s.sign(message)).decode()}
+            for s in signers
+        ],
+    }
+
+
+def check_signatures(sigs: list[Sig], body_canonical: bytes) -> None:
+    """Every signature must verify over the body; a key may sign once."""
+    message = signing_message(body_canonical)
+    seen: set[str] = set()
+    for i, s in enumerate(sigs):
+        if s.pub in seen:
+            raise SignatureInvalid("the same key signed twice", field=f"sigs[{i}]")
+        seen.add(s.pub)
+        try:
+            raw = base64.b64decode(s.sig, validate=True)
+        except binascii.Error:
+            raise SignatureInvalid("signature is not base64", field=f"sigs[{i}]") from None
+        try:
+            verify_signature(public_key=bytes.fromhex(s.pub), signature=raw, message=message)
+        except SignatureInvalid:
+            raise SignatureInvalid(
+                "signature does not verify over the entry", field=f"sigs[{i}]"
+            ) from None
+
+
+def parse_submission(data: bytes | dict[str, Any]) -> tuple[Signed, dict[str, Any]]:
+    """Validate a submitted entry at the edge: size, schema, signatures.
+
+    Returns the typed submission and the raw body dict (whose canonical bytes were signed).
+    Nothing about the registry is checked here; that is the reducer's job.
+    """
+    if isinstance(data, bytes | bytearray):
+        if len(data) > MAX_LEAF_BYTES:
+            raise InvalidEntry(f"entry larger than {MAX_LEAF_BYTES} bytes")
+        raw = parse_json(bytes(data))
+    else:
+        raw = data
+    if not isinstance(raw, dict):
+        raise InvalidEntry("an entry is a JSON object")
+    signed: Signed = _convert(raw, Signed)
+    body_bytes = canonical(raw["entry"])
+    if len(body_bytes) > MAX_LEAF_BYTES - 1024:
+        raise InvalidEntry(f"entry larger than {MAX_LEAF_BYTES} bytes", field="entry")
+    check_signatures(signed.sigs, body_bytes)
+    return signed, raw["entry"]
+
+
+def make_leaf(
+    *, seq: int, prev_hash: str, recorded_at: str, body: dict[str, Any], sigs: list[dict[str, str]]
+) -> bytes:
+    """Canonical bytes of a leaf (what is stored, hashed and exported as one line)."""
+    return canonical(
+        {
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "recorded_at": recorded_at,
+            "entry": body,
+            "sigs": sigs,
+        }
+    )
+
+
+def decode_leaf(line: bytes) -> tuple[Leaf, dict[str, Any]]:
+    """Strictly decode a stored leaf: canonical form, schema. Signatures are not checked
+    here (see :func:`check_leaf_signatures`), so callers can verify them in parallel."""
+    if len(line) > MAX_LEAF_BYTES:
+        raise InvalidEntry(f"leaf larger than {MAX_LEAF_BYTES} bytes")
+    raw = parse_json(line)
+    if canonical(raw) != line:
+        raise InvalidEntry("leaf is not in RFC 8785 canonical form")
+    if not isinstance(raw, dict):
+        raise InvalidEntry("a leaf is a JSON object")
+    leaf: Leaf = _convert(raw, Leaf)
+    return leaf, raw
+
+
+def check_leaf_signatures(leaf: Leaf, raw: dict[str, Any]) -> None:
+    check_signatures(leaf.sigs, canonical(raw["entry"]))

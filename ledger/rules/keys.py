@@ -1,0 +1,188 @@
+"""Key-registry rules: genesis, registration, revocation, log-key rotation."""
+
+from __future__ import annotations
+
+from ledger.crypto import key_id
+from ledger.entries import LOG_PRINCIPAL, Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, Sig
+from ledger.errors import Rejected
+from ledger.reducer import Context, Signers, require_role, rule
+from ledger.state import Change, KeyRecord, LogInfo, PutKey, SetLogInfo, StateView
+
+ADMIN = "security_admin"
+
+
+def apply_genesis(body: Genesis, sigs: list[Sig], ctx: Context) -> list[Change]:
+    """Entry 0 is signed by the first admin (its author) and by the log key."""
+    if [s.pub for s in sigs] != [body.admin_key, body.log_key]:
+        raise Rejected(
+            "genesis",
+            "genesis must be signed by the admin key, then the log key it names",
+            field="sigs",
+            seq=ctx.seq,
+        )
+    if body.admin_key == body.log_key:
+        raise Rejected("genesis", "the log key and the admin key must differ", seq=ctx.seq)
+    if body.author == LOG_PRINCIPAL:
+        raise Rejected("genesis", f"'{LOG_PRINCIPAL}' is reserved for the log", seq=ctx.seq)
+    admin = KeyRecord(
+        key_id=key_id(bytes.fromhex(body.admin_key)),
+        public_key=body.admin_key,
+        user=body.author,
+        roles=(ADMIN,),
+        sites=(),
+        owners=(),
+        clearance="NONE",
+        registered_seq=ctx.seq,
+    )
+    return [
+        SetLogInfo(LogInfo(log_id=body.log_id, log_key=body.log_key)),
+        PutKey(_log_key_record(body.log_key, ctx.seq)),
+        PutKey(admin),
+    ]
+
+
+def _log_key_record(pub: str, seq: int) -> KeyRecord:
+    return KeyRecord(
+        key_id=key_id(bytes.fromhex(pub)),
+        public_key=pub,
+        user=LOG_PRINCIPAL,
+        roles=(),
+        sites=(),
+        owners=(),
+        clearance="NONE",
+        registered_seq=seq,
+    )
+
+
+@rule(KeyRegistered)
+def key_registered(
+    state: StateView, body: KeyRegistered, signers: Signers, ctx: Context
+) -> list[Change]:
+    require_role(signers, ADMIN, ctx, what="register keys")
+    if body.user == LOG_PRINCIPAL:
+        raise Rejected(
+            "reserved-user",
+            f"'{LOG_PRINCIPAL}' is reserved for the log",
+            field="entry.user",
+            seq=ctx.seq,
+        )
+    kid = key_id(bytes.fromhex(body.public_key))
+    if state.key(kid) is not None:
+        raise Rejected(
+            "key-exists",
+            "this public key is already registered (a revoked key is never re-registered)",
+            field="entry.public_key",
+            seq=ctx.seq,
+        )
+    roles = tuple(body.roles)
+    if not roles or len(set(roles)) != len(roles):
+        raise Rejected("roles", "give one or more distinct roles", field="entry.roles", seq=ctx.seq)
+    # Separation of duties (DESIGN.md, roles): whoever administers keys does nothing else,
+    # across all of that person's keys.
+    others = state.active_keys_of(body.user)
+    is_admin = ADMIN in roles
+    if is_admin and len(roles) > 1:
+        raise Rejected(
+            "separation-of-duties",
+            "a security admin holds no other role",
+            field="entry.roles",
+            seq=ctx.seq,
+        )
+    if any((ADMIN in k.roles) != is_admin for k in others):
+        raise Rejected(
+            "separation-of-duties",
+            f"user '{body.user}' already holds keys with "
+            + ("other roles" if is_admin else "the security admin role"),
+            field="entry.roles",
+            seq=ctx.seq,
+        )
+    if len(set(body.sites)) != len(body.sites) or len(set(body.owners)) != len(body.owners):
+        raise Rejected(
+            "scope", "site and owner scopes list each code once", field="entry.sites", seq=ctx.seq
+        )
+    record = KeyRecord(
+        key_id=kid,
+        public_key=body.public_key,
+        user=body.user,
+        roles=roles,
+        sites=tuple(body.sites),
+        owners=tuple(body.owners),
+        clearance=body.clearance,
+        registered_seq=ctx.seq,
+    )
+    return [PutKey(record)]
+
+
+@rule(KeyRevoked)
+def key_revoked(state: StateView, body: KeyRevoked, signers: Signers, ctx: Context) -> list[Change]:
+    target = state.key(body.key_id)
+    if target is None:
+        raise Rejected("unknown-key", "no such key in this log", field="entry.key_id", seq=ctx.seq)
+    if ADMIN not in signers.author.roles and target.user != signers.author.user:
+        raise Rejected(
+            "role",
+            "only a security admin or the key's owner may revoke a key",
+            field="entry.author",
+            seq=ctx.seq,
+        )
+    if target.revoked_seq is not None:
+        raise Rejected(
+            "already-revoked",
+            f"key was already revoked at seq {target.revoked_seq}",
+            field="entry.key_id",
+            seq=ctx.seq,
+        )
+    if target.user == LOG_PRINCIPAL:
+        raise Rejected(
+            "log-key", "the log key is rotated, not revoked", field="entry.key_id", seq=ctx.seq
+        )
+    if ADMIN in target.roles and state.active_admin_count() <= 1:
+        raise Rejected(
+            "last-admin",
+            "this is the last security admin key; register another first",
+            field="entry.key_id",
+            seq=ctx.seq,
+        )
+    return [PutKey(_revoked(target, ctx.seq))]
+
+
+def _revoked(rec: KeyRecord, seq: int) -> KeyRecord:
+    return KeyRecord(
+        key_id=rec.key_id,
+        public_key=rec.public_key,
+        user=rec.user,
+        roles=rec.roles,
+        sites=rec.sites,
+        owners=rec.owners,
+        clearance=rec.clearance,
+        registered_seq=rec.registered_seq,
+        revoked_seq=seq,
+    )
+
+
+@rule(LogKeyRotated)
+def log_key_rotated(
+    state: StateView, body: LogKeyRotated, signers: Signers, ctx: Context
+) -> list[Change]:
+    info = state.log_info()
+    assert info is not None  # apply() refuses every entry before genesis
+    if signers.author.user != LOG_PRINCIPAL or signers.author.public_key != info.log_key:
+        raise Rejected(
+            "log-key",
+            "a rotation is signed first by the current log key",
+            field="sigs[0]",
+            seq=ctx.seq,
+        )
+    new_id = key_id(bytes.fromhex(body.new_key))
+    if state.key(new_id) is not None:
+        raise Rejected(
+            "key-exists",
+            "the new log key is already registered",
+            field="entry.new_key",
+            seq=ctx.seq,
+        )
+    return [
+        SetLogInfo(LogInfo(log_id=info.log_id, log_key=body.new_key)),
+        PutKey(_revoked(signers.author, ctx.seq)),
+        PutKey(_log_key_record(body.new_key, ctx.seq)),
+    ]

@@ -1,0 +1,154 @@
+"""Operations of the embedded ledger, shared by the CLI and the API.
+
+Builds entry bodies, has the acting user's key sign them, and appends them with the log
+key. It holds no rules: every decision is the reducer's (``ledger.reducer``), made inside
+the append transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from ledger.crypto import Signer, SignerSource
+from ledger.entries import LOG_PRINCIPAL, sign_body
+from ledger.errors import ConfigError, KeystoreError, NotFound
+from ledger.state import KeyRecord
+from ledger.store import projections
+from ledger.store.db import has_log, migrate
+from ledger.store.log import AppendResult, append
+from ledger.store.schema import log_state
+from ledger.timefmt import now
+
+
+def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "id": secrets.token_hex(16),
+        "author": author,
+        "created_at": now(),
+        **fields,
+    }
+
+
+@dataclass
+class Ledger:
+    engine: Engine
+    keystore: SignerSource
+
+    # -- keys -------------------------------------------------------------------------
+    def log_signer(self) -> Signer:
+        """The keystore key whose public half is the log's current checkpoint key."""
+        with self.engine.connect() as conn:
+            info = projections.read_log_info(conn)
+        if info is None:
+            raise ConfigError("the database holds no log: run 'reserve init' first")
+        for name in self.keystore.names():
+            if self.keystore.public_key(name).hex() == info.log_key:
+                return self.keystore.load(name)
+        raise ConfigError("the log's checkpoint key is not in this keystore")
+
+    def signer_for(self, user: str) -> Signer:
+        """The keystore key of ``user`` (stored under the user's name)."""
+        if not self.keystore.exists(user):
+            raise KeystoreError(f"no key for '{user}' in the keystore")
+        return self.keystore.load(user)
+
+    # -- writing ----------------------------------------------------------------------
+    def submit(self, body: dict[str, Any], signers: list[Signer]) -> AppendResult:
+        return append(self.engine, [sign_body(body, signers)], log_signer=self.log_signer())
+
+    def act(self, actor: str, kind: str, /, **fields: Any) -> AppendResult:
+        """Sign an entry of ``kind`` as ``actor`` and append it."""
+        return self.submit(new_body(kind, actor, **fields), [self.signer_for(actor)])
+
+    def init(self, *, log_id: str, admin: str, log_key_name: str = "log") -> AppendResult:
+        """Create the schema, the log key and the first admin key, and append genesis."""
+        migrate(self.engine)
+        with self.engine.connect() as conn:
+            if conn.execute(select(log_state.c.size)).first() is not None:
+                raise ConfigError("this database already holds a log")
+        log_key = (
+            self.keystore.load(log_key_name)
+            if self.keystore.exists(log_key_name)
+            else self.keystore.generate(log_key_name)
+        )
+        admin_key = (
+            self.keystore.load(admin)
+            if self.keystore.exists(admin)
+            else self.keystore.generate(admin)
+        )
+        body = new_body(
+            "genesis",
+            admin,
+            log_id=log_id,
+            log_key=log_key.public_key.hex(),
+            admin_key=admin_key.public_key.hex(),
+        )
+        return append(self.engine, [sign_body(body, [admin_key, log_key])], log_signer=log_key)
+
+    def register_key(
+        self,
+        *,
+        admin: str,
+        user: str,
+        roles: list[str],
+        sites: list[str],
+        owners: list[str],
+        clearance: str,
+        public_key: bytes | None = None,
+    ) -> AppendResult:
+        """Register ``user``'s key: the given public key, else the keystore's (created
+        if missing: the embedded default keeps custodial user keys)."""
+        if public_key is None:
+            signer = (
+                self.keystore.load(user)
+                if self.keystore.exists(user)
+                else self.keystore.generate(user)
+            )
+            public_key = signer.public_key
+        return self.act(
+            admin,
+            "key.registered",
+            user=user,
+            public_key=public_key.hex(),
+            roles=roles,
+            sites=sites,
+            owners=owners,
+            clearance=clearance,
+        )
+
+    def revoke_key(self, *, actor: str, key_id: str, reason: str) -> AppendResult:
+        return self.act(actor, "key.revoked", key_id=key_id, reason=reason)
+
+    def rotate_log_key(self) -> AppendResult:
+        """New checkpoint key, announced by an entry signed by the old and the new key."""
+        old = self.log_signer()
+        n = 2
+        while self.keystore.exists(f"log-{n}"):
+            n += 1
+        new = self.keystore.generate(f"log-{n}")
+        body = new_body("log.key_rotated", LOG_PRINCIPAL, new_key=new.public_key.hex())
+        return append(self.engine, [sign_body(body, [old, new])], log_signer=new)
+
+    # -- reading ----------------------------------------------------------------------
+    def registered_keys(self) -> list[KeyRecord]:
+        with self.engine.connect() as conn:
+            return sorted(
+                projections.read_keys(conn).values(), key=lambda k: (k.user, k.registered_seq)
+            )
+
+    def active_key_of(self, user: str) -> KeyRecord:
+        for k in self.registered_keys():
+            if k.user == user and k.revoked_seq is None:
+                return k
+        raise NotFound(f"no active key for user '{user}'")
+
+    def is_initialised(self) -> bool:
+        if not has_log(self.engine):
+            return False
+        with self.engine.connect() as conn:
+            return conn.execute(select(log_state.c.size)).first() is not None

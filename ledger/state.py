@@ -1,0 +1,195 @@
+"""The reducer's view of the world, and the changes it returns.
+
+``apply(state, entry)`` (``ledger.reducer``) reads through :class:`StateView` and returns
+a list of :class:`Change` objects instead of mutating anything. The same changes are then
+applied to an in-memory :class:`State` (the verifier, and the write path's per-batch
+overlay) or written to the projection tables (``ledger.store.projections``). One rule
+book, two uses (DESIGN.md, "The core idea", point 3).
+
+Changes carry absolute values (a key record, a new balance), never deltas, so applying a
+change twice is harmless and the projection tables can be compared to a replay directly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    public_key: str  # hex of the raw 32 bytes
+    user: str
+    roles: tuple[str, ...]
+    sites: tuple[str, ...]
+    owners: tuple[str, ...]
+    clearance: str
+    registered_seq: int
+    revoked_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    log_id: str
+    log_key: str  # hex public key currently signing checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class SetLogInfo:
+    info: LogInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PutKey:
+    record: KeyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SeenEntryId:
+    entry_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SetTestBalance:
+    account: str
+    balance: int
+
+
+Change = SetLogInfo | PutKey | SeenEntryId | SetTestBalance
+
+
+class StateView(Protocol):
+    """Everything a rule may read. Implementations must answer as of the entry being
+    applied, including changes made earlier in the same batch."""
+
+    def log_info(self) -> LogInfo | None: ...
+
+    def key(self, key_id: str) -> KeyRecord | None: ...
+
+    def active_keys_of(self, user: str) -> list[KeyRecord]: ...
+
+    def active_admin_count(self) -> int: ...
+
+    def entry_id_seen(self, entry_id: str) -> bool: ...
+
+    def test_balance(self, account: str) -> int: ...
+
+
+# How long after its creation an entry may still be appended; also bounds the memory the
+# verifier needs to detect a replayed entry id (it only remembers ids this recent).
+REPLAY_WINDOW = timedelta(hours=24)
+# How far an author's clock may run ahead of the log's.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class Loader:
+    """Fetches what an in-memory :class:`State` does not hold yet (the database, on the
+    write path). ``None`` answers mean "does not exist"."""
+
+    log_info: Callable[[], LogInfo | None]
+    key: Callable[[str], KeyRecord | None]
+    keys_of: Callable[[str], list[KeyRecord]]
+    admin_count: Callable[[], int]
+    entry_id_seen: Callable[[str], bool]
+    test_balance: Callable[[str], int]
+
+
+@dataclass
+class State:
+    """In-memory state: the verifier's whole state, or the write path's overlay.
+
+    Memory grows with the number of keys, accounts and holdings, not with the length of
+    the history: entry ids are kept only for :data:`REPLAY_WINDOW`.
+    """
+
+    loader: Loader | None = None
+    _log: LogInfo | None = None
+    _keys: dict[str, KeyRecord] = field(default_factory=dict)
+    _balances: dict[str, int] = field(default_factory=dict)
+    _recent_ids: set[str] = field(default_factory=set)
+    _id_queue: deque[tuple[datetime, str]] = field(default_factory=deque)
+    _loaded_users: set[str] = field(default_factory=set)
+
+    # -- StateView ---------------------------------------------------------------
+    def log_info(self) -> LogInfo | None:
+        if self._log is None and self.loader is not None:
+            self._log = self.loader.log_info()
+        return self._log
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        rec = self._keys.get(key_id)
+        if rec is None and self.loader is not None:
+            rec = self.loader.key(key_id)
+            if rec is not None:
+                self._keys[key_id] = rec
+        return rec
+
+    def active_keys_of(self, user: str) -> list[KeyRecord]:
+        if self.loader is not None and user not in self._loaded_users:
+            for rec in self.loader.keys_of(user):
+                self._keys.setdefault(rec.key_id, rec)
+            self._loaded_users.add(user)
+        return [k for k in self._keys.values() if k.user == user and k.revoked_seq is None]
+
+    def active_admin_count(self) -> int:
+        if self.loader is not None:
+            # The overlay only ever adds or revokes keys of this batch; ask the store for
+            # the rest and correct by what the batch changed.
+            base = self.loader.admin_count()
+            for rec in self._keys.values():
+                if "security_admin" in rec.roles:
+                    stored = self.loader.key(rec.key_id)
+                    was = stored is not None and stored.revoked_seq is None
+                    now = rec.revoked_seq is None
+                    base += int(now) - int(was)
+            return base
+        return sum(
+            1 for k in self._keys.values() if "security_admin" in k.roles and k.revoked_seq is None
+        )
+
+    def entry_id_seen(self, entry_id: str) -> bool:
+        if entry_id in self._recent_ids:
+            return True
+        return self.loader is not None and self.loader.entry_id_seen(entry_id)
+
+    def test_balance(self, account: str) -> int:
+        bal = self._balances.get(account)
+        if bal is None:
+            bal = self.loader.test_balance(account) if self.loader is not None else 0
+            self._balances[account] = bal
+        return bal
+
+    # -- applying changes -----------------------------------------------------------
+    def apply(self, changes: list[Change]) -> None:
+        for ch in changes:
+            match ch:
+                case SetLogInfo(info):
+                    self._log = info
+                case PutKey(rec):
+                    self._keys[rec.key_id] = rec
+                case SeenEntryId(entry_id, created_at):
+                    self._recent_ids.add(entry_id)
+                    self._id_queue.append((created_at, entry_id))
+                case SetTestBalance(account, balance):
+                    self._balances[account] = balance
+
+    def forget_ids_before(self, horizon: datetime) -> None:
+        """Drop remembered ids created before ``horizon``: the replay-window rule already
+        refuses any entry that old, so its id cannot come back."""
+        q = self._id_queue
+        while q and q[0][0] < horizon:
+            _, entry_id = q.popleft()
+            self._recent_ids.discard(entry_id)
+
+    # -- snapshots for comparison with the projection tables ------------------------
+    def keys_snapshot(self) -> dict[str, KeyRecord]:
+        return dict(self._keys)
+
+    def balances_snapshot(self) -> dict[str, int]:
+        return {a: b for a, b in self._balances.items() if b != 0}

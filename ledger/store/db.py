@@ -1,0 +1,97 @@
+"""Engines and migrations for both supported databases.
+
+SQLite is opened in WAL mode with ``synchronous=FULL`` (a committed append survives a
+power cut) and every transaction starts with ``BEGIN IMMEDIATE``, so two writers never
+both read the same head: the second waits (``busy_timeout``) for the first to commit.
+PostgreSQL serialises appenders on the ``log_state`` row (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from ledger.errors import ConfigError, StorageError
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _sqlite_setup(engine: Engine, *, readonly: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide where transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front; readers get a WAL snapshot.
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    ``readonly`` engines read a consistent snapshot per transaction (SQLite WAL snapshot,
+    PostgreSQL REPEATABLE READ) without blocking appenders: exports and verification.
+    """
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url)
+            _sqlite_setup(engine, readonly=readonly)
+        elif url.startswith("postgresql+psycopg"):
+            engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                isolation_level="REPEATABLE READ" if readonly else "READ COMMITTED",
+            )
+        else:
+            raise ConfigError("database URL must be sqlite:///... or postgresql://...")
+    except ArgumentError as exc:
+        raise ConfigError("database URL is not valid") from exc
+    return engine
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (the only way it ever changes)."""
+    cfg = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise StorageError("cannot reach or migrate the database") from exc
+
+
+def schema_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise StorageError("cannot reach the database") from exc
+
+
+def has_log(engine: Engine) -> bool:
+    try:
+        return "log_state" in inspect(engine).get_table_names()
+    except OperationalError as exc:
+        raise StorageError("cannot reach the database") from exc

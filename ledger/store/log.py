@@ -1,0 +1,209 @@
+"""The write path: validate with the reducer, then append entries, tree nodes,
+projections and a signed checkpoint in one transaction.
+
+Appends are serialised (PostgreSQL: a transaction-scoped advisory lock; SQLite:
+``BEGIN IMMEDIATE``), so two writers can never both extend the same head. Everything
+for a batch is in one transaction: a crash leaves the whole batch or nothing. A batch
+with one refused entry is refused whole, with the reason of the first refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine, insert, select, text, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.crypto import Signer
+from ledger.entries import ZERO_HASH, make_leaf, parse_submission
+from ledger.errors import ConfigError, Conflict, LedgerError, StorageError
+from ledger.merkle import CompactRange, NodeId, leaf_hash
+from ledger.reducer import Context, apply
+from ledger.state import Change, State
+from ledger.store import projections
+from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
+from ledger.timefmt import format_time, now, parse_time
+
+log = structlog.get_logger("ledger.append")
+
+# Any constant will do; it only has to be the same for every appender of a database.
+_PG_APPEND_LOCK = 0x7265736572766531  # "reserve1"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    first_seq: int
+    size: int
+    root: bytes
+    checkpoint: str
+
+
+class DbNodeReader:
+    """:class:`ledger.merkle.NodeReader` over ``tree_nodes``: one query per call."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+
+    def get_nodes(self, ids: Sequence[NodeId] | Any) -> Mapping[NodeId, bytes]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        q = select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(
+            tuple_(tree_nodes.c.level, tree_nodes.c.idx).in_(ids)
+        )
+        return {(r.level, r.idx): bytes(r.hash) for r in self._conn.execute(q)}
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
+    # SQLite: the transaction already began with BEGIN IMMEDIATE (ledger.store.db).
+
+
+def append(
+    engine: Engine,
+    submissions: Sequence[bytes | dict[str, Any]],
+    *,
+    log_signer: Signer,
+    clock: Any = now,
+) -> AppendResult:
+    """Append signed entries; return the new size, root and signed checkpoint.
+
+    Edge validation (schema, size, signatures) runs before the lock is taken; the
+    reducer runs under it, against the head it will extend.
+    """
+    if not submissions:
+        raise ConfigError("nothing to append")
+    parsed = [parse_submission(s) for s in submissions]
+    try:
+        with engine.begin() as conn:
+            _lock(conn)
+            return _append_locked(conn, parsed, log_signer=log_signer, clock=clock)
+    except LedgerError:
+        raise
+    except IntegrityError as exc:
+        raise Conflict(
+            "the append conflicted with the log's constraints; nothing was written"
+        ) from exc
+    except DBAPIError as exc:
+        log.error("append_failed", error_class=type(exc.orig).__name__)
+        raise StorageError("the database refused the append; nothing was written") from exc
+
+
+def _append_locked(
+    conn: Connection, parsed: list[Any], *, log_signer: Signer, clock: Any
+) -> AppendResult:
+    head = conn.execute(select(log_state)).first()
+    size = head.size if head else 0
+    prev_hash = head.head_hash if head else ZERO_HASH
+    recorded = clock()
+    if head is not None and recorded < head.last_recorded_at:
+        recorded = head.last_recorded_at  # the log's clock never runs backwards
+    recorded_dt = parse_time(recorded)
+    recorded = format_time(recorded_dt)
+
+    state = State(loader=projections.db_loader(conn))
+    tree = CompactRange.from_store(DbNodeReader(conn), size)
+    entry_rows: list[dict[str, Any]] = []
+    node_rows: list[dict[str, Any]] = []
+    all_changes: list[Change] = []
+    first_seq = size
+    for signed, raw_body in parsed:
+        seq = size + len(entry_rows)
+        changes = apply(
+            state, signed.entry, list(signed.sigs), Context(seq=seq, recorded_at=recorded_dt)
+        )
+        state.apply(changes)
+        all_changes.extend(changes)
+        sigs = [{"pub": s.pub, "sig": s.sig} for s in signed.sigs]
+        leaf = make_leaf(
+            seq=seq, prev_hash=prev_hash, recorded_at=recorded, body=raw_body, sigs=sigs
+        )
+        lh = leaf_hash(leaf)
+        for (level, idx), h in tree.append(lh):
+            node_rows.append({"level": level, "idx": idx, "hash": h})
+        entry_rows.append(
+            {
+                "seq": seq,
+                "entry_id": signed.entry.id,
+                "kind": raw_body["kind"],
+                "author": signed.entry.author,
+                "recorded_at": recorded,
+                "leaf_hash": lh,
+                "leaf": leaf,
+            }
+        )
+        prev_hash = lh.hex()
+
+    info = state.log_info()
+    assert info is not None  # the reducer refuses anything before a genesis
+    if log_signer.public_key.hex() != info.log_key:
+        raise ConfigError("the log key in the keystore is not this log's current checkpoint key")
+
+    new_size = size + len(entry_rows)
+    root = tree.root()
+    note = sign_checkpoint(
+        Checkpoint(origin=info.log_id, size=new_size, root=root, time=recorded),
+        signer=log_signer,
+        key_name=info.log_id,
+    )
+    conn.execute(insert(entries), entry_rows)
+    conn.execute(insert(tree_nodes), node_rows)
+    projections.write_changes(conn, all_changes)
+    head_values = {
+        "log_id": info.log_id,
+        "log_key": info.log_key,
+        "size": new_size,
+        "head_hash": prev_hash,
+        "last_recorded_at": recorded,
+    }
+    if head is None:
+        conn.execute(insert(log_state).values(id=1, **head_values))
+    else:
+        conn.execute(update(log_state).where(log_state.c.id == 1).values(**head_values))
+    conn.execute(
+        insert(checkpoints).values(size=new_size, root=root, recorded_at=recorded, note=note)
+    )
+    log.info("appended", first_seq=first_seq, count=len(entry_rows), size=new_size)
+    return AppendResult(first_seq=first_seq, size=new_size, root=root, checkpoint=note)
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+def iter_leaves(
+    engine: Engine, *, start: int = 0, chunk: int = 2000
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """(seq, leaf_hash column, leaf) in seq order, fetched in chunks by primary key so
+    memory stays flat however long the log is."""
+    next_seq = start
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(entries.c.seq, entries.c.leaf_hash, entries.c.leaf)
+                .where(entries.c.seq >= next_seq)
+                .order_by(entries.c.seq)
+                .limit(chunk)
+            ).all()
+        if not rows:
+            return
+        for r in rows:
+            yield r.seq, bytes(r.leaf_hash), bytes(r.leaf)
+        next_seq = rows[-1].seq + 1
+
+
+def iter_checkpoints(engine: Engine) -> Iterator[tuple[int, str]]:
+    with engine.connect() as conn:
+        for r in conn.execute(
+            select(checkpoints.c.size, checkpoints.c.note).order_by(checkpoints.c.size)
+        ):
+            yield r.size, r.note
+
+
+def head(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(log_state)).first()
