@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 venv: $(STAMP)
 
+# Dev-only passphrase for the demo keystore under ./var (never used outside a laptop).
+export RESERVE_PASSPHRASE ?= dev-only-passphrase
+
 run: $(STAMP)
 	$(BIN)/reserve demo
-	$(BIN)/reserve verify
+	$(BIN)/reserve verify --trust var/log.pub
 
 test: $(STAMP)
 	$(BIN)/ruff check ledger keys api tests bench migrations

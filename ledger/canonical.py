@@ -7,12 +7,14 @@ only when it is pure ASCII: for ASCII text, integers in the I-JSON range, boolea
 null, orjson and RFC 8785 produce identical bytes (same key order, since ASCII code points
 sort as UTF-16 code units do, RFC 8785 section 3.2.3; same string escapes, section
 3.2.2.2), which ``tests/test_canonical.py`` checks property by property. Anything else
-(non-ASCII text, whose key order may differ for astral characters) goes through
-``rfc8785``. Entries never contain floats: every number in the schema is an integer.
+(non-ASCII text, whose key order may differ for astral characters; floats, which JCS
+writes in ECMAScript form) goes through ``rfc8785``. Entries never contain floats (every
+number in the schema is an integer), so for them the fast path is the only path.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -22,6 +24,10 @@ from ledger.errors import InvalidEntry
 
 _OPTS = orjson.OPT_SORT_KEYS
 MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493 section 2.2); RFC 8785 numbers are doubles
+# In compact JSON every value follows "[", ",", ":" or starts the text, so this finds every
+# float token and every integer of 16 digits or more (possibly beyond 2**53, which RFC 8785
+# refuses), and, harmlessly, some look-alikes inside strings, which take the slow path.
+_SLOW_NUMBER = re.compile(rb"(?:^|[\[,:])-?[0-9]+[.eE]|(?:^|[\[,:])-?[0-9]{16}")
 
 
 def canonical(value: Any) -> bytes:
@@ -30,7 +36,7 @@ def canonical(value: Any) -> bytes:
         fast = orjson.dumps(value, option=_OPTS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidEntry("value cannot be encoded as JSON") from exc
-    if fast.isascii():
+    if fast.isascii() and not _SLOW_NUMBER.search(fast):
         return fast
     try:
         return bytes(rfc8785.dumps(value))
