@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError, VerificationFailed
+from ledger.records import record_from_json
 from ledger.state import KeyRecord
 from ledger.verify import LeafRow, Projections
 
@@ -115,6 +116,9 @@ class Bundle:
         d = json.loads(path.read_text())
         return Projections(
             keys={k["key_id"]: key_record_from_json(k) for k in d["keys"]},
-            test_balances={a: int(b) for a, b in d["test_balances"].items()},
+            tables={
+                name: dict(record_from_json(name, obj) for obj in rows)
+                for name, rows in d["tables"].items()
+            },
             log_key=d.get("log_key"),
         )

@@ -50,10 +50,12 @@ def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
     from ledger.service import Ledger
     from ledger.store.db import make_engine
 
+    from keys.sealing import load_or_create_sealer
+
     passphrase = passphrase_from_env_or_prompt(env=os.environ, prompt=prompt)
-    return Ledger(
-        make_engine(settings.db_url), FileKeystore(settings.keystore_dir, passphrase=passphrase)
-    )
+    keystore = FileKeystore(settings.keystore_dir, passphrase=passphrase)
+    sealer = load_or_create_sealer(settings.keystore_dir, passphrase=passphrase)
+    return Ledger(make_engine(settings.db_url), keystore, sealer)
 
 
 def _reader(settings: Settings) -> Any:
@@ -340,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add("demo", cmd_demo, "initialise if needed and write a sample history")
+
+    from ledger import cli_stock
+
+    cli_stock.register(
+        sub,
+        writer=cli_stock.writer_factory(_ledger, _acting_user),
+        reader=cli_stock.reader_factory(_reader),
+    )
     return p
 
 

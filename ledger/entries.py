@@ -22,91 +22,23 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 
-from ledger.canonical import MAX_SAFE_INT, canonical, parse_json
+from ledger.canonical import canonical, parse_json
 from ledger.crypto import Signer, key_id, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
-from ledger.timefmt import RFC3339_Z
+from ledger.kinds.base import B64Sig, Hex64, Seq, Time
+from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
+from ledger.kinds.stock import STOCK_KINDS
 
 ENTRY_DOMAIN: Final = b"reserve-ledger/entry/v1\n"
 MAX_LEAF_BYTES: Final = 64 * 1024  # a typed document, never a file: refuse anything larger
 ZERO_HASH: Final = "0" * 64  # prev_hash of seq 0
 LOG_PRINCIPAL: Final = "log"  # author of entries signed by the log key itself
 
-Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
-EntryId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
-UserName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-Code = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9._-]{0,63}$")]
-Time = Annotated[str, msgspec.Meta(pattern=RFC3339_Z)]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Int53 = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
-Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
-B64Sig = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+/]{86}==$")]
-LogId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9./_-]{0,127}$")]
-
-Role = Literal["operator", "official", "minister", "auditor", "security_admin"]
-Clearance = Literal["NONE", "RESTRICTED", "CONFIDENTIAL", "SECRET"]
-CLEARANCE_ORDER: Final[dict[str, int]] = {
-    "NONE": 0,
-    "RESTRICTED": 1,
-    "CONFIDENTIAL": 2,
-    "SECRET": 3,
-}
-
-
-class Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, tag_field="kind"):
-    """Fields every signed body has. ``id`` is chosen by the author (128 random bits)
-    and is unique in the log: the reducer refuses a replayed id."""
-
-    id: EntryId
-    author: UserName
-    created_at: Time
-
-
-class Genesis(Body, tag="genesis", frozen=True):
-    """Entry 0: names the log, its checkpoint key and the first security admin."""
-
-    log_id: LogId
-    log_key: Hex64
-    admin_key: Hex64
-
-
-class KeyRegistered(Body, tag="key.registered", frozen=True):
-    """A security admin binds a public key to a user with roles and scopes."""
-
-    user: UserName
-    public_key: Hex64
-    roles: list[Role]
-    sites: list[Code]
-    owners: list[Code]
-    clearance: Clearance
-
-
-class KeyRevoked(Body, tag="key.revoked", frozen=True):
-    """From this entry on, the key signs nothing valid. Earlier entries stay valid."""
-
-    key_id: Hex64
-    reason: Text
-
-
-class LogKeyRotated(Body, tag="log.key_rotated", frozen=True):
-    """The log's checkpoint key changes; signed by both the old and the new key."""
-
-    new_key: Hex64
-
-
-class TestMovement(Body, tag="test.movement", frozen=True):
-    """A generic movement on a named account, kept for tests and benchmarks of the log
-    itself; the stock domain has the real movement kinds."""
-
-    account: Code
-    delta: Int53
-
-
-AnyBody = Genesis | KeyRegistered | KeyRevoked | LogKeyRotated | TestMovement
+AnyBody = Genesis | KeyRegistered | KeyRevoked | LogKeyRotated | TestMovement | STOCK_KINDS
 
 
 class Sig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -19,8 +19,11 @@ from datetime import datetime
 from typing import TypeVar
 
 from ledger.crypto import key_id
-from ledger.entries import AnyBody, Body, Genesis, LogKeyRotated, Sig
+from ledger.entries import AnyBody, Sig
 from ledger.errors import KeyNotAuthorised, Rejected
+from ledger.kinds.base import Body
+from ledger.kinds.keys import Genesis, LogKeyRotated
+from ledger.kinds.stock import StockCount
 from ledger.state import (
     CLOCK_SKEW,
     REPLAY_WINDOW,
@@ -141,8 +144,9 @@ def apply(state: StateView, body: AnyBody, sigs: list[Sig], ctx: Context) -> lis
     return changes
 
 
-# Kinds that carry co-signatures besides the author's (the release rules add theirs).
-MULTI_SIGNED: tuple[type, ...] = ()
+# Kinds that carry co-signatures besides the author's (a count beyond tolerance has a
+# second officer's; the release rules add theirs).
+MULTI_SIGNED: tuple[type, ...] = (StockCount,)
 
 
 def require_role(signers: Signers, role: str, ctx: Context, *, what: str) -> None:
@@ -157,4 +161,6 @@ def require_role(signers: Signers, role: str, ctx: Context, *, what: str) -> Non
 
 # Rule modules register themselves on import.
 import ledger.rules.keys  # noqa: E402
+import ledger.rules.movements  # noqa: E402
+import ledger.rules.reference  # noqa: E402
 import ledger.rules.testmove  # noqa: E402,F401

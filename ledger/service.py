@@ -16,11 +16,12 @@ from sqlalchemy import Engine, select
 from ledger.crypto import Signer, SignerSource
 from ledger.entries import LOG_PRINCIPAL, sign_body
 from ledger.errors import ConfigError, KeystoreError, NotFound
+from ledger.locations import Location, Sealer
 from ledger.state import KeyRecord
 from ledger.store import projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
-from ledger.store.schema import log_state
+from ledger.store.schema import entries, log_state
 from ledger.timefmt import now
 
 
@@ -38,6 +39,7 @@ def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
 class Ledger:
     engine: Engine
     keystore: SignerSource
+    sealer: Sealer | None = None
 
     # -- keys -------------------------------------------------------------------------
     def log_signer(self) -> Signer:
@@ -134,7 +136,56 @@ class Ledger:
         body = new_body("log.key_rotated", LOG_PRINCIPAL, new_key=new.public_key.hex())
         return append(self.engine, [sign_body(body, [old, new])], log_signer=new)
 
+    # -- sites (locations sealed beside the entry that commits to them) ---------------
+    def _sealer(self) -> Sealer:
+        if self.sealer is None:
+            raise ConfigError("no sealing key available: locations cannot be stored")
+        return self.sealer
+
+    def register_site(
+        self,
+        *,
+        admin: str,
+        code: str,
+        classification: str,
+        custodian: str,
+        owners: list[str],
+        location: Location,
+    ) -> AppendResult:
+        """Register a site: the log gets the commitment, the sealed table the opening, in
+        one transaction."""
+        from ledger.store.locations import seal_location
+
+        commitment, also = seal_location(site=code, location=location, sealer=self._sealer())
+        body = new_body(
+            "site.registered",
+            admin,
+            code=code,
+            classification=classification,
+            custodian=custodian,
+            owners=owners,
+            location_commitment=commitment,
+        )
+        return append(self.engine, [sign_body(body, [self.signer_for(admin)])], log_signer=self.log_signer(), also=also)
+
+    def relocate_site(self, *, admin: str, code: str, location: Location) -> AppendResult:
+        from ledger.store.locations import seal_location
+
+        commitment, also = seal_location(site=code, location=location, sealer=self._sealer())
+        body = new_body("site.relocated", admin, site=code, location_commitment=commitment)
+        return append(self.engine, [sign_body(body, [self.signer_for(admin)])], log_signer=self.log_signer(), also=also)
+
     # -- reading ----------------------------------------------------------------------
+    def entry_ref(self, ref: str) -> str:
+        """An entry id from an id or a seq (what the CLI printed)."""
+        if ref.isdigit():
+            with self.engine.connect() as conn:
+                found = conn.execute(select(entries.c.entry_id).where(entries.c.seq == int(ref))).first()
+            if found is None:
+                raise NotFound(f"no entry at seq {ref}")
+            return str(found.entry_id)
+        return ref
+
     def registered_keys(self) -> list[KeyRecord]:
         with self.engine.connect() as conn:
             return sorted(

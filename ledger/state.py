@@ -6,17 +6,20 @@ applied to an in-memory :class:`State` (the verifier, and the write path's per-b
 overlay) or written to the projection tables (``ledger.store.projections``). One rule
 book, two uses (DESIGN.md, "The core idea", point 3).
 
-Changes carry absolute values (a key record, a new balance), never deltas, so applying a
+Changes carry absolute values (a record, a new balance), never deltas, so applying a
 change twice is harmless and the projection tables can be compared to a replay directly.
+
+Domain records live in named tables (:data:`TABLES`) read with ``get(table, key)``; the
+key registry has its own methods because its rules ask questions across records.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +58,58 @@ class SeenEntryId:
 
 
 @dataclass(frozen=True, slots=True)
-class SetTestBalance:
+class Put:
+    """Set ``table[key] = value``; ``value=None`` removes the record (a zero balance, a
+    resolved transfer the verifier need not remember)."""
+
+    table: str
+    key: Hashable
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One leg of a double-entry movement, with the account's balance after it."""
+
+    seq: int
+    n: int
     account: str
-    balance: int
+    material: str
+    lot: str
+    delta: int
+    balance_after: int
 
 
-Change = SetLogInfo | PutKey | SeenEntryId | SetTestBalance
+@dataclass(frozen=True, slots=True)
+class Post:
+    posting: Posting
+
+
+Change = SetLogInfo | PutKey | SeenEntryId | Put | Post
+
+# Domain tables the reducer reads and writes through Put. ``ledger.store.projections``
+# maps each to a database table; the verifier compares each with the replay.
+TABLES = (
+    "test_balances",
+    "owners",
+    "materials",
+    "lots",
+    "sites",
+    "targets",
+    "balances",
+    "transfers",
+    "loans",
+    "movements",
+)
+
+
+# What the verifier compares with the server's projections after a replay.
+COMPARED_TABLES = tuple(t for t in TABLES if t != "movements")
 
 
 class StateView(Protocol):
-    """Everything a rule may read. Implementations must answer as of the entry being
-    applied, including changes made earlier in the same batch."""
+    """Everything a rule may read. Implementations answer as of the entry being applied,
+    including changes made earlier in the same batch."""
 
     def log_info(self) -> LogInfo | None: ...
 
@@ -77,7 +121,7 @@ class StateView(Protocol):
 
     def entry_id_seen(self, entry_id: str) -> bool: ...
 
-    def test_balance(self, account: str) -> int: ...
+    def get(self, table: str, key: Hashable) -> Any: ...
 
 
 # How long after its creation an entry may still be appended; also bounds the memory the
@@ -97,24 +141,30 @@ class Loader:
     keys_of: Callable[[str], list[KeyRecord]]
     admin_count: Callable[[], int]
     entry_id_seen: Callable[[str], bool]
-    test_balance: Callable[[str], int]
+    get: Callable[[str, Hashable], Any]
+
+
+_MISSING = object()
 
 
 @dataclass
 class State:
     """In-memory state: the verifier's whole state, or the write path's overlay.
 
-    Memory grows with the number of keys, accounts and holdings, not with the length of
-    the history: entry ids are kept only for :data:`REPLAY_WINDOW`.
+    Memory grows with the number of keys, accounts, lots and open transfers and loans,
+    not with the length of the history: entry ids are kept for :data:`REPLAY_WINDOW`,
+    movements (for reversals) for their reversal window, and records that a rule removes
+    (``Put(..., None)``) are dropped.
     """
 
     loader: Loader | None = None
     _log: LogInfo | None = None
     _keys: dict[str, KeyRecord] = field(default_factory=dict)
-    _balances: dict[str, int] = field(default_factory=dict)
+    _tables: dict[str, dict[Hashable, Any]] = field(default_factory=lambda: {t: {} for t in TABLES})
     _recent_ids: set[str] = field(default_factory=set)
     _id_queue: deque[tuple[datetime, str]] = field(default_factory=deque)
     _loaded_users: set[str] = field(default_factory=set)
+    postings_seen: int = 0
 
     # -- StateView ---------------------------------------------------------------
     def log_info(self) -> LogInfo | None:
@@ -139,8 +189,8 @@ class State:
 
     def active_admin_count(self) -> int:
         if self.loader is not None:
-            # The overlay only ever adds or revokes keys of this batch; ask the store for
-            # the rest and correct by what the batch changed.
+            # The overlay only adds or revokes keys of this batch: ask the store for the
+            # rest and correct by what the batch changed.
             base = self.loader.admin_count()
             for rec in self._keys.values():
                 if "security_admin" in rec.roles:
@@ -158,17 +208,27 @@ class State:
             return True
         return self.loader is not None and self.loader.entry_id_seen(entry_id)
 
-    def test_balance(self, account: str) -> int:
-        bal = self._balances.get(account)
-        if bal is None:
-            bal = self.loader.test_balance(account) if self.loader is not None else 0
-            self._balances[account] = bal
-        return bal
+    def get(self, table: str, key: Hashable) -> Any:
+        t = self._tables[table]
+        value = t.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.loader.get(table, key) if self.loader is not None else None
+            if self.loader is not None:
+                t[key] = value
+        return value
 
     # -- applying changes -----------------------------------------------------------
     def apply(self, changes: list[Change]) -> None:
         for ch in changes:
             match ch:
+                case Put(table, key, value):
+                    t = self._tables[table]
+                    if value is None and self.loader is None:
+                        t.pop(key, None)
+                    else:
+                        t[key] = value
+                case Post():
+                    self.postings_seen += 1
                 case SetLogInfo(info):
                     self._log = info
                 case PutKey(rec):
@@ -176,8 +236,6 @@ class State:
                 case SeenEntryId(entry_id, created_at):
                     self._recent_ids.add(entry_id)
                     self._id_queue.append((created_at, entry_id))
-                case SetTestBalance(account, balance):
-                    self._balances[account] = balance
 
     def forget_ids_before(self, horizon: datetime) -> None:
         """Drop remembered ids created before ``horizon``: the replay-window rule already
@@ -187,9 +245,16 @@ class State:
             _, entry_id = q.popleft()
             self._recent_ids.discard(entry_id)
 
+    def forget(self, table: str, keep: Callable[[Any], bool]) -> None:
+        """Drop records a rule can no longer use (e.g. movements past their reversal
+        window), so the verifier's memory stays bounded."""
+        t = self._tables[table]
+        for k in [k for k, v in t.items() if not keep(v)]:
+            del t[k]
+
     # -- snapshots for comparison with the projection tables ------------------------
     def keys_snapshot(self) -> dict[str, KeyRecord]:
         return dict(self._keys)
 
-    def balances_snapshot(self) -> dict[str, int]:
-        return {a: b for a, b in self._balances.items() if b != 0}
+    def table(self, name: str) -> dict[Hashable, Any]:
+        return {k: v for k, v in self._tables[name].items() if v is not None}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +29,9 @@ from ledger.entries import ZERO_HASH, check_leaf_signatures, decode_leaf
 from ledger.errors import LedgerError, VerificationFailed
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
-from ledger.state import CLOCK_SKEW, REPLAY_WINDOW, KeyRecord, State
-from ledger.timefmt import parse_time
+from ledger.rules.movements import REVERSAL_WINDOW
+from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, KeyRecord, State
+from ledger.timefmt import format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class Projections:
     """What the server says the state is; compared with the replay."""
 
     keys: dict[str, KeyRecord]
-    test_balances: dict[str, int]
+    tables: dict[str, dict[Hashable, Any]]
     log_key: str | None = None
 
 
@@ -161,6 +162,9 @@ def verify_history(
         prev_hash = lh.hex()
         prev_time = leaf.recorded_at
         state.forget_ids_before(recorded - REPLAY_WINDOW - CLOCK_SKEW)
+        if seq % 4096 == 0:
+            # Movements past their reversal window can no longer be reversed.
+            state.forget("movements", keep=_recent_movement(format_time(recorded - REVERSAL_WINDOW)))
 
         while next_cp is not None and next_cp[0] <= seq + 1:
             cp_size, note = next_cp
@@ -195,6 +199,13 @@ def verify_history(
     report.size = size
     report.root = tree.root()
     return report
+
+
+def _recent_movement(horizon: str) -> Callable[[Any], bool]:
+    def keep(m: Any) -> bool:
+        return bool(m.recorded_at >= horizon)
+
+    return keep
 
 
 def _describe(exc: LedgerError) -> str:
@@ -244,12 +255,13 @@ def _compare_projections(state: State, proj: Projections) -> None:
             raise VerificationFailed(
                 f"projection 'keys' differs from the replay for key {kid[:16]}..."
             )
-    balances = state.balances_snapshot()
-    for acct in sorted(set(balances) | set(proj.test_balances)):
-        if balances.get(acct, 0) != proj.test_balances.get(acct, 0):
-            raise VerificationFailed(
-                f"projection 'test_balances' differs from the replay for {acct}"
-            )
+    for name in COMPARED_TABLES:
+        replay = state.table(name)
+        stored = proj.tables.get(name, {})
+        for key in sorted(set(replay) | set(stored), key=repr):
+            if replay.get(key) != stored.get(key):
+                shown = " / ".join(key) if isinstance(key, tuple) else str(key)
+                raise VerificationFailed(f"projection '{name}' differs from the replay for {shown}")
     info = state.log_info()
     if proj.log_key is not None and (info is None or info.log_key != proj.log_key):
         raise VerificationFailed("projection 'log_state' names another log key than the replay")

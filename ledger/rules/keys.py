@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ledger.crypto import key_id
-from ledger.entries import LOG_PRINCIPAL, Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, Sig
+from ledger.entries import LOG_PRINCIPAL, Sig
 from ledger.errors import Rejected
+from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated
 from ledger.reducer import Context, Signers, require_role, rule
 from ledger.state import Change, KeyRecord, LogInfo, PutKey, SetLogInfo, StateView
 

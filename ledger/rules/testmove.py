@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ledger.entries import TestMovement
 from ledger.errors import Rejected
+from ledger.kinds.keys import TestMovement
 from ledger.reducer import Context, Signers, require_role, rule
-from ledger.state import Change, SetTestBalance, StateView
+from ledger.state import Change, Put, StateView
 
 
 @rule(TestMovement)
@@ -20,7 +20,7 @@ def test_movement(
             field="entry.delta",
             seq=ctx.seq,
         )
-    balance = state.test_balance(body.account) + body.delta
+    balance = (state.get("test_balances", body.account) or 0) + body.delta
     if balance < 0:
         raise Rejected(
             "negative-holding",
@@ -28,4 +28,4 @@ def test_movement(
             field="entry.delta",
             seq=ctx.seq,
         )
-    return [SetTestBalance(body.account, balance)]
+    return [Put("test_balances", body.account, balance or None)]

@@ -16,6 +16,8 @@ from sqlalchemy import Connection, Engine, select
 from ledger import bundle
 from ledger.checkpoint import note_verifier_key
 from ledger.errors import ConfigError, VerificationFailed
+from ledger.records import record_to_json
+from ledger.state import COMPARED_TABLES
 from ledger.store import projections
 from ledger.store.schema import checkpoints, entries, log_state
 from ledger.verify import LeafRow, Projections, Report, verify_history
@@ -57,7 +59,7 @@ def db_projections(conn: Connection) -> Projections:
     info = projections.read_log_info(conn)
     return Projections(
         keys=projections.read_keys(conn),
-        test_balances=projections.read_test_balances(conn),
+        tables={name: projections.read_table(conn, name) for name in COMPARED_TABLES},
         log_key=info.log_key if info else None,
     )
 
@@ -140,7 +142,13 @@ def export_bundle(engine: Engine, out: Path) -> tuple[int, bytes]:
                         bundle.key_record_to_json(k)
                         for k in sorted(proj.keys.values(), key=lambda k: k.key_id)
                     ],
-                    "test_balances": dict(sorted(proj.test_balances.items())),
+                    "tables": {
+                        name: [
+                            record_to_json(name, k, v)
+                            for k, v in sorted(rows.items(), key=lambda kv: repr(kv[0]))
+                        ]
+                        for name, rows in proj.tables.items()
+                    },
                 },
                 indent=1,
             )

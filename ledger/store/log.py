@@ -9,7 +9,7 @@ with one refused entry is refused whole, with the reason of the first refusal.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,11 +70,14 @@ def append(
     *,
     log_signer: Signer,
     clock: Any = now,
+    also: Callable[[Connection, int], None] | None = None,
 ) -> AppendResult:
     """Append signed entries; return the new size, root and signed checkpoint.
 
     Edge validation (schema, size, signatures) runs before the lock is taken; the
-    reducer runs under it, against the head it will extend.
+    reducer runs under it, against the head it will extend. ``also(conn, first_seq)``
+    runs in the same transaction after the entries are written (e.g. storing a sealed
+    location beside the entry that commits to it): if it fails, nothing is written.
     """
     if not submissions:
         raise ConfigError("nothing to append")
@@ -82,7 +85,10 @@ def append(
     try:
         with engine.begin() as conn:
             _lock(conn)
-            return _append_locked(conn, parsed, log_signer=log_signer, clock=clock)
+            result = _append_locked(conn, parsed, log_signer=log_signer, clock=clock)
+            if also is not None:
+                also(conn, result.first_seq)
+            return result
     except LedgerError:
         raise
     except IntegrityError as exc:

@@ -8,21 +8,27 @@ full replay by the verifier.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, delete, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.state import (
-    Change,
-    KeyRecord,
-    Loader,
-    LogInfo,
-    PutKey,
-    SetTestBalance,
+from ledger.records import (
+    BalanceRec,
+    LoanRec,
+    LotRec,
+    MaterialRec,
+    MovementRec,
+    OwnerRec,
+    SiteRec,
+    TargetRec,
+    TransferRec,
 )
-from ledger.store.schema import entries, keys, log_state, test_balances
+from ledger.state import Change, KeyRecord, Loader, LogInfo, Post, Put, PutKey
+from ledger.store import schema
+from ledger.store.schema import entries, keys, log_state
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], *, key: list[str]) -> None:
@@ -63,23 +69,105 @@ def _key_record(row: Any) -> KeyRecord:
     )
 
 
+@dataclass(frozen=True)
+class Spec:
+    """How one reducer table (``ledger.state.TABLES``) is stored. ``record`` is None for
+    a plain integer value (``test_balances``). ``compare``: whether the verifier compares
+    the whole table with its replay (not ``movements``, which the verifier keeps only
+    for the reversal window)."""
+
+    table: Table
+    key_cols: tuple[str, ...]
+    record: type | None
+    compare: bool = True
+
+
+SPECS: dict[str, Spec] = {
+    "test_balances": Spec(schema.test_balances, ("account",), None),
+    "owners": Spec(schema.owners, ("code",), OwnerRec),
+    "materials": Spec(schema.materials, ("code",), MaterialRec),
+    "lots": Spec(schema.lots, ("code",), LotRec),
+    "sites": Spec(schema.sites, ("code",), SiteRec),
+    "targets": Spec(schema.targets, ("owner", "material"), TargetRec),
+    "balances": Spec(schema.balances, ("account", "lot"), BalanceRec),
+    "transfers": Spec(schema.transfers, ("id",), TransferRec),
+    "loans": Spec(schema.loans, ("id",), LoanRec),
+    "movements": Spec(schema.movements, ("entry_id",), MovementRec, compare=False),
+}
+
+
+def _tuplify(v: Any) -> Any:
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
+
+
+def to_row(spec: Spec, key: Hashable, value: Any) -> dict[str, Any]:
+    if spec.record is None:
+        return {spec.key_cols[0]: key, "balance": value}
+    return {
+        f.name: json.dumps(getattr(value, f.name))
+        if isinstance(getattr(value, f.name), tuple)
+        else getattr(value, f.name)
+        for f in fields(value)
+    }
+
+
+def from_row(spec: Spec, row: Any) -> tuple[Hashable, Any]:
+    if spec.record is None:
+        return row[0], int(row.balance)
+    values = {}
+    for f in fields(spec.record):
+        v = getattr(row, f.name)
+        values[f.name] = _tuplify(json.loads(v)) if "tuple" in str(f.type) else v
+    rec = spec.record(**values)
+    return rec.key, rec
+
+
+def _key_clause(spec: Spec, keys_: list[Hashable]) -> Any:
+    cols = [spec.table.c[c] for c in spec.key_cols]
+    if len(cols) == 1:
+        return cols[0].in_(keys_)
+    return tuple_(*cols).in_([tuple(k) for k in keys_])  # type: ignore[arg-type]
+
+
 def write_changes(conn: Connection, changes: Iterable[Change]) -> None:
-    """Persist a batch's changes; only the last value of each key or account matters."""
+    """Persist a batch's changes; only the last value of each record matters."""
     key_rows: dict[str, dict[str, Any]] = {}
-    balances: dict[str, int] = {}
+    puts: dict[str, dict[Hashable, Any]] = {}
+    posting_rows: list[dict[str, Any]] = []
     for ch in changes:
-        if isinstance(ch, PutKey):
+        if isinstance(ch, Put):
+            puts.setdefault(ch.table, {})[ch.key] = ch.value
+        elif isinstance(ch, Post):
+            p = ch.posting
+            posting_rows.append(
+                {
+                    "seq": p.seq,
+                    "n": p.n,
+                    "account": p.account,
+                    "material": p.material,
+                    "lot": p.lot,
+                    "delta": p.delta,
+                    "balance_after": p.balance_after,
+                }
+            )
+        elif isinstance(ch, PutKey):
             key_rows[ch.record.key_id] = _key_row(ch.record)
-        elif isinstance(ch, SetTestBalance):
-            balances[ch.account] = ch.balance
         # SetLogInfo goes to log_state (the appender); SeenEntryId is entries.entry_id.
-    upsert(conn, keys, list(key_rows.values()), key=["key_id"])
-    upsert(
-        conn,
-        test_balances,
-        [{"account": a, "balance": b} for a, b in balances.items()],
-        key=["account"],
-    )
+    upsert(conn, schema.keys, list(key_rows.values()), key=["key_id"])
+    for name, values in puts.items():
+        spec = SPECS[name]
+        gone = [k for k, v in values.items() if v is None]
+        if gone:
+            conn.execute(delete(spec.table).where(_key_clause(spec, gone)))
+        rows = [to_row(spec, k, v) for k, v in values.items() if v is not None]
+        upsert(conn, spec.table, rows, key=list(spec.key_cols))
+    if posting_rows:
+        conn.execute(insert(schema.postings), posting_rows)
+
+
+def read_table(conn: Connection, name: str) -> dict[Hashable, Any]:
+    spec = SPECS[name]
+    return dict(from_row(spec, r) for r in conn.execute(select(spec.table)))
 
 
 def read_log_info(conn: Connection) -> LogInfo | None:
@@ -89,11 +177,6 @@ def read_log_info(conn: Connection) -> LogInfo | None:
 
 def read_keys(conn: Connection) -> dict[str, KeyRecord]:
     return {r.key_id: _key_record(r) for r in conn.execute(select(keys))}
-
-
-def read_test_balances(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(test_balances).where(test_balances.c.balance != 0))
-    return {r.account: r.balance for r in rows}
 
 
 def db_loader(conn: Connection) -> Loader:
@@ -114,9 +197,14 @@ def db_loader(conn: Connection) -> Loader:
         q = select(func.count()).select_from(entries).where(entries.c.entry_id == entry_id)
         return bool(conn.execute(q).scalar_one())
 
-    def test_balance(account: str) -> int:
-        q = select(test_balances.c.balance).where(test_balances.c.account == account)
-        return int(conn.execute(q).scalar_one_or_none() or 0)
+    def get(table: str, key: Hashable) -> Any:
+        spec = SPECS[table]
+        cols = [spec.table.c[c] for c in spec.key_cols]
+        values = key if isinstance(key, tuple) else (key,)
+        row = conn.execute(
+            select(spec.table).where(*[c == v for c, v in zip(cols, values, strict=True)])
+        ).first()
+        return from_row(spec, row)[1] if row is not None else None
 
     return Loader(
         log_info=lambda: read_log_info(conn),
@@ -124,5 +212,5 @@ def db_loader(conn: Connection) -> Loader:
         keys_of=keys_of,
         admin_count=admin_count,
         entry_id_seen=entry_id_seen,
-        test_balance=test_balance,
+        get=get,
     )

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-APPEND_ONLY_TABLES = ("entries", "tree_nodes", "checkpoints")
+APPEND_ONLY_TABLES = ("entries", "tree_nodes", "checkpoints", "postings", "site_locations")
 
 entries = Table(
     "entries",
@@ -88,4 +89,149 @@ test_balances = Table(
     Column("account", String(64), primary_key=True),
     Column("balance", BigInteger, nullable=False),
     CheckConstraint("balance >= 0", name="test_balances_nonneg"),
+)
+
+
+# -- stock domain (migration 0002) ----------------------------------------------------
+
+owners = Table(
+    "owners",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("registered_seq", BigInteger, nullable=False),
+)
+
+materials = Table(
+    "materials",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("form", String(16), nullable=False),
+    Column("base_unit", String(8), nullable=False),
+    Column("grade_basis", String(200), nullable=False),
+    Column("registered_seq", BigInteger, nullable=False),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("material", String(64), nullable=False, index=True),
+    Column("origin", String(2), nullable=False),
+    Column("supplier", String(200), nullable=False),
+    Column("purity", String(12), nullable=False),
+    Column("basis", String(200), nullable=False),
+    Column("certificate_sha256", String(64), nullable=False),
+    Column("containers", Text, nullable=False),
+    Column("registered_seq", BigInteger, nullable=False),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("classification", String(16), nullable=False),
+    Column("custodian", String(64), nullable=False),
+    Column("owners", Text, nullable=False),
+    Column("location_commitment", String(64), nullable=False),
+    Column("registered_seq", BigInteger, nullable=False),
+    Column("commitment_seq", BigInteger, nullable=False),
+    Column("last_count_at", String(32), nullable=True),
+)
+
+targets = Table(
+    "targets",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("material", String(64), primary_key=True),
+    Column("days_of_cover", Integer, nullable=False),
+    Column("annual_quantity", BigInteger, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("valid_from", String(32), nullable=False),
+    Column("valid_to", String(32), nullable=False),
+    Column("set_seq", BigInteger, nullable=False),
+)
+
+balances = Table(
+    "balances",
+    metadata,
+    Column("account", String(300), primary_key=True),
+    Column("lot", String(64), primary_key=True),
+    Column("material", String(64), nullable=False, index=True),
+    Column("quantity", BigInteger, nullable=False),
+    CheckConstraint("account NOT LIKE 'H/%' OR quantity >= 0", name="balances_holding_nonneg"),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("lot", String(64), nullable=False),
+    Column("material", String(64), nullable=False),
+    Column("from_site", String(64), nullable=False),
+    Column("to_site", String(64), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("dispatched_seq", BigInteger, nullable=False),
+)
+
+loans = Table(
+    "loans",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("lot", String(64), nullable=False),
+    Column("material", String(64), nullable=False),
+    Column("borrower", String(200), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("outstanding", BigInteger, nullable=False),
+    Column("due_at", String(32), nullable=False),
+    Column("premium_pct", String(12), nullable=False),
+    Column("lent_seq", BigInteger, nullable=False),
+    CheckConstraint("outstanding > 0 AND outstanding <= quantity", name="loans_outstanding_range"),
+)
+
+movements = Table(
+    "movements",
+    metadata,
+    Column("entry_id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("kind", String(40), nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("recorded_at", String(32), nullable=False),
+    Column("postings", Text, nullable=False),
+    Column("reversed_by", BigInteger, nullable=True),
+)
+
+# Every leg of every movement, with the account's balance after it: a balance as of any
+# seq is one index seek (the last posting at or before it), never a replay.
+postings = Table(
+    "postings",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("n", SmallInteger, primary_key=True, autoincrement=False),
+    Column("account", String(300), nullable=False),
+    Column("material", String(64), nullable=False),
+    Column("lot", String(64), nullable=False),
+    Column("delta", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Index("postings_account_lot_seq", "account", "lot", "seq"),
+    Index("postings_lot_seq", "lot", "seq"),
+)
+
+# Sealed site locations (DESIGN.md, Secrets): AES-256-GCM ciphertext of the salt and the
+# canonical location. Never part of the log or an export; append-only like the log.
+site_locations = Table(
+    "site_locations",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("commitment", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("nonce", LargeBinary(12), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", String(32), nullable=False),
 )

@@ -1,0 +1,1 @@
+"""Entry kinds, one module per domain; ``ledger.entries.AnyBody`` is their union."""

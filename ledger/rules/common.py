@@ -1,0 +1,114 @@
+"""Helpers shared by the domain rules: scope checks and the double-entry book."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ledger.errors import Rejected
+from ledger.records import BalanceRec, LotRec, SiteRec, is_holding
+from ledger.reducer import Context, Signers
+from ledger.state import Change, Post, Posting, Put, StateView
+
+
+def refuse(rule: str, message: str, ctx: Context, field: str | None = None) -> Rejected:
+    return Rejected(rule, message, field=field, seq=ctx.seq)
+
+
+def need(state: StateView, table: str, key: Any, ctx: Context, *, what: str, field: str) -> Any:
+    """The record, or a refusal naming what does not exist."""
+    rec = state.get(table, key)
+    if rec is None:
+        raise refuse(f"unknown-{what}", f"no {what} '{key}' is registered", ctx, field)
+    return rec
+
+
+def require_site_scope(
+    signers: Signers, site: str, ctx: Context, *, field: str = "entry.site"
+) -> None:
+    if "operator" not in signers.author.roles:
+        raise refuse("role", "only an operator records movements", ctx, "entry.author")
+    if site not in signers.author.sites:
+        # Same words whether the site exists or not: scope must not reveal sites.
+        raise refuse("site-scope", f"site '{site}' is not in your scope", ctx, field)
+
+
+def require_owner_scope(signers: Signers, role: str, owner: str, ctx: Context) -> None:
+    if role not in signers.author.roles:
+        raise refuse("role", f"only a user with the role '{role}' may do this", ctx, "entry.author")
+    if owner not in signers.author.owners:
+        raise refuse("owner-scope", f"owner '{owner}' is not in your scope", ctx, "entry.owner")
+
+
+def site_holds_for(site: SiteRec, owner: str, ctx: Context, field: str = "entry.owner") -> None:
+    if owner != site.custodian and owner not in site.owners:
+        raise refuse(
+            "site-owner", f"site {site.code} does not hold stock for owner '{owner}'", ctx, field
+        )
+
+
+class Book:
+    """The postings of one movement. Each ``post`` reads the account's balance (as of this
+    entry, including earlier legs) and refuses a holding that would go negative; ``close``
+    checks the legs sum to zero per lot and returns the changes."""
+
+    def __init__(self, state: StateView, ctx: Context):
+        self.state = state
+        self.ctx = ctx
+        self.legs: list[tuple[str, str, str, int]] = []
+        self._balances: dict[tuple[str, str], int] = {}
+        self._material: dict[str, str] = {}
+
+    def lot(self, code: str, field: str) -> LotRec:
+        rec: LotRec = need(self.state, "lots", code, self.ctx, what="lot", field=field)
+        self._material[code] = rec.material
+        return rec
+
+    def balance(self, account: str, lot: str) -> int:
+        key = (account, lot)
+        if key not in self._balances:
+            rec: BalanceRec | None = self.state.get("balances", key)
+            self._balances[key] = rec.quantity if rec else 0
+        return self._balances[key]
+
+    def post(self, account: str, lot: str, delta: int, *, field: str = "entry.quantity") -> None:
+        new = self.balance(account, lot) + delta
+        if new < 0 and is_holding(account):
+            raise refuse(
+                "negative-holding",
+                f"{account[2:]} holds only {new - delta} g of lot {lot}; this would leave {new} g",
+                self.ctx,
+                field,
+            )
+        self._balances[(account, lot)] = new
+        self.legs.append((account, self._material[lot], lot, delta))
+
+    def close(self) -> list[Change]:
+        total: dict[str, int] = defaultdict(int)
+        for _, _, lot, delta in self.legs:
+            total[lot] += delta
+        if any(total.values()):  # pragma: no cover - every rule posts balanced legs
+            raise refuse("unbalanced", "postings do not sum to zero per lot", self.ctx)
+        changes: list[Change] = []
+        running: dict[tuple[str, str], int] = {}
+        for n, (account, material, lot, delta) in enumerate(self.legs):
+            key = (account, lot)
+            running[key] = running.get(key, self.balance(account, lot) - self._sum(key)) + delta
+            changes.append(
+                Post(Posting(self.ctx.seq, n, account, material, lot, delta, running[key]))
+            )
+        for (account, lot), qty in self._balances.items():
+            if any(leg[0] == account and leg[2] == lot for leg in self.legs):
+                # Zero balances stay: the table doubles as the index of every account and
+                # lot ever used, which as-of queries walk (ledger.store.reports).
+                changes.append(
+                    Put(
+                        "balances",
+                        (account, lot),
+                        BalanceRec(account, lot, self._material[lot], qty),
+                    )
+                )
+        return changes
+
+    def _sum(self, key: tuple[str, str]) -> int:
+        return sum(d for a, _, lot, d in self.legs if (a, lot) == key)

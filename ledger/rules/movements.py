@@ -1,0 +1,408 @@
+"""Movement rules: every kind of stock movement as balanced postings (issue #3).
+
+Each movement posts legs between physical holdings (``H/<owner>/<site>``) and virtual
+accounts (supplier, transit, loss, gain, loans, buyer, recipient, rotation, conversion)
+that sum to zero per lot (:class:`~ledger.rules.common.Book`). A holding never goes
+negative at any point of the history, because every leg is checked as it is posted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+from ledger.kinds.stock import (
+    Arrival,
+    Conversion,
+    Dispatch,
+    LoanOut,
+    LoanReturn,
+    Receipt,
+    Release,
+    Reversal,
+    Rotation,
+    Sale,
+    StockCount,
+)
+from ledger.records import (
+    CONVERSION,
+    GAIN,
+    LOANS,
+    LOSS,
+    ROTATION,
+    TRANSIT,
+    LoanRec,
+    MovementRec,
+    SiteRec,
+    TransferRec,
+    holding,
+    virtual,
+)
+from ledger.reducer import Context, Signers, rule
+from ledger.rules.common import Book, need, refuse, require_site_scope, site_holds_for
+from ledger.state import CLOCK_SKEW, Change, Put, StateView
+from ledger.timefmt import format_time, parse_time
+
+# A reversal must come within this time of the movement it mirrors; later corrections
+# are new movements (a count, a receipt). It also bounds what the verifier remembers.
+REVERSAL_WINDOW = timedelta(days=30)
+# Default stock-count tolerance, in percent of the book quantity, until a release
+# policy (issue #5) sets one per owner and material.
+DEFAULT_COUNT_TOLERANCE = Decimal("0.5")
+# Kinds a reversal may mirror; see ``reversal`` for why the others are not.
+REVERSIBLE = (
+    "stock.receipt",
+    "stock.dispatch",
+    "stock.sale",
+    "stock.rotation",
+    "stock.conversion",
+    "stock.count",
+    "stock.loan_out",
+)
+
+
+def _site_for_movement(
+    state: StateView, signers: Signers, site_code: str, occurred_at: str, ctx: Context
+) -> SiteRec:
+    """Scope, existence and time checks every movement shares."""
+    require_site_scope(signers, site_code, ctx)
+    site: SiteRec = need(state, "sites", site_code, ctx, what="site", field="entry.site")
+    occurred = parse_time(occurred_at, field="entry.occurred_at")
+    if occurred > ctx.recorded_at + CLOCK_SKEW:
+        raise refuse("clock", "the movement is dated in the future", ctx, "entry.occurred_at")
+    if site.last_count_at is not None and occurred < parse_time(site.last_count_at):
+        raise refuse(
+            "before-count",
+            f"the movement is dated before the last stock count at {site.code} ({site.last_count_at})",
+            ctx,
+            "entry.occurred_at",
+        )
+    return site
+
+
+def _movement(kind: str, body_id: str, site: str, book: Book, ctx: Context) -> list[Change]:
+    changes = book.close()
+    rec = MovementRec(
+        entry_id=body_id,
+        seq=ctx.seq,
+        kind=kind,
+        site=site,
+        recorded_at=format_time(ctx.recorded_at),
+        postings=tuple(book.legs),
+        reversed_by=None,
+    )
+    changes.append(Put("movements", body_id, rec))
+    return changes
+
+
+@rule(Receipt)
+def receipt(state: StateView, body: Receipt, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    site_holds_for(site, body.owner, ctx)
+    book = Book(state, ctx)
+    book.lot(body.lot, "entry.lot")
+    book.post(virtual("supplier", body.supplier), body.lot, -body.quantity)
+    book.post(holding(body.owner, site.code), body.lot, body.quantity)
+    return _movement("stock.receipt", body.id, site.code, book, ctx)
+
+
+@rule(Dispatch)
+def dispatch(state: StateView, body: Dispatch, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    dest: SiteRec = need(state, "sites", body.to_site, ctx, what="site", field="entry.to_site")
+    if dest.code == site.code:
+        raise refuse("same-site", "a transfer goes to another site", ctx, "entry.to_site")
+    site_holds_for(dest, body.owner, ctx, "entry.to_site")
+    book = Book(state, ctx)
+    lot = book.lot(body.lot, "entry.lot")
+    book.post(holding(body.owner, site.code), body.lot, -body.quantity)
+    book.post(TRANSIT, body.lot, body.quantity)
+    transfer = TransferRec(
+        body.id, body.owner, body.lot, lot.material, site.code, dest.code, body.quantity, ctx.seq
+    )
+    return [
+        *_movement("stock.dispatch", body.id, site.code, book, ctx),
+        Put("transfers", body.id, transfer),
+    ]
+
+
+@rule(Arrival)
+def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    t: TransferRec | None = state.get("transfers", body.transfer)
+    if t is None:
+        raise refuse(
+            "unknown-transfer",
+            "no open transfer with this id (unknown or already resolved)",
+            ctx,
+            "entry.transfer",
+        )
+    if t.to_site != site.code:
+        raise refuse(
+            "wrong-site", f"this transfer goes to {t.to_site}, not {site.code}", ctx, "entry.site"
+        )
+    if body.quantity > t.quantity:
+        raise refuse(
+            "over-arrival",
+            f"{body.quantity} g arrived but only {t.quantity} g were dispatched",
+            ctx,
+            "entry.quantity",
+        )
+    shortfall = t.quantity - body.quantity
+    if shortfall and not body.shortfall_reason.strip():
+        raise refuse(
+            "shortfall-reason",
+            f"{shortfall} g are missing: state the reason",
+            ctx,
+            "entry.shortfall_reason",
+        )
+    book = Book(state, ctx)
+    book.lot(t.lot, "entry.transfer")
+    book.post(TRANSIT, t.lot, -t.quantity)
+    if body.quantity:
+        book.post(holding(t.owner, site.code), t.lot, body.quantity)
+    if shortfall:
+        book.post(LOSS, t.lot, shortfall)
+    # A transfer resolves once: the open record goes away.
+    return [
+        *_movement("stock.arrival", body.id, site.code, book, ctx),
+        Put("transfers", t.id, None),
+    ]
+
+
+@rule(Release)
+def release(state: StateView, body: Release, signers: Signers, ctx: Context) -> list[Change]:
+    _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    raise refuse(
+        "release-not-authorised",
+        "a release needs a valid ministerial order; release authorisation is not enabled yet",
+        ctx,
+        "entry.order",
+    )
+
+
+@rule(LoanOut)
+def loan_out(state: StateView, body: LoanOut, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    site_holds_for(site, body.owner, ctx)
+    if parse_time(body.due_at, field="entry.due_at") <= parse_time(body.occurred_at):
+        raise refuse("due-date", "the loan must be due after it is made", ctx, "entry.due_at")
+    book = Book(state, ctx)
+    lot = book.lot(body.lot, "entry.lot")
+    book.post(holding(body.owner, site.code), body.lot, -body.quantity)
+    book.post(LOANS, body.lot, body.quantity)
+    loan = LoanRec(
+        id=body.id,
+        owner=body.owner,
+        site=site.code,
+        lot=body.lot,
+        material=lot.material,
+        borrower=body.borrower,
+        quantity=body.quantity,
+        outstanding=body.quantity,
+        due_at=body.due_at,
+        premium_pct=body.premium_pct,
+        lent_seq=ctx.seq,
+    )
+    return [
+        *_movement("stock.loan_out", body.id, site.code, book, ctx),
+        Put("loans", body.id, loan),
+    ]
+
+
+@rule(LoanReturn)
+def loan_return(state: StateView, body: LoanReturn, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    loan: LoanRec | None = state.get("loans", body.loan)
+    if loan is None:
+        raise refuse(
+            "unknown-loan",
+            "no open loan with this id (unknown or fully returned)",
+            ctx,
+            "entry.loan",
+        )
+    site_holds_for(site, loan.owner, ctx, "entry.site")
+    if body.quantity > loan.outstanding:
+        raise refuse(
+            "over-return",
+            f"only {loan.outstanding} g of this loan are outstanding",
+            ctx,
+            "entry.quantity",
+        )
+    book = Book(state, ctx)
+    book.lot(loan.lot, "entry.loan")
+    book.post(LOANS, loan.lot, -body.quantity)
+    book.post(holding(loan.owner, site.code), loan.lot, body.quantity)
+    left = loan.outstanding - body.quantity
+    updated = None if left == 0 else replace(loan, outstanding=left)
+    return [
+        *_movement("stock.loan_return", body.id, site.code, book, ctx),
+        Put("loans", loan.id, updated),
+    ]
+
+
+@rule(Sale)
+def sale(state: StateView, body: Sale, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    book = Book(state, ctx)
+    book.lot(body.lot, "entry.lot")
+    book.post(holding(body.owner, site.code), body.lot, -body.quantity)
+    book.post(virtual("buyer", body.buyer), body.lot, body.quantity)
+    return _movement("stock.sale", body.id, site.code, book, ctx)
+
+
+@rule(Rotation)
+def rotation(state: StateView, body: Rotation, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    site_holds_for(site, body.owner, ctx)
+    book = Book(state, ctx)
+    out = book.lot(body.lot_out, "entry.lot_out")
+    new = book.lot(body.lot_in, "entry.lot_in")
+    if body.lot_in == body.lot_out:
+        raise refuse("rotation", "a rotation brings in another lot", ctx, "entry.lot_in")
+    if new.material != out.material:
+        raise refuse(
+            "rotation",
+            f"a rotation replaces {out.material} with {out.material}, not {new.material}",
+            ctx,
+            "entry.lot_in",
+        )
+    if new.basis != out.basis or Decimal(new.purity) < Decimal(out.purity):
+        raise refuse(
+            "rotation-grade",
+            f"the incoming lot must be of equal or better grade ({new.purity}% < {out.purity}% {out.basis})"
+            if new.basis == out.basis
+            else "the incoming lot's purity is stated on another basis",
+            ctx,
+            "entry.lot_in",
+        )
+    holder = holding(body.owner, site.code)
+    book.post(holder, body.lot_out, -body.quantity)
+    book.post(ROTATION, body.lot_out, body.quantity)
+    book.post(ROTATION, body.lot_in, -body.quantity)
+    book.post(holder, body.lot_in, body.quantity)
+    return _movement("stock.rotation", body.id, site.code, book, ctx)
+
+
+@rule(Conversion)
+def conversion(state: StateView, body: Conversion, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    site_holds_for(site, body.owner, ctx)
+    book = Book(state, ctx)
+    book.lot(body.lot_in, "entry.lot_in")
+    book.lot(body.lot_out, "entry.lot_out")
+    if body.lot_in == body.lot_out:
+        raise refuse("conversion", "a conversion produces another lot", ctx, "entry.lot_out")
+    holder = holding(body.owner, site.code)
+    book.post(holder, body.lot_in, -body.quantity_in, field="entry.quantity_in")
+    book.post(CONVERSION, body.lot_in, body.quantity_in)
+    book.post(CONVERSION, body.lot_out, -body.quantity_out)
+    book.post(holder, body.lot_out, body.quantity_out)
+    return _movement("stock.conversion", body.id, site.code, book, ctx)
+
+
+def count_tolerance(state: StateView, owner: str, material: str) -> Decimal:
+    """Percent of the book quantity a count may differ by without a second officer."""
+    return DEFAULT_COUNT_TOLERANCE  # release policies (issue #5) will set it per owner and material
+
+
+@rule(StockCount)
+def stock_count(state: StateView, body: StockCount, signers: Signers, ctx: Context) -> list[Change]:
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    site_holds_for(site, body.owner, ctx)
+    book = Book(state, ctx)
+    lot = book.lot(body.lot, "entry.lot")
+    holder = holding(body.owner, site.code)
+    on_book = book.balance(holder, body.lot)
+    if body.book != on_book:
+        raise refuse(
+            "book-changed",
+            f"the book quantity is {on_book} g, not {body.book} g: count again",
+            ctx,
+            "entry.book",
+        )
+    diff = body.counted - on_book
+    tolerance = count_tolerance(state, body.owner, lot.material)
+    beyond = abs(diff) * 100 > tolerance * on_book if on_book else diff != 0
+    if signers.cosigners:
+        second = signers.cosigners[0]
+        officer = ("operator" in second.roles and site.code in second.sites) or (
+            "official" in second.roles and body.owner in second.owners
+        )
+        if len(signers.cosigners) > 1 or second.user == signers.author.user or not officer:
+            raise refuse(
+                "second-officer",
+                "the second signature must be one other officer: an operator of the site or an official of the owner",
+                ctx,
+                "sigs[1]",
+            )
+    elif beyond:
+        raise refuse(
+            "count-tolerance",
+            f"the count differs from the book by {diff} g, beyond the {tolerance}% tolerance: a second officer must co-sign",
+            ctx,
+            "sigs",
+        )
+    if diff < 0:
+        book.post(holder, body.lot, diff, field="entry.counted")
+        book.post(LOSS, body.lot, -diff)
+    elif diff > 0:
+        book.post(GAIN, body.lot, -diff)
+        book.post(holder, body.lot, diff)
+    counted_at = body.occurred_at
+    if site.last_count_at is not None and parse_time(site.last_count_at) > parse_time(counted_at):
+        counted_at = site.last_count_at  # pragma: no cover - refused above as before-count
+    updated = replace(site, last_count_at=counted_at)
+    return [
+        *_movement("stock.count", body.id, site.code, book, ctx),
+        Put("sites", site.code, updated),
+    ]
+
+
+@rule(Reversal)
+def reversal(state: StateView, body: Reversal, signers: Signers, ctx: Context) -> list[Change]:
+    """Mirror one earlier movement's postings, once. Arrivals, loan returns and releases
+    are not reversible (they close a transfer, a loan or execute an order); a dispatch
+    only while in transit, a loan only while nothing came back."""
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    orig: MovementRec | None = state.get("movements", body.reverses)
+    if orig is None or orig.kind not in REVERSIBLE:
+        raise refuse("not-reversible", "no reversible movement with this id", ctx, "entry.reverses")
+    if parse_time(orig.recorded_at) < ctx.recorded_at - REVERSAL_WINDOW:
+        raise refuse(
+            "reversal-window",
+            "movements older than 30 days are corrected by a new movement, not reversed",
+            ctx,
+            "entry.reverses",
+        )
+    if orig.reversed_by is not None:
+        raise refuse(
+            "already-reversed",
+            f"this movement was already reversed at seq {orig.reversed_by}",
+            ctx,
+            "entry.reverses",
+        )
+    if orig.site != site.code:
+        raise refuse("wrong-site", f"the movement was recorded at {orig.site}", ctx, "entry.site")
+    extra: list[Change] = []
+    if orig.kind == "stock.dispatch":
+        if state.get("transfers", orig.entry_id) is None:
+            raise refuse(
+                "not-reversible", "the transfer has already arrived", ctx, "entry.reverses"
+            )
+        extra.append(Put("transfers", orig.entry_id, None))
+    if orig.kind == "stock.loan_out":
+        loan: LoanRec | None = state.get("loans", orig.entry_id)
+        if loan is None or loan.outstanding != loan.quantity:
+            raise refuse(
+                "not-reversible", "part of the loan has already come back", ctx, "entry.reverses"
+            )
+        extra.append(Put("loans", orig.entry_id, None))
+    book = Book(state, ctx)
+    for account, _material, lot, delta in reversed(orig.postings):
+        book.lot(lot, "entry.reverses")
+        book.post(account, lot, -delta, field="entry.reverses")
+    changes = book.close()
+    changes.append(Put("movements", orig.entry_id, replace(orig, reversed_by=ctx.seq)))
+    return changes + extra

@@ -1,0 +1,58 @@
+"""Exact quantity input: decimal strings with a unit, converted to integer base units.
+
+Quantities in the log are integers in the material's base unit (grams). A person types
+"12.5 t" or "250 kg"; the conversion is exact (``fractions.Fraction``) and anything that
+would need rounding is refused, never rounded (issue #3). Only mass units exist so far;
+a unit of another category is refused by name.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+
+from ledger.canonical import MAX_SAFE_INT
+from ledger.errors import InvalidEntry
+
+# Grams per unit. The avoirdupois pound is exactly 453.59237 g (1959 international yard
+# and pound agreement).
+MASS_UNITS: dict[str, Fraction] = {
+    "g": Fraction(1),
+    "kg": Fraction(1000),
+    "t": Fraction(1_000_000),
+    "lb": Fraction(45_359_237, 100_000),
+}
+_QTY = re.compile(r"\s*([0-9]{1,18}(?:\.[0-9]{1,12})?)\s*([A-Za-z]+)\s*")
+
+
+def parse_quantity(text: str, *, field: str = "quantity", base_unit: str = "g") -> int:
+    """``"12.5 t"`` -> ``12500000`` (grams). Refuses negative, inexact and unknown input."""
+    if base_unit != "g":
+        raise InvalidEntry(f"materials in '{base_unit}' are not supported yet", field=field)
+    m = _QTY.fullmatch(text)
+    if not m:
+        raise InvalidEntry("write a quantity as a decimal number and a unit, e.g. '12.5 t'", field=field)
+    number, unit = m.groups()
+    factor = MASS_UNITS.get(unit.lower() if unit != "t" else unit)
+    if factor is None:
+        raise InvalidEntry(f"unknown unit '{unit}': use one of {', '.join(MASS_UNITS)}", field=field)
+    grams = Fraction(Decimal(number)) * factor
+    if grams.denominator != 1:
+        raise InvalidEntry(
+            f"{number} {unit} is not a whole number of grams ({float(grams):.6f} g); it would have to be rounded",
+            field=field,
+        )
+    value = int(grams)
+    if value > MAX_SAFE_INT:
+        raise InvalidEntry("quantity is too large", field=field)
+    return value
+
+
+def format_quantity(grams: int) -> str:
+    """Grams as the largest unit that keeps the value exact and readable."""
+    for unit, factor in (("t", 1_000_000), ("kg", 1000)):
+        if abs(grams) >= factor:
+            value = Decimal(grams) / Decimal(factor)
+            return f"{value.normalize():f} {unit}"
+    return f"{grams} g"
