@@ -7,14 +7,19 @@ signer only through the :class:`ledger.crypto.Signer` protocol.
 from keys.backend import Keystore
 from keys.filestore import KEY_NAME_PATTERN, FileKeystore, validate_key_name
 from keys.passphrase import PASSPHRASE_ENV, passphrase_from_env_or_prompt
+from keys.sealing import SEALING_KEY_FILE, AesGcmSealer, load_or_create_sealer, load_sealer
 from keys.signer import Ed25519Signer
 
 __all__ = [
     "KEY_NAME_PATTERN",
     "PASSPHRASE_ENV",
+    "SEALING_KEY_FILE",
+    "AesGcmSealer",
     "Ed25519Signer",
     "FileKeystore",
     "Keystore",
+    "load_or_create_sealer",
+    "load_sealer",
     "passphrase_from_env_or_prompt",
     "validate_key_name",
 ]

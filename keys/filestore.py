@@ -48,13 +48,17 @@ _PUB_MODE = 0o644
 _MAX_KEY_FILE = 64 * 1024
 
 
+# ``<root>/sealing.key`` belongs to keys.sealing (the location sealing key), not to a signer.
+RESERVED_NAMES = frozenset({"sealing"})
+
+
 def validate_key_name(name: str) -> str:
     """Return ``name`` if it is a valid key name, else raise :class:`KeystoreError`.
 
     Names are 1-64 characters of ``a-z 0-9 . _ -`` starting with a letter or digit, so a
     name can never be a path (no ``/``), a hidden or temporary file, or ``..``.
     """
-    if not isinstance(name, str) or KEY_NAME_PATTERN.fullmatch(name) is None:
+    if not isinstance(name, str) or KEY_NAME_PATTERN.fullmatch(name) is None or name in RESERVED_NAMES:
         raise KeystoreError(
             "invalid key name: use 1-64 characters from a-z 0-9 . _ - "
             "starting with a letter or digit"
@@ -262,7 +266,7 @@ class FileKeystore:
             if not entry.endswith(_KEY_SUFFIX):
                 continue
             name = entry[: -len(_KEY_SUFFIX)]
-            if KEY_NAME_PATTERN.fullmatch(name) is not None:
+            if KEY_NAME_PATTERN.fullmatch(name) is not None and name not in RESERVED_NAMES:
                 found.append(name)
         return sorted(found)
 

@@ -47,15 +47,17 @@ def _configure_logging(level: str) -> None:
 
 def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
     from keys import FileKeystore, passphrase_from_env_or_prompt
+    from keys.sealing import load_or_create_sealer
     from ledger.service import Ledger
     from ledger.store.db import make_engine
 
-    from keys.sealing import load_or_create_sealer
-
     passphrase = passphrase_from_env_or_prompt(env=os.environ, prompt=prompt)
     keystore = FileKeystore(settings.keystore_dir, passphrase=passphrase)
-    sealer = load_or_create_sealer(settings.keystore_dir, passphrase=passphrase)
-    return Ledger(make_engine(settings.db_url), keystore, sealer)
+    return Ledger(
+        make_engine(settings.db_url),
+        keystore,
+        lambda: load_or_create_sealer(settings.keystore_dir, passphrase=passphrase),
+    )
 
 
 def _reader(settings: Settings) -> Any:

@@ -368,6 +368,7 @@ def show_trace(engine: Any, a: argparse.Namespace) -> int:
 
     with engine.begin() as conn:
         t = reports.trace_lot(conn, a.lot)
+    print(f"lot {t.lot} ({t.material}): {format_quantity(t.held)} held; postings balance: {'yes' if t.balanced else 'NO'}")
     _print_table(
         ["SEQ", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"],
         [
@@ -377,7 +378,7 @@ def show_trace(engine: Any, a: argparse.Namespace) -> int:
     )
     print()
     _print_table(
-        ["ACCOUNT", "NOW"], [[acct, format_quantity(q)] for acct, q in t.distribution.items()]
+        ["ACCOUNT", "NOW"], [[d.account, format_quantity(d.quantity)] for d in t.distribution]
     )
     return 0
 
@@ -420,7 +421,12 @@ def show_loans(engine: Any, a: argparse.Namespace) -> int:
     from ledger.store import reports
 
     with engine.begin() as conn:
-        rows = reports.overdue_loans(conn, now=now()) if a.overdue else reports.open_loans(conn)
+        if a.overdue:
+            rows: list[Any] = list(reports.overdue_loans(conn, now=now()))
+        else:
+            from ledger.store.projections import read_table
+
+            rows = sorted(read_table(conn, "loans").values(), key=lambda r: r.lent_seq)
     _print_table(
         ["LOAN", "OWNER", "SITE", "LOT", "BORROWER", "OUTSTANDING", "DUE"],
         [

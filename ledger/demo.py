@@ -144,7 +144,7 @@ def run_demo(led: Ledger) -> int:
             ],
         )
     now = datetime.now(UTC)
-    start = now - timedelta(days=360)
+    start = now - timedelta(days=330)
     for owner, material, days, annual in (
         ("JP-RESERVE", "NDPR-OXIDE", 60, 30_000_000_000),
         ("JP-RESERVE", "DY-METAL", 60, 900_000_000),
@@ -169,7 +169,9 @@ def run_demo(led: Ledger) -> int:
 
 def _year_of_movements(led: Ledger, start: datetime) -> None:
     rng = random.Random(7)  # noqa: S311 - a repeatable demo, not a secret
-    day = lambda d: format_time(start + timedelta(days=d, hours=rng.randint(8, 17)))  # noqa: E731
+
+    def day(d: int) -> str:
+        return format_time(start + timedelta(days=d, hours=rng.randint(8, 17)))
 
     def act(user: str, kind: str, **fields: object) -> str:
         res = led.act(user, kind, **fields)
@@ -247,7 +249,7 @@ def _year_of_movements(led: Ledger, start: datetime) -> None:
                 accepted_purity=purity,
                 reference=f"DN-{lot[-7:]}-{part + 1}",
             )
-            d += 6
+            d += 4
     # A transfer from Japan to the EU bunker, with a small shortfall in transit.
     t = act(
         "olga",
@@ -273,7 +275,7 @@ def _year_of_movements(led: Ledger, start: datetime) -> None:
     d += 20
     for _ in range(3):
         _count(led, "olga", "SITE-7F3K", "JP-RESERVE", "LOT-NDPR-2025-01", rng, day(d))
-        d += 60
+        d += 45
     # A rotation to a better lot, a conversion oxide -> (demo) metal lot, a sale.
     act(
         "olga",
@@ -362,7 +364,16 @@ def _count(
         rows = balances(conn, owner=owner, site=site, lot=lot)
     book = rows[0].quantity if rows else 0
     counted = book - rng.randint(0, book // 2000)  # within the 0.5 % tolerance
-    led.act(user, "stock.count", site=site, owner=owner, lot=lot, book=book, counted=counted, occurred_at=at)
+    led.act(
+        user,
+        "stock.count",
+        site=site,
+        owner=owner,
+        lot=lot,
+        book=book,
+        counted=counted,
+        occurred_at=at,
+    )
 
 
 def _size(led: Ledger) -> int:

@@ -8,6 +8,7 @@ the append transaction.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,9 @@ def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
 class Ledger:
     engine: Engine
     keystore: SignerSource
-    sealer: Sealer | None = None
+    # The sealing key, or a function that loads it (scrypt costs ~0.4 s, so commands
+    # that never touch a location should not pay for it).
+    sealer: Sealer | Callable[[], Sealer] | None = None
 
     # -- keys -------------------------------------------------------------------------
     def log_signer(self) -> Signer:
@@ -140,6 +143,8 @@ class Ledger:
     def _sealer(self) -> Sealer:
         if self.sealer is None:
             raise ConfigError("no sealing key available: locations cannot be stored")
+        if not isinstance(self.sealer, Sealer):
+            self.sealer = self.sealer()
         return self.sealer
 
     def register_site(
@@ -166,21 +171,33 @@ class Ledger:
             owners=owners,
             location_commitment=commitment,
         )
-        return append(self.engine, [sign_body(body, [self.signer_for(admin)])], log_signer=self.log_signer(), also=also)
+        return append(
+            self.engine,
+            [sign_body(body, [self.signer_for(admin)])],
+            log_signer=self.log_signer(),
+            also=also,
+        )
 
     def relocate_site(self, *, admin: str, code: str, location: Location) -> AppendResult:
         from ledger.store.locations import seal_location
 
         commitment, also = seal_location(site=code, location=location, sealer=self._sealer())
         body = new_body("site.relocated", admin, site=code, location_commitment=commitment)
-        return append(self.engine, [sign_body(body, [self.signer_for(admin)])], log_signer=self.log_signer(), also=also)
+        return append(
+            self.engine,
+            [sign_body(body, [self.signer_for(admin)])],
+            log_signer=self.log_signer(),
+            also=also,
+        )
 
     # -- reading ----------------------------------------------------------------------
     def entry_ref(self, ref: str) -> str:
         """An entry id from an id or a seq (what the CLI printed)."""
         if ref.isdigit():
             with self.engine.connect() as conn:
-                found = conn.execute(select(entries.c.entry_id).where(entries.c.seq == int(ref))).first()
+                found = conn.execute(
+                    select(entries.c.entry_id).where(entries.c.seq == int(ref))
+                ).first()
             if found is None:
                 raise NotFound(f"no entry at seq {ref}")
             return str(found.entry_id)

@@ -8,13 +8,15 @@ PostgreSQL serialises appenders on the ``log_state`` row (``SELECT ... FOR UPDAT
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from ledger.errors import ConfigError, StorageError
@@ -32,12 +34,17 @@ def _sqlite_setup(engine: Engine, *, readonly: bool) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # INSERT OR REPLACE deletes the row it replaces; only with recursive triggers on
+        # does that fire the append-only DELETE triggers.
+        cur.execute("PRAGMA recursive_triggers=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers take the write lock up front; readers get a WAL snapshot.
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # Writers (write_transaction) take the write lock up front, so two appenders
+        # queue instead of failing on a stale snapshot; readers get a WAL snapshot.
+        writing = conn.get_execution_options().get("ledger_write", False) and not readonly
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
@@ -65,6 +72,16 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     return engine
 
 
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its first
+    statement (``BEGIN IMMEDIATE``); on PostgreSQL callers add their own lock."""
+    with engine.connect() as conn:
+        conn.execution_options(ledger_write=True)
+        with conn.begin():
+            yield conn
+
+
 def _alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -75,7 +92,7 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (the only way it ever changes)."""
     cfg = _alembic_config()
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except OperationalError as exc:

@@ -25,6 +25,7 @@ from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.state import Change, State
 from ledger.store import projections
+from ledger.store.db import write_transaction
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.timefmt import format_time, now, parse_time
 
@@ -83,7 +84,7 @@ def append(
         raise ConfigError("nothing to append")
     parsed = [parse_submission(s) for s in submissions]
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             _lock(conn)
             result = _append_locked(conn, parsed, log_signer=log_signer, clock=clock)
             if also is not None:

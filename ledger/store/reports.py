@@ -1,0 +1,689 @@
+"""Read-only stock reports over the projections: balances now and as of any point of the
+log, where a lot went, days of cover against targets, the EU CRMA (Art. 22) aggregate,
+overdue loans and open transfers.
+
+Every function takes a :class:`~sqlalchemy.Connection` and returns typed, frozen
+dataclasses; nothing here writes. Reports name sites by code only: no location ever
+enters the database tables read here, and the aggregate reports (:func:`cover`,
+:func:`crma_report`) carry no site code at all.
+
+Scoping: the functions that aggregate or list stock take ``owners`` (``None`` = every
+owner, ``[]`` = none), some also ``sites``; the API passes the caller's scope. Virtual
+accounts (``V/...``) cannot be attributed to an owner or a site, so any owner or site
+filter or scope restricts :func:`balances` to physical holdings.
+
+As-of queries never replay: ``postings`` carries each leg's ``balance_after``, so the
+balance of an (account, lot) pair at seq ``s`` is the ``balance_after`` of its last
+posting at or before ``s``, one seek on the ``(account, lot, seq)`` index per pair; the
+``balances`` table keeps every pair ever used (zero rows included) and so is the list of
+pairs to look up. "As of a time" means as recorded in the log by then (``recorded_at``,
+:func:`seq_at_time`), not as dated by the movements' ``occurred_at``.
+
+Reports that read more than once (:func:`crma_report`, :func:`cover`) pin their figures
+to one seq; for a fully consistent snapshot of the reference tables too, give them a
+connection of a read-only engine (``make_engine(url, readonly=True)``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, false, or_, select, true
+
+from ledger import timefmt
+from ledger.errors import NotFound
+from ledger.records import HOLDING_PREFIX, is_holding, split_holding
+from ledger.store.schema import (
+    balances as balances_t,
+)
+from ledger.store.schema import (
+    entries,
+    loans,
+    log_state,
+    lots,
+    materials,
+    postings,
+    targets,
+    transfers,
+)
+from ledger.timefmt import format_time, parse_time
+
+DAYS_PER_YEAR = 365
+TREND_YEARS = 5
+
+# -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow:
+    """Quantity (grams) of one lot on one account. ``owner`` and ``site`` are set for
+    physical holdings (``H/<owner>/<site>``) and ``None`` for virtual accounts."""
+
+    account: str
+    owner: str | None
+    site: str | None
+    material: str
+    lot: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLeg:
+    seq: int
+    n: int
+    recorded_at: str
+    kind: str
+    account: str
+    delta: int
+    balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountQuantity:
+    account: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class LotTrace:
+    """Every leg of a lot in log order and where it is now.
+
+    ``balanced``: the current distribution over all accounts (physical and virtual) sums
+    to zero, as double entry requires. ``consistent``: the legs explain the distribution
+    exactly (folding the deltas gives every account's current balance, each leg's
+    ``balance_after`` is the running balance, and each movement's legs on this lot sum to
+    zero). ``held`` is the sum over physical holdings; ``owners`` every owner whose
+    holding the lot ever touched (for the caller's scope check)."""
+
+    lot: str
+    material: str
+    legs: tuple[TraceLeg, ...]
+    distribution: tuple[AccountQuantity, ...]
+    held: int
+    owners: tuple[str, ...]
+    balanced: bool
+    consistent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CoverRow:
+    """Stock held against a target. ``days_held`` = held x 365 / annual quantity, to one
+    decimal (half up); ``required`` = the target days' worth in grams (rounded up);
+    ``shortfall`` = what is missing to reach it (0 when met)."""
+
+    owner: str
+    material: str
+    held: int
+    annual_quantity: int
+    basis: str
+    target_days: int
+    days_held: Decimal
+    required: int
+    shortfall: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurityRow:
+    """Quantity-weighted average purity (percent, four decimals, half up) of the stock
+    held whose lots state purity on ``basis``."""
+
+    basis: str
+    purity: Decimal
+    tonnes: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    year: int
+    tonnes: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CrmaMaterial:
+    """One material of the CRMA aggregate. ``percent_of_consumption`` (two decimals,
+    half up) relates the stock of the owners that have a target on the basis
+    ``consumption`` valid at the report time to the sum of those targets' annual
+    quantities; ``None`` if no owner in scope has one."""
+
+    material: str
+    name: str
+    form: str
+    grade_basis: str
+    tonnes_held: Decimal
+    annual_consumption_tonnes: Decimal | None
+    percent_of_consumption: Decimal | None
+    purity: tuple[PurityRow, ...]
+    trend: tuple[TrendPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CrmaReport:
+    """EU Critical Raw Materials Act, Art. 22 style: stock per material, no site."""
+
+    year: int
+    generated_at: str
+    as_of_seq: int
+    owners: tuple[str, ...] | None
+    materials: tuple[CrmaMaterial, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoanRow:
+    id: str
+    owner: str
+    site: str
+    lot: str
+    material: str
+    borrower: str
+    quantity: int
+    outstanding: int
+    due_at: str
+    premium_pct: str
+    lent_seq: int
+    days_overdue: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRow:
+    id: str
+    owner: str
+    lot: str
+    material: str
+    from_site: str
+    to_site: str
+    quantity: int
+    dispatched_seq: int
+    dispatched_at: str
+
+
+# -- time -----------------------------------------------------------------------------
+
+
+def _log_size(conn: Connection) -> int:
+    size = conn.execute(select(log_state.c.size)).scalar_one_or_none()
+    return int(size) if size is not None else 0
+
+
+def _recorded_at(conn: Connection, seq: int) -> str:
+    return str(conn.execute(select(entries.c.recorded_at).where(entries.c.seq == seq)).scalar_one())
+
+
+def seq_at_time(conn: Connection, time: str) -> int:
+    """The last seq recorded at or before ``time`` (RFC 3339 UTC), -1 if none.
+
+    The log's clock never runs backwards, so ``recorded_at`` (fixed-width, sortable as
+    text) is non-decreasing in seq: a binary search over the primary key finds it in
+    about log2(size) point reads, with no index on ``recorded_at`` and no scan."""
+    t = format_time(parse_time(time, field="time"))
+    size = _log_size(conn)
+    if size == 0:
+        return -1
+    if _recorded_at(conn, size - 1) <= t:
+        return size - 1
+    lo, hi = 0, size - 1  # answer in [lo - 1, hi - 1]: recorded_at(hi) > t
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _recorded_at(conn, mid) <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+# -- balances -------------------------------------------------------------------------
+
+
+def _owner_prefix(owner: str) -> str:
+    return f"{HOLDING_PREFIX}{owner}/"
+
+
+def _account_filters(
+    *,
+    owner: str | None,
+    site: str | None,
+    owners: Sequence[str] | None,
+    sites: Sequence[str] | None,
+    include_virtual: bool,
+) -> ColumnElement[bool]:
+    acct = balances_t.c.account
+    holdings_only = not include_virtual or any(x is not None for x in (owner, site, owners, sites))
+    conds: list[ColumnElement[bool]] = []
+    if holdings_only:
+        conds.append(acct.startswith(HOLDING_PREFIX, autoescape=True))
+    if owner is not None:
+        conds.append(acct.startswith(_owner_prefix(owner), autoescape=True))
+    if site is not None:
+        # Codes hold no '/', so the suffix names exactly one site.
+        conds.append(acct.endswith(f"/{site}", autoescape=True))
+    if owners is not None:
+        conds.append(
+            or_(*[acct.startswith(_owner_prefix(o), autoescape=True) for o in owners])
+            if owners
+            else false()
+        )
+    if sites is not None:
+        conds.append(
+            or_(*[acct.endswith(f"/{s}", autoescape=True) for s in sites]) if sites else false()
+        )
+    return and_(true(), *conds)
+
+
+def _in_scope(
+    account: str,
+    owner: str | None,
+    site: str | None,
+    owners: Sequence[str] | None,
+    sites: Sequence[str] | None,
+) -> bool:
+    """The same filter in Python, as a second line of defence for scoping."""
+    if not is_holding(account):
+        return owner is None and site is None and owners is None and sites is None
+    o, s = split_holding(account)
+    return (
+        (owner is None or o == owner)
+        and (site is None or s == site)
+        and (owners is None or o in owners)
+        and (sites is None or s in sites)
+    )
+
+
+def balances(
+    conn: Connection,
+    *,
+    owner: str | None = None,
+    site: str | None = None,
+    material: str | None = None,
+    lot: str | None = None,
+    as_of_seq: int | None = None,
+    include_virtual: bool = False,
+    owners: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+) -> list[BalanceRow]:
+    """Non-zero balances, by account and lot: now, or just after entry ``as_of_seq``.
+
+    ``owner``/``site`` filter physical holdings; ``owners``/``sites`` are the caller's
+    scope (``None`` = unrestricted). Virtual accounts are included only with
+    ``include_virtual`` and no owner or site filter or scope."""
+    b = balances_t
+    where = _account_filters(
+        owner=owner, site=site, owners=owners, sites=sites, include_virtual=include_virtual
+    )
+    if material is not None:
+        where = and_(where, b.c.material == material)
+    if lot is not None:
+        where = and_(where, b.c.lot == lot)
+    if as_of_seq is not None and as_of_seq < 0:
+        return []
+    if as_of_seq is None:
+        q = select(b.c.account, b.c.lot, b.c.material, b.c.quantity.label("qty")).where(
+            where, b.c.quantity != 0
+        )
+    else:
+        p = postings
+        last = (
+            select(p.c.balance_after)
+            .where(p.c.account == b.c.account, p.c.lot == b.c.lot, p.c.seq <= as_of_seq)
+            .order_by(p.c.seq.desc(), p.c.n.desc())
+            .limit(1)
+            .correlate(b)
+            .scalar_subquery()
+        )
+        q = select(b.c.account, b.c.lot, b.c.material, last.label("qty")).where(where)
+    rows: list[BalanceRow] = []
+    for r in conn.execute(q.order_by(b.c.account, b.c.lot)):
+        if r.qty is None or int(r.qty) == 0 or not _in_scope(r.account, owner, site, owners, sites):
+            continue
+        o, s = split_holding(r.account) if is_holding(r.account) else (None, None)
+        rows.append(BalanceRow(r.account, o, s, r.material, r.lot, int(r.qty)))
+    return rows
+
+
+def _held_by_owner_material(
+    conn: Connection, owners: Sequence[str] | None, as_of_seq: int | None
+) -> dict[tuple[str, str], int]:
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for row in balances(conn, owners=owners, as_of_seq=as_of_seq):
+        assert row.owner is not None
+        totals[(row.owner, row.material)] += row.quantity
+    return totals
+
+
+# -- lot trace ------------------------------------------------------------------------
+
+
+def trace_lot(conn: Connection, lot: str, *, owners: Sequence[str] | None = None) -> LotTrace:
+    """Where every gram of ``lot`` went: every leg on every account, in log order.
+
+    With ``owners`` (the caller's scope), a lot that ever touched a holding of another
+    owner is answered like a lot that does not exist: the trace shows every account, so
+    it is only for callers entitled to all of them. :class:`~ledger.errors.NotFound` if
+    no such lot is registered (or it is out of scope)."""
+    material = conn.execute(select(lots.c.material).where(lots.c.code == lot)).scalar_one_or_none()
+    if material is None:
+        raise NotFound(f"no lot '{lot}' is registered")
+    p = postings
+    q = (
+        select(
+            p.c.seq,
+            p.c.n,
+            entries.c.recorded_at,
+            entries.c.kind,
+            p.c.account,
+            p.c.delta,
+            p.c.balance_after,
+        )
+        .join(entries, entries.c.seq == p.c.seq)
+        .where(p.c.lot == lot)
+        .order_by(p.c.seq, p.c.n)
+    )
+    legs = tuple(
+        TraceLeg(
+            int(r.seq),
+            int(r.n),
+            r.recorded_at,
+            r.kind,
+            r.account,
+            int(r.delta),
+            int(r.balance_after),
+        )
+        for r in conn.execute(q)
+    )
+    stored = {
+        r.account: int(r.quantity)
+        for r in conn.execute(
+            select(balances_t.c.account, balances_t.c.quantity).where(balances_t.c.lot == lot)
+        )
+    }
+    running: dict[str, int] = defaultdict(int)
+    per_seq: dict[int, int] = defaultdict(int)
+    consistent = True
+    for leg in legs:
+        running[leg.account] += leg.delta
+        per_seq[leg.seq] += leg.delta
+        consistent &= running[leg.account] == leg.balance_after
+    consistent = consistent and dict(running) == stored and not any(per_seq.values())
+    distribution = tuple(AccountQuantity(a, q_) for a, q_ in sorted(stored.items()) if q_ != 0)
+    touched = sorted({split_holding(leg.account)[0] for leg in legs if is_holding(leg.account)})
+    if owners is not None and not set(touched) <= set(owners):
+        raise NotFound(f"no lot '{lot}' is registered")
+    return LotTrace(
+        lot=lot,
+        material=str(material),
+        legs=legs,
+        distribution=distribution,
+        held=sum(d.quantity for d in distribution if is_holding(d.account)),
+        owners=tuple(touched),
+        balanced=sum(stored.values()) == 0,
+        consistent=consistent,
+    )
+
+
+# -- cover against targets ------------------------------------------------------------
+
+
+def _round_ratio(num: int, den: int, places: int) -> Decimal:
+    """``num / den`` rounded half up to ``places`` decimals, exactly (no float, no
+    intermediate rounding)."""
+    value = Fraction(num * 10**places, den)
+    q, r = divmod(value.numerator, value.denominator)
+    if 2 * r >= value.denominator:
+        q += 1
+    return Decimal(q).scaleb(-places)
+
+
+def _fraction_round(value: Fraction, places: int) -> Decimal:
+    return _round_ratio(value.numerator, value.denominator, places)
+
+
+def _tonnes(grams: int) -> Decimal:
+    return Decimal(grams).scaleb(-6)
+
+
+def _valid_targets(conn: Connection, owners: Sequence[str] | None, at: datetime) -> list[Any]:
+    q = select(targets)
+    if owners is not None:
+        q = q.where(targets.c.owner.in_(list(owners)) if owners else false())
+    return [
+        r
+        for r in conn.execute(q.order_by(targets.c.owner, targets.c.material))
+        if parse_time(r.valid_from) <= at < parse_time(r.valid_to)
+    ]
+
+
+def cover(conn: Connection, *, owners: Sequence[str] | None, at: str) -> list[CoverRow]:
+    """Days of cover per owner and material with a target valid at ``at``, from the
+    physical holdings as of ``at`` (the present if ``at`` is now or later)."""
+    when = parse_time(at, field="at")
+    rows = _valid_targets(conn, owners, when)
+    if not rows:
+        return []
+    seq = seq_at_time(conn, format_time(when))
+    held = _held_by_owner_material(conn, owners, seq)
+    out: list[CoverRow] = []
+    for t in rows:
+        h = held.get((t.owner, t.material), 0)
+        annual = int(t.annual_quantity)
+        days = int(t.days_of_cover)
+        required = -(-days * annual // DAYS_PER_YEAR)  # ceiling
+        out.append(
+            CoverRow(
+                owner=t.owner,
+                material=t.material,
+                held=h,
+                annual_quantity=annual,
+                basis=t.basis,
+                target_days=days,
+                days_held=_round_ratio(h * DAYS_PER_YEAR, annual, 1),
+                required=required,
+                shortfall=max(0, required - h),
+            )
+        )
+    return out
+
+
+# -- CRMA Art. 22 aggregate -------------------------------------------------------------
+
+
+def _year_end(year: int) -> str:
+    return f"{year:04d}-12-31T23:59:59.999999Z"
+
+
+def crma_report(
+    conn: Connection, *, owners: Sequence[str] | None, year: int, at: str | None = None
+) -> CrmaReport:
+    """Per material: tonnes held now, percent of annual consumption, chemical form,
+    weighted purity and the tonnes held at the end of each of the years ``year-4`` to
+    ``year``. Physical holdings of the owners in scope only; no site appears.
+    ``at`` (default: now) is the report time, for the validity of targets."""
+    generated_at = at or timefmt.now()
+    when = parse_time(generated_at, field="at")
+    # Every figure as of one seq, even while appenders commit (READ COMMITTED).
+    head = _log_size(conn) - 1
+    current = balances(conn, owners=owners, as_of_seq=head)
+
+    held: dict[str, int] = defaultdict(int)
+    held_by: dict[tuple[str, str], int] = defaultdict(int)
+    by_lot: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in current:
+        assert r.owner is not None
+        held[r.material] += r.quantity
+        held_by[(r.owner, r.material)] += r.quantity
+        by_lot[r.material][r.lot] += r.quantity
+
+    consumption: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for t in _valid_targets(conn, owners, when):
+        if t.basis == "consumption":
+            consumption[t.material].append((t.owner, int(t.annual_quantity)))
+
+    trend: dict[int, dict[str, int]] = {}
+    by_seq: dict[int, dict[str, int]] = {}  # years with no entry share a seq
+    for y in range(year - TREND_YEARS + 1, year + 1):
+        seq = min(seq_at_time(conn, _year_end(y)), head)
+        if seq not in by_seq:
+            totals: dict[str, int] = defaultdict(int)
+            for r in balances(conn, owners=owners, as_of_seq=seq):
+                totals[r.material] += r.quantity
+            by_seq[seq] = totals
+        trend[y] = by_seq[seq]
+
+    codes = set(held) | set(consumption) | {m for t in trend.values() for m in t}
+    mats = {
+        r.code: r
+        for r in conn.execute(select(materials).where(materials.c.code.in_(sorted(codes))))
+    }
+    lot_rows = {
+        r.code: r
+        for r in conn.execute(
+            select(lots.c.code, lots.c.purity, lots.c.basis).where(
+                lots.c.code.in_(sorted({lot for m in by_lot.values() for lot in m}))
+            )
+        )
+    }
+
+    out: list[CrmaMaterial] = []
+    for code in sorted(codes):
+        m = mats[code]
+        purity_sum: dict[str, Fraction] = defaultdict(Fraction)
+        purity_qty: dict[str, int] = defaultdict(int)
+        for lot_code, qty in by_lot[code].items():
+            lr = lot_rows[lot_code]
+            purity_sum[lr.basis] += Fraction(Decimal(lr.purity)) * qty
+            purity_qty[lr.basis] += qty
+        purity = tuple(
+            PurityRow(
+                basis=basis,
+                purity=_fraction_round(purity_sum[basis] / purity_qty[basis], 4),
+                tonnes=_tonnes(purity_qty[basis]),
+            )
+            for basis in sorted(purity_sum)
+        )
+        cons = consumption.get(code, [])
+        annual = sum(q for _, q in cons)
+        percent = None
+        if annual:
+            held_cons = sum(held_by.get((o, code), 0) for o, _ in cons)
+            percent = _round_ratio(held_cons * 100, annual, 2)
+        out.append(
+            CrmaMaterial(
+                material=code,
+                name=m.name,
+                form=m.form,
+                grade_basis=m.grade_basis,
+                tonnes_held=_tonnes(held.get(code, 0)),
+                annual_consumption_tonnes=_tonnes(annual) if cons else None,
+                percent_of_consumption=percent,
+                purity=purity,
+                trend=tuple(TrendPoint(y, _tonnes(trend[y].get(code, 0))) for y in sorted(trend)),
+            )
+        )
+    return CrmaReport(
+        year=year,
+        generated_at=generated_at,
+        as_of_seq=head,
+        owners=tuple(owners) if owners is not None else None,
+        materials=tuple(out),
+    )
+
+
+# -- loans and transfers ------------------------------------------------------------------
+
+
+def overdue_loans(
+    conn: Connection,
+    *,
+    now: str,
+    owners: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+) -> list[LoanRow]:
+    """Open loans whose due date is before ``now``, most overdue first."""
+    t = parse_time(now, field="now")
+    q = select(loans)
+    if owners is not None:
+        q = q.where(loans.c.owner.in_(list(owners)) if owners else false())
+    if sites is not None:
+        q = q.where(loans.c.site.in_(list(sites)) if sites else false())
+    out: list[LoanRow] = []
+    for r in conn.execute(q):
+        due = parse_time(r.due_at)
+        if due < t:
+            out.append(
+                LoanRow(
+                    id=r.id,
+                    owner=r.owner,
+                    site=r.site,
+                    lot=r.lot,
+                    material=r.material,
+                    borrower=r.borrower,
+                    quantity=int(r.quantity),
+                    outstanding=int(r.outstanding),
+                    due_at=r.due_at,
+                    premium_pct=r.premium_pct,
+                    lent_seq=int(r.lent_seq),
+                    days_overdue=(t - due).days,
+                )
+            )
+    out.sort(key=lambda r: (parse_time(r.due_at), r.lent_seq))
+    return out
+
+
+def open_transfers(
+    conn: Connection,
+    *,
+    owners: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+) -> list[TransferRow]:
+    """Transfers dispatched and not yet arrived, oldest first. ``sites`` matches either
+    end of the transfer."""
+    q = select(transfers, entries.c.recorded_at).join(
+        entries, entries.c.seq == transfers.c.dispatched_seq
+    )
+    if owners is not None:
+        q = q.where(transfers.c.owner.in_(list(owners)) if owners else false())
+    if sites is not None:
+        q = q.where(
+            or_(transfers.c.from_site.in_(list(sites)), transfers.c.to_site.in_(list(sites)))
+            if sites
+            else false()
+        )
+    return [
+        TransferRow(
+            id=r.id,
+            owner=r.owner,
+            lot=r.lot,
+            material=r.material,
+            from_site=r.from_site,
+            to_site=r.to_site,
+            quantity=int(r.quantity),
+            dispatched_seq=int(r.dispatched_seq),
+            dispatched_at=r.recorded_at,
+        )
+        for r in conn.execute(q.order_by(transfers.c.dispatched_seq))
+    ]
+
+
+__all__ = [
+    "AccountQuantity",
+    "BalanceRow",
+    "CoverRow",
+    "CrmaMaterial",
+    "CrmaReport",
+    "LoanRow",
+    "LotTrace",
+    "PurityRow",
+    "TraceLeg",
+    "TransferRow",
+    "TrendPoint",
+    "balances",
+    "cover",
+    "crma_report",
+    "open_transfers",
+    "overdue_loans",
+    "seq_at_time",
+    "trace_lot",
+]
