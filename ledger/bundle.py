@@ -50,6 +50,7 @@ def key_record_to_json(rec: KeyRecord) -> dict[str, Any]:
         "sites": list(rec.sites),
         "owners": list(rec.owners),
         "clearance": rec.clearance,
+        "custody": rec.custody,
         "registered_seq": rec.registered_seq,
         "revoked_seq": rec.revoked_seq,
     }
@@ -64,6 +65,7 @@ def key_record_from_json(d: dict[str, Any]) -> KeyRecord:
         sites=tuple(d["sites"]),
         owners=tuple(d["owners"]),
         clearance=d["clearance"],
+        custody=d["custody"],
         registered_seq=d["registered_seq"],
         revoked_seq=d["revoked_seq"],
     )

@@ -108,6 +108,7 @@ class Ledger:
     ) -> AppendResult:
         """Register ``user``'s key: the given public key, else the keystore's (created
         if missing: the embedded default keeps custodial user keys)."""
+        custody = "self"
         if public_key is None:
             signer = (
                 self.keystore.load(user)
@@ -115,6 +116,7 @@ class Ledger:
                 else self.keystore.generate(user)
             )
             public_key = signer.public_key
+            custody = "server"
         return self.act(
             admin,
             "key.registered",
@@ -124,6 +126,7 @@ class Ledger:
             sites=sites,
             owners=owners,
             clearance=clearance,
+            custody=custody,
         )
 
     def revoke_key(self, *, actor: str, key_id: str, reason: str) -> AppendResult:

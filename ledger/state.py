@@ -33,6 +33,7 @@ class KeyRecord:
     clearance: str
     registered_seq: int
     revoked_seq: int | None = None
+    custody: str = "self"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,10 @@ TABLES = (
     "transfers",
     "loans",
     "movements",
+    "policies",
+    "prices",
+    "release_requests",
+    "release_orders",
 )
 
 

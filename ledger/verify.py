@@ -102,9 +102,14 @@ def verify_history(
     projections: Projections | None = None,
     jobs: int = 1,
     progress: bool | None = None,
+    expected_size: int | None = None,
 ) -> Report:
     """Verify a whole history; return the report or raise :class:`VerificationFailed`
     naming the first bad ``seq`` and what is wrong with it.
+
+    ``expected_size`` is what the source claims the log holds (the database head, the
+    bundle manifest): fewer entries than that is a truncation, named at the first
+    missing seq.
 
     ``trusted_log_key`` is the auditor's anchor: the genesis log key, or a key the log
     later rotated to. ``None`` skips the anchor (``reserve verify`` on the server's own
@@ -164,7 +169,9 @@ def verify_history(
         state.forget_ids_before(recorded - REPLAY_WINDOW - CLOCK_SKEW)
         if seq % 4096 == 0:
             # Movements past their reversal window can no longer be reversed.
-            state.forget("movements", keep=_recent_movement(format_time(recorded - REVERSAL_WINDOW)))
+            state.forget(
+                "movements", keep=_recent_movement(format_time(recorded - REVERSAL_WINDOW))
+            )
 
         while next_cp is not None and next_cp[0] <= seq + 1:
             cp_size, note = next_cp
@@ -182,6 +189,11 @@ def verify_history(
         raise _fail(
             size,
             f"history truncated: a checkpoint covers {next_cp[0]} entries but only {size} are present",
+        )
+    if expected_size is not None and size < expected_size:
+        raise _fail(
+            size,
+            f"history truncated: the log records {expected_size} entries but only {size} are present",
         )
     if size == 0:
         raise VerificationFailed("the history is empty")

@@ -18,9 +18,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from ledger import timefmt
 from ledger.records import CONVERSION, LOANS, LOSS, ROTATION, TRANSIT, holding, virtual
 from ledger.service import Ledger
+from ledger.store.schema import entries
 from ledger.timefmt import format_time, parse_time
 
 JP = "JP-RESERVE"
@@ -143,17 +146,12 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
             containers=[{"id": f"{code}-C1", "type": "drum", "net_mass": 250_000}],
         )
 
-    def move(actor: str, kind: str, **fields: Any) -> int:
-        fields.setdefault("occurred_at", clock())
-        res = act(actor, kind, **fields)
-        return res.first_seq
-
-    ids: dict[str, str] = {}
-    seqs: dict[str, int] = {}
+    ids: dict[str, str] = {}  # name -> entry id (the service draws ids: read back by seq)
+    seqs: dict[str, int] = {}  # name -> seq
 
     def record(name: str, actor: str, kind: str, **fields: Any) -> None:
-        # The service draws the id; read it back from the log by seq afterwards.
-        seqs[name] = move(actor, kind, **fields)
+        fields.setdefault("occurred_at", clock())
+        seqs[name] = act(actor, kind, **fields).first_seq
 
     # -- movements ----------------------------------------------------------------------
     record(
@@ -356,10 +354,6 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
 
 
 def _entry_id(led: Ledger, seq: int) -> str:
-    from sqlalchemy import select
-
-    from ledger.store.schema import entries
-
     with led.engine.connect() as conn:
         return str(
             conn.execute(select(entries.c.entry_id).where(entries.c.seq == seq)).scalar_one()

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, Table, delete, insert, select, text, update
+from sqlalchemy import Engine, Table, create_engine, delete, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -28,7 +28,11 @@ from ledger.store.schema import checkpoints, entries, tree_nodes
 from tests.conftest import make_ledger, with_operator
 from tests.tamper_helpers import log_public_key, trigger_names
 
-TABLES: dict[str, Table] = {"entries": entries, "tree_nodes": tree_nodes, "checkpoints": checkpoints}
+TABLES: dict[str, Table] = {
+    "entries": entries,
+    "tree_nodes": tree_nodes,
+    "checkpoints": checkpoints,
+}
 SIZE = 5  # genesis, olga's key, three movements
 
 
@@ -90,16 +94,18 @@ def assert_refused(
     stmt: Any,
     *,
     expected: tuple[type[sa_exc.DBAPIError], type[Exception]],
-    message: str,
+    message: str | tuple[str, ...],
 ) -> None:
-    """``stmt`` fails with exactly the expected error and changes no guarded row."""
+    """``stmt`` fails with exactly the expected error (one of the messages) and changes
+    no guarded row."""
     before = snapshot_all(engine)
     sa_cls, driver_cls = expected
     with pytest.raises(sa_exc.DBAPIError) as ei, engine.begin() as conn:
         conn.execute(stmt)
     assert type(ei.value) is sa_cls, repr(ei.value)
     assert type(ei.value.orig) is driver_cls, repr(ei.value.orig)
-    assert message in str(ei.value.orig)
+    messages = (message,) if isinstance(message, str) else message
+    assert any(m in str(ei.value.orig) for m in messages), str(ei.value.orig)
     if engine.dialect.name == "postgresql":
         assert ei.value.orig.sqlstate == driver_cls.sqlstate
     assert snapshot_all(engine) == before
@@ -115,14 +121,21 @@ def assert_history_intact(led: Ledger, size: int = SIZE) -> None:
         )
 
 
-def _upsert(engine: Engine, table: Table, row: dict[str, Any]) -> Any:
+def _upsert(engine: Engine, table: Table, row: dict[str, Any], key: list[str] | None = None) -> Any:
     """INSERT ... ON CONFLICT DO UPDATE, which fires UPDATE triggers on both engines."""
     dialect = pg_dialect if engine.dialect.name == "postgresql" else sqlite_dialect
     stmt = dialect.insert(table).values(**row)
-    key = [c.name for c in table.primary_key.columns]
+    key = key or [c.name for c in table.primary_key.columns]
     return stmt.on_conflict_do_update(
         index_elements=key, set_={c: stmt.excluded[c] for c in row if c not in key}
     )
+
+
+def _upsert_entry_id(engine: Engine) -> Any:
+    """An "append" at the next seq that reuses entry 2's id, ON CONFLICT (entry_id) DO
+    UPDATE: the order trigger is satisfied, so only the UPDATE trigger can stop it."""
+    row = {**_entry_like(engine, SIZE), "entry_id": _one(engine, entries, seq=2)["entry_id"]}
+    return _upsert(engine, entries, row, key=["entry_id"])
 
 
 def _one(engine: Engine, table: Table, **where: Any) -> dict[str, Any]:
@@ -134,34 +147,34 @@ def _one(engine: Engine, table: Table, **where: Any) -> dict[str, Any]:
 # -- UPDATE and DELETE -----------------------------------------------------------------
 
 MUTATIONS: dict[str, Callable[[Engine], Any]] = {
-    "entries-update-column": lambda e: update(entries)
-    .where(entries.c.seq == 1)
-    .values(author="mallory"),
-    "entries-update-leaf": lambda e: update(entries)
-    .where(entries.c.seq == 3)
-    .values(leaf=b"{}", leaf_hash=b"\0" * 32),
+    "entries-update-column": lambda e: (
+        update(entries).where(entries.c.seq == 1).values(author="mallory")
+    ),
+    "entries-update-leaf": lambda e: (
+        update(entries).where(entries.c.seq == 3).values(leaf=b"{}", leaf_hash=b"\0" * 32)
+    ),
     "entries-update-all": lambda e: update(entries).values(kind="x"),
-    "entries-update-noop": lambda e: update(entries)
-    .where(entries.c.seq == 2)
-    .values(seq=entries.c.seq),
+    "entries-update-noop": lambda e: (
+        update(entries).where(entries.c.seq == 2).values(seq=entries.c.seq)
+    ),
     "entries-delete-tail": lambda e: delete(entries).where(entries.c.seq == SIZE - 1),
     "entries-delete-all": lambda e: delete(entries),
-    "entries-upsert": lambda e: _upsert(
-        e, entries, {**_one(e, entries, seq=2), "author": "mallory"}
+    "entries-upsert": lambda e: _upsert_entry_id(e),
+    "tree_nodes-update": lambda e: (
+        update(tree_nodes)
+        .where(tree_nodes.c.level == 0, tree_nodes.c.idx == 0)
+        .values(hash=b"\1" * 32)
     ),
-    "tree_nodes-update": lambda e: update(tree_nodes)
-    .where(tree_nodes.c.level == 0, tree_nodes.c.idx == 0)
-    .values(hash=b"\1" * 32),
     "tree_nodes-delete": lambda e: delete(tree_nodes).where(tree_nodes.c.level > 0),
     "tree_nodes-upsert": lambda e: _upsert(
         e, tree_nodes, {"level": 0, "idx": 1, "hash": b"\2" * 32}
     ),
-    "checkpoints-update-note": lambda e: update(checkpoints)
-    .where(checkpoints.c.size == SIZE)
-    .values(note="forged"),
-    "checkpoints-update-root": lambda e: update(checkpoints)
-    .where(checkpoints.c.size == SIZE)
-    .values(root=b"\3" * 32),
+    "checkpoints-update-note": lambda e: (
+        update(checkpoints).where(checkpoints.c.size == SIZE).values(note="forged")
+    ),
+    "checkpoints-update-root": lambda e: (
+        update(checkpoints).where(checkpoints.c.size == SIZE).values(root=b"\3" * 32)
+    ),
     "checkpoints-delete-latest": lambda e: delete(checkpoints).where(checkpoints.c.size == SIZE),
     "checkpoints-upsert": lambda e: _upsert(
         e, checkpoints, {**_one(e, checkpoints, size=SIZE), "note": "forged"}
@@ -246,7 +259,8 @@ def test_insert_at_a_seq_that_is_not_the_next_is_refused(led: Ledger, label: str
         led.engine,
         insert(entries).values(**_entry_like(led.engine, seq)),
         expected=order_refusal(led.engine),
-        message="entries must be appended in seq order",
+        # On SQLite an existing seq meets the no-replace guard first (migration 0001).
+        message=("entries must be appended in seq order", "entries is append-only"),
     )
     assert_history_intact(led)
 
@@ -266,9 +280,10 @@ def test_insert_at_the_next_seq_passes_the_trigger(led: Ledger) -> None:
     """The order trigger refuses exactly the wrong seqs: the next one gets through (the
     row is rolled back here; the verifier, not the trigger, judges its content)."""
     before = snapshot_all(led.engine)
+    row = _entry_like(led.engine, SIZE)
     with led.engine.connect() as conn:
         trans = conn.begin()
-        conn.execute(insert(entries).values(**_entry_like(led.engine, SIZE)))
+        conn.execute(insert(entries).values(**row))
         assert conn.scalar(select(entries.c.seq).order_by(entries.c.seq.desc()).limit(1)) == SIZE
         trans.rollback()
     assert snapshot_all(led.engine) == before
@@ -281,49 +296,62 @@ def test_the_migration_installed_the_expected_triggers(led: Ledger) -> None:
         expected = {f"{t}_{s}" for t in TABLES for s in ("append_only", "no_truncate")}
     else:
         expected = {f"{t}_no_{op}" for t in TABLES for op in ("update", "delete")}
-    assert names == expected | {"entries_in_order"}
+    # Later migrations may guard more tables; these are the signed log's own.
+    assert expected | {"entries_in_order"} <= names
 
 
-# -- SQLite: INSERT OR REPLACE deletes rows without firing the DELETE triggers ---------
-
-_REPLACE_BUG = (
-    "BUG: on SQLite, INSERT OR REPLACE removes the conflicting row without firing the "
-    "BEFORE DELETE trigger (recursive_triggers is off), so an entry, a checkpoint or a "
-    "tree node can be deleted or overwritten despite the append-only triggers"
-)
+# -- SQLite: INSERT OR REPLACE deletes the row it replaces ------------------------------
+#
+# SQLite fires DELETE triggers for REPLACE's implicit deletions only when the
+# connection has ``PRAGMA recursive_triggers=ON`` (which ``make_engine`` sets). Without
+# it an entry, a checkpoint or a tree node could be overwritten or deleted.
 
 
-@pytest.mark.xfail(strict=True, reason=_REPLACE_BUG)
-def test_sqlite_replace_cannot_overwrite_a_checkpoint(sqlite_led: Ledger) -> None:
-    row = _one(sqlite_led.engine, checkpoints, size=3)
-    assert_refused(
-        sqlite_led.engine,
-        insert(checkpoints).prefix_with("OR REPLACE").values(**{**row, "note": "forged"}),
-        expected=append_only_refusal(sqlite_led.engine),
-        message="checkpoints is append-only",
-    )
+def _replace_checkpoint(engine: Engine) -> Any:
+    row = _one(engine, checkpoints, size=3)
+    return insert(checkpoints).prefix_with("OR REPLACE").values(**{**row, "note": "forged"})
 
 
-@pytest.mark.xfail(strict=True, reason=_REPLACE_BUG)
-def test_sqlite_replace_cannot_overwrite_a_tree_node(sqlite_led: Ledger) -> None:
-    assert_refused(
-        sqlite_led.engine,
-        insert(tree_nodes).prefix_with("OR REPLACE").values(level=0, idx=0, hash=b"\1" * 32),
-        expected=append_only_refusal(sqlite_led.engine),
-        message="tree_nodes is append-only",
-    )
+def _replace_tree_node(engine: Engine) -> Any:
+    return insert(tree_nodes).prefix_with("OR REPLACE").values(level=0, idx=0, hash=b"\1" * 32)
 
 
-@pytest.mark.xfail(strict=True, reason=_REPLACE_BUG)
-def test_sqlite_replace_cannot_delete_an_entry_through_its_id(sqlite_led: Ledger) -> None:
+def _replace_entry_by_id(engine: Engine) -> Any:
     # seq is the next one (the order trigger is satisfied); the entry_id is entry 2's,
-    # so REPLACE silently deletes entry 2 and punches a hole in the chain.
-    row = {**_entry_like(sqlite_led.engine, SIZE), "entry_id": _one(
-        sqlite_led.engine, entries, seq=2
-    )["entry_id"]}
+    # so REPLACE would delete entry 2 and punch a hole in the chain.
+    row = {**_entry_like(engine, SIZE), "entry_id": _one(engine, entries, seq=2)["entry_id"]}
+    return insert(entries).prefix_with("OR REPLACE").values(**row)
+
+
+REPLACES: dict[str, tuple[Callable[[Engine], Any], str]] = {
+    "checkpoint": (_replace_checkpoint, "checkpoints"),
+    "tree-node": (_replace_tree_node, "tree_nodes"),
+    "entry-by-id": (_replace_entry_by_id, "entries"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPLACES))
+def test_sqlite_replace_cannot_overwrite_or_delete(sqlite_led: Ledger, case: str) -> None:
+    make_stmt, table = REPLACES[case]
     assert_refused(
         sqlite_led.engine,
-        insert(entries).prefix_with("OR REPLACE").values(**row),
+        make_stmt(sqlite_led.engine),
         expected=append_only_refusal(sqlite_led.engine),
-        message="entries is append-only",
+        message=f"{table} is append-only",
     )
+    assert_history_intact(sqlite_led)
+
+
+@pytest.mark.parametrize("case", sorted(REPLACES))
+def test_sqlite_replace_is_refused_on_any_connection(sqlite_led: Ledger, case: str) -> None:
+    plain = create_engine(sqlite_led.engine.url)  # SQLAlchemy defaults, no ledger pragmas
+    try:
+        make_stmt, table = REPLACES[case]
+        assert_refused(
+            plain,
+            make_stmt(plain),
+            expected=append_only_refusal(plain),
+            message=f"{table} is append-only",
+        )
+    finally:
+        plain.dispose()

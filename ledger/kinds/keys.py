@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ledger.kinds.base import Body, Clearance, Code, Hex64, Int53, LogId, Role, Text, UserName
 
 
@@ -22,6 +24,10 @@ class KeyRegistered(Body, tag="key.registered", frozen=True):
     sites: list[Code]
     owners: list[Code]
     clearance: Clearance
+    # "server": a custodial key the embedded service generated and holds in its
+    # keystore (it signs for the user); "self": the user's own key, never on the server.
+    # Every entry signed by the key thereby records which (issue #4).
+    custody: Literal["self", "server"]
 
 
 class KeyRevoked(Body, tag="key.revoked", frozen=True):

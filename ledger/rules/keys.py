@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ledger.crypto import key_id
 from ledger.entries import LOG_PRINCIPAL, Sig
 from ledger.errors import Rejected
@@ -52,6 +54,7 @@ def _log_key_record(pub: str, seq: int) -> KeyRecord:
         owners=(),
         clearance="NONE",
         registered_seq=seq,
+        custody="server",
     )
 
 
@@ -110,6 +113,7 @@ def key_registered(
         owners=tuple(body.owners),
         clearance=body.clearance,
         registered_seq=ctx.seq,
+        custody=body.custody,
     )
     return [PutKey(record)]
 
@@ -148,17 +152,7 @@ def key_revoked(state: StateView, body: KeyRevoked, signers: Signers, ctx: Conte
 
 
 def _revoked(rec: KeyRecord, seq: int) -> KeyRecord:
-    return KeyRecord(
-        key_id=rec.key_id,
-        public_key=rec.public_key,
-        user=rec.user,
-        roles=rec.roles,
-        sites=rec.sites,
-        owners=rec.owners,
-        clearance=rec.clearance,
-        registered_seq=rec.registered_seq,
-        revoked_seq=seq,
-    )
+    return replace(rec, revoked_seq=seq)
 
 
 @rule(LogKeyRotated)

@@ -9,7 +9,7 @@ negative at any point of the history, because every leg is checked as it is post
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from ledger.kinds.stock import (
@@ -40,25 +40,31 @@ from ledger.records import (
     virtual,
 )
 from ledger.reducer import Context, Signers, rule
-from ledger.rules.common import Book, need, refuse, require_site_scope, site_holds_for
+from ledger.rules.common import (
+    Book,
+    need,
+    policy_in_force,
+    refuse,
+    require_site_scope,
+    site_holds_for,
+)
+from ledger.rules.release import execute_order
 from ledger.state import CLOCK_SKEW, Change, Put, StateView
 from ledger.timefmt import format_time, parse_time
 
 # A reversal must come within this time of the movement it mirrors; later corrections
 # are new movements (a count, a receipt). It also bounds what the verifier remembers.
 REVERSAL_WINDOW = timedelta(days=30)
-# Default stock-count tolerance, in percent of the book quantity, until a release
-# policy (issue #5) sets one per owner and material.
+# Stock-count tolerance, in percent of the book quantity, where no release policy
+# (issue #5) is in force for the owner and material.
 DEFAULT_COUNT_TOLERANCE = Decimal("0.5")
 # Kinds a reversal may mirror; see ``reversal`` for why the others are not.
 REVERSIBLE = (
     "stock.receipt",
     "stock.dispatch",
-    "stock.sale",
     "stock.rotation",
     "stock.conversion",
     "stock.count",
-    "stock.loan_out",
 )
 
 
@@ -173,23 +179,56 @@ def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> 
 
 @rule(Release)
 def release(state: StateView, body: Release, signers: Signers, ctx: Context) -> list[Change]:
-    _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
-    raise refuse(
-        "release-not-authorised",
-        "a release needs a valid ministerial order; release authorisation is not enabled yet",
+    """Stock handed to the recipient named by an ``emergency_release`` order, within its
+    cap, window and eligible sites (``ledger.rules.release.execute_order``)."""
+    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
+    site_holds_for(site, body.owner, ctx)
+    book = Book(state, ctx)
+    lot = book.lot(body.lot, "entry.lot")
+    authorised = execute_order(
+        state,
         ctx,
-        "entry.order",
+        order_id=body.order,
+        kind="stock.release",
+        entry_id=body.id,
+        site=site.code,
+        owner=body.owner,
+        lot=body.lot,
+        material=lot.material,
+        quantity=body.quantity,
+        counterparty=body.recipient,
+        counterparty_field="entry.recipient",
+        occurred_at=body.occurred_at,
     )
+    book.post(holding(body.owner, site.code), body.lot, -body.quantity)
+    book.post(virtual("recipient", body.recipient), body.lot, body.quantity)
+    return [*_movement("stock.release", body.id, site.code, book, ctx), authorised]
 
 
 @rule(LoanOut)
 def loan_out(state: StateView, body: LoanOut, signers: Signers, ctx: Context) -> list[Change]:
+    """A loan executes a ``loan`` order; the borrower is the order's recipient."""
     site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
     site_holds_for(site, body.owner, ctx)
     if parse_time(body.due_at, field="entry.due_at") <= parse_time(body.occurred_at):
         raise refuse("due-date", "the loan must be due after it is made", ctx, "entry.due_at")
     book = Book(state, ctx)
     lot = book.lot(body.lot, "entry.lot")
+    authorised = execute_order(
+        state,
+        ctx,
+        order_id=body.order,
+        kind="stock.loan_out",
+        entry_id=body.id,
+        site=site.code,
+        owner=body.owner,
+        lot=body.lot,
+        material=lot.material,
+        quantity=body.quantity,
+        counterparty=body.borrower,
+        counterparty_field="entry.borrower",
+        occurred_at=body.occurred_at,
+    )
     book.post(holding(body.owner, site.code), body.lot, -body.quantity)
     book.post(LOANS, body.lot, body.quantity)
     loan = LoanRec(
@@ -208,6 +247,7 @@ def loan_out(state: StateView, body: LoanOut, signers: Signers, ctx: Context) ->
     return [
         *_movement("stock.loan_out", body.id, site.code, book, ctx),
         Put("loans", body.id, loan),
+        authorised,
     ]
 
 
@@ -244,12 +284,29 @@ def loan_return(state: StateView, body: LoanReturn, signers: Signers, ctx: Conte
 
 @rule(Sale)
 def sale(state: StateView, body: Sale, signers: Signers, ctx: Context) -> list[Change]:
+    """A sale executes an ``ordinary_sale`` or ``price_spike_sale`` order; the buyer is
+    the order's recipient."""
     site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
     book = Book(state, ctx)
-    book.lot(body.lot, "entry.lot")
+    lot = book.lot(body.lot, "entry.lot")
+    authorised = execute_order(
+        state,
+        ctx,
+        order_id=body.order,
+        kind="stock.sale",
+        entry_id=body.id,
+        site=site.code,
+        owner=body.owner,
+        lot=body.lot,
+        material=lot.material,
+        quantity=body.quantity,
+        counterparty=body.buyer,
+        counterparty_field="entry.buyer",
+        occurred_at=body.occurred_at,
+    )
     book.post(holding(body.owner, site.code), body.lot, -body.quantity)
     book.post(virtual("buyer", body.buyer), body.lot, body.quantity)
-    return _movement("stock.sale", body.id, site.code, book, ctx)
+    return [*_movement("stock.sale", body.id, site.code, book, ctx), authorised]
 
 
 @rule(Rotation)
@@ -264,7 +321,7 @@ def rotation(state: StateView, body: Rotation, signers: Signers, ctx: Context) -
     if new.material != out.material:
         raise refuse(
             "rotation",
-            f"a rotation replaces {out.material} with {out.material}, not {new.material}",
+            f"a rotation replaces {out.material} with {out.material}, not with {new.material}",
             ctx,
             "entry.lot_in",
         )
@@ -302,9 +359,11 @@ def conversion(state: StateView, body: Conversion, signers: Signers, ctx: Contex
     return _movement("stock.conversion", body.id, site.code, book, ctx)
 
 
-def count_tolerance(state: StateView, owner: str, material: str) -> Decimal:
-    """Percent of the book quantity a count may differ by without a second officer."""
-    return DEFAULT_COUNT_TOLERANCE  # release policies (issue #5) will set it per owner and material
+def count_tolerance(state: StateView, owner: str, material: str, at: datetime) -> Decimal:
+    """Percent of the book quantity a count may differ by without a second officer: the
+    release policy's in force at ``at`` (the log's time), else the default 0.5 %."""
+    policy = policy_in_force(state, owner, material, at)
+    return Decimal(policy.count_tolerance_pct) if policy else DEFAULT_COUNT_TOLERANCE
 
 
 @rule(StockCount)
@@ -323,7 +382,7 @@ def stock_count(state: StateView, body: StockCount, signers: Signers, ctx: Conte
             "entry.book",
         )
     diff = body.counted - on_book
-    tolerance = count_tolerance(state, body.owner, lot.material)
+    tolerance = count_tolerance(state, body.owner, lot.material, ctx.recorded_at)
     beyond = abs(diff) * 100 > tolerance * on_book if on_book else diff != 0
     if signers.cosigners:
         second = signers.cosigners[0]
@@ -362,9 +421,11 @@ def stock_count(state: StateView, body: StockCount, signers: Signers, ctx: Conte
 
 @rule(Reversal)
 def reversal(state: StateView, body: Reversal, signers: Signers, ctx: Context) -> list[Change]:
-    """Mirror one earlier movement's postings, once. Arrivals, loan returns and releases
-    are not reversible (they close a transfer, a loan or execute an order); a dispatch
-    only while in transit, a loan only while nothing came back."""
+    """Mirror one earlier movement's postings, once. Arrivals and loan returns are not
+    reversible (they close a transfer or a loan), nor are releases, sales and loans out:
+    they execute a ministerial order and count against its cap (issue #5), so a mistaken
+    one is dealt with by the minister (revoking the order), not undone by an operator.
+    A dispatch is reversible only while in transit."""
     site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
     orig: MovementRec | None = state.get("movements", body.reverses)
     if orig is None or orig.kind not in REVERSIBLE:
@@ -392,13 +453,6 @@ def reversal(state: StateView, body: Reversal, signers: Signers, ctx: Context) -
                 "not-reversible", "the transfer has already arrived", ctx, "entry.reverses"
             )
         extra.append(Put("transfers", orig.entry_id, None))
-    if orig.kind == "stock.loan_out":
-        loan: LoanRec | None = state.get("loans", orig.entry_id)
-        if loan is None or loan.outstanding != loan.quantity:
-            raise refuse(
-                "not-reversible", "part of the loan has already come back", ctx, "entry.reverses"
-            )
-        extra.append(Put("loans", orig.entry_id, None))
     book = Book(state, ctx)
     for account, _material, lot, delta in reversed(orig.postings):
         book.lot(lot, "entry.reverses")

@@ -11,15 +11,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select, tuple_
 
 from ledger import bundle
-from ledger.checkpoint import note_verifier_key
-from ledger.errors import ConfigError, VerificationFailed
+from ledger.checkpoint import note_verifier_key, parse_checkpoint
+from ledger.errors import ConfigError, LedgerError, VerificationFailed
+from ledger.merkle import CompactRange
 from ledger.records import record_to_json
 from ledger.state import COMPARED_TABLES
 from ledger.store import projections
-from ledger.store.schema import checkpoints, entries, log_state
+from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.verify import LeafRow, Projections, Report, verify_history
 
 CHUNK = 2000
@@ -55,6 +56,80 @@ def db_checkpoints(conn: Connection, *, upto: int) -> Iterator[tuple[int, str]]:
         yield r.size, r.note
 
 
+def _check_checkpoint_columns(conn: Connection) -> None:
+    """The stored root and time columns (which exports and proofs use) must say what the
+    signed notes, verified by then, say."""
+    for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size)):
+        try:
+            cp = parse_checkpoint(r.note)
+        except LedgerError as exc:
+            raise VerificationFailed(
+                f"checkpoint at size {r.size}: {exc.public_message}", seq=r.size - 1
+            ) from None
+        if cp.root != bytes(r.root) or cp.time != r.recorded_at:
+            raise VerificationFailed(
+                f"checkpoint at size {r.size}: stored root or time differs from the signed note",
+                seq=r.size - 1,
+            )
+
+
+def _head_size(conn: Connection) -> int | None:
+    row = conn.execute(select(log_state.c.size)).first()
+    return int(row.size) if row else None
+
+
+def _check_tree_nodes(conn: Connection, size: int) -> None:
+    """Every stored tree node must be the one the verified leaves produce: proofs and the
+    next append's root are computed from them. Names the first leaf whose node is wrong."""
+    tree = CompactRange()
+    expected = 0
+    batch: dict[tuple[int, int], tuple[bytes, int]] = {}
+
+    def check() -> None:
+        ids = list(batch)
+        stored = {
+            (r.level, r.idx): bytes(r.hash)
+            for r in conn.execute(
+                select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(
+                    tuple_(tree_nodes.c.level, tree_nodes.c.idx).in_(ids)
+                )
+            )
+        }
+        for node_id in sorted(ids, key=lambda i: batch[i][1]):
+            h, seq = batch[node_id]
+            if stored.get(node_id) != h:
+                raise VerificationFailed(f"stored tree node {node_id} is missing or wrong", seq=seq)
+        batch.clear()
+
+    for seq, lh in _leaf_hashes(conn, size):
+        for node_id, h in tree.append(lh):
+            batch[node_id] = (h, seq)
+            expected += 1
+        if len(batch) >= CHUNK:
+            check()
+    if batch:
+        check()
+    total = conn.execute(select(func.count()).select_from(tree_nodes)).scalar_one()
+    if total != expected:
+        raise VerificationFailed("tree_nodes holds nodes that no entry completes", seq=size - 1)
+
+
+def _leaf_hashes(conn: Connection, size: int) -> Iterator[tuple[int, bytes]]:
+    start = 0
+    while start < size:
+        rows = conn.execute(
+            select(entries.c.seq, entries.c.leaf_hash)
+            .where(entries.c.seq >= start, entries.c.seq < size)
+            .order_by(entries.c.seq)
+            .limit(CHUNK)
+        ).all()
+        if not rows:
+            return
+        for r in rows:
+            yield int(r.seq), bytes(r.leaf_hash)
+        start = rows[-1].seq + 1
+
+
 def db_projections(conn: Connection) -> Projections:
     info = projections.read_log_info(conn)
     return Projections(
@@ -86,7 +161,10 @@ def verify_database(
             projections=db_projections(conn),
             jobs=jobs,
             progress=progress,
+            expected_size=_head_size(conn),
         )
+        _check_checkpoint_columns(conn)
+        _check_tree_nodes(conn, report.size)
         head = conn.execute(select(log_state)).first()
         if head is not None and (
             head.size != report.size or head.head_hash != _last_hash(conn, report.size)

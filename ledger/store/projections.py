@@ -21,7 +21,11 @@ from ledger.records import (
     LotRec,
     MaterialRec,
     MovementRec,
+    OrderRec,
     OwnerRec,
+    PolicyRec,
+    PriceRec,
+    RequestRec,
     SiteRec,
     TargetRec,
     TransferRec,
@@ -50,6 +54,7 @@ def _key_row(rec: KeyRecord) -> dict[str, Any]:
         "sites": json.dumps(list(rec.sites)),
         "owners": json.dumps(list(rec.owners)),
         "clearance": rec.clearance,
+        "custody": rec.custody,
         "registered_seq": rec.registered_seq,
         "revoked_seq": rec.revoked_seq,
     }
@@ -64,6 +69,7 @@ def _key_record(row: Any) -> KeyRecord:
         sites=tuple(json.loads(row.sites)),
         owners=tuple(json.loads(row.owners)),
         clearance=row.clearance,
+        custody=row.custody,
         registered_seq=row.registered_seq,
         revoked_seq=row.revoked_seq,
     )
@@ -93,6 +99,10 @@ SPECS: dict[str, Spec] = {
     "transfers": Spec(schema.transfers, ("id",), TransferRec),
     "loans": Spec(schema.loans, ("id",), LoanRec),
     "movements": Spec(schema.movements, ("entry_id",), MovementRec, compare=False),
+    "policies": Spec(schema.policies, ("owner", "material"), PolicyRec),
+    "prices": Spec(schema.prices, ("price_index", "material", "currency"), PriceRec),
+    "release_requests": Spec(schema.release_requests, ("id",), RequestRec),
+    "release_orders": Spec(schema.release_orders, ("id",), OrderRec),
 }
 
 

@@ -81,6 +81,7 @@ keys = Table(
     Column("clearance", String(16), nullable=False),
     Column("registered_seq", BigInteger, nullable=False),
     Column("revoked_seq", BigInteger, nullable=True),
+    Column("custody", String(8), nullable=False, server_default="self"),
 )
 
 test_balances = Table(
@@ -234,4 +235,149 @@ site_locations = Table(
     Column("nonce", LargeBinary(12), nullable=False),
     Column("ciphertext", LargeBinary, nullable=False),
     Column("created_at", String(32), nullable=False),
+)
+
+
+# -- service (migration 0003) ----------------------------------------------------------
+
+# The access log: every reveal, refused request and export, hash-chained and covered by
+# signed checkpoints like the ledger itself (issue #4). Append-only by trigger.
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("leaf", LargeBinary, nullable=False),
+)
+
+access_checkpoints = Table(
+    "access_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+# Head of the access log: size, chain head and the RFC 9162 compact range (O(log n)
+# hashes) so the next checkpoint's root costs nothing to compute.
+access_state = Table(
+    "access_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("frontier", Text, nullable=False),
+    CheckConstraint("id = 1", name="access_state_single_row"),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(128), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("revoked_by", String(64), nullable=False),
+)
+
+# Idempotency keys: a retried write returns the first result, never a second entry.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_name", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+
+# -- release authorisation (migration 0004) ------------------------------------------------
+
+# Release policies per owner and material: the version in force and those to come (JSON).
+policies = Table(
+    "policies",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("material", String(64), primary_key=True),
+    Column("versions", Text, nullable=False),
+)
+
+# The latest observed price per index, material and currency.
+prices = Table(
+    "prices",
+    metadata,
+    Column("price_index", String(64), primary_key=True),
+    Column("material", String(64), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("value", String(32), nullable=False),
+    Column("observed_at", String(32), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("entry_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+release_requests = Table(
+    "release_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("recorded_at", String(32), nullable=False),
+    Column("lapses_at", String(32), nullable=False),
+    Column("requester", String(64), nullable=False),
+    Column("requester_key", String(64), nullable=False),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("material", String(64), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("regime", String(24), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("evidence_type", String(24), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("evidence_detail", Text, nullable=False),
+    Column("approvals", Text, nullable=False),
+    CheckConstraint("quantity > 0", name="release_requests_quantity_pos"),
+    CheckConstraint(
+        "regime IN ('emergency_release', 'price_spike_sale', 'ordinary_sale', 'loan')",
+        name="release_requests_regime",
+    ),
+)
+
+release_orders = Table(
+    "release_orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("recorded_at", String(32), nullable=False),
+    Column("minister", String(64), nullable=False),
+    Column("minister_key", String(64), nullable=False),
+    Column("request", String(32), nullable=False, unique=True),
+    Column("requested_at", String(32), nullable=False),
+    Column("requester", String(64), nullable=False),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("material", String(64), nullable=False),
+    Column("regime", String(24), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("quantity_requested", BigInteger, nullable=False),
+    Column("evidence_type", String(24), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("evidence_detail", Text, nullable=False),
+    Column("approvals", Text, nullable=False),
+    Column("quorum", Integer, nullable=False),
+    Column("policy_seq", BigInteger, nullable=False),
+    Column("cap", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("valid_from", String(32), nullable=False),
+    Column("valid_until", String(32), nullable=False),
+    Column("sites", Text, nullable=False),
+    Column("report_to", String(200), nullable=False),
+    Column("executions", Text, nullable=False),
+    Column("revoked_seq", BigInteger, nullable=True),
+    Column("revoked_at", String(32), nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+    Column("revoke_reason", Text, nullable=True),
+    CheckConstraint("cap > 0 AND cap <= quantity_requested", name="release_orders_cap"),
+    CheckConstraint("remaining >= 0 AND remaining <= cap", name="release_orders_remaining"),
+    CheckConstraint("quorum >= 1", name="release_orders_quorum"),
+    CheckConstraint("valid_from < valid_until", name="release_orders_window"),
 )

@@ -92,6 +92,23 @@ def _sqlite_triggers() -> None:
         "WHEN NEW.seq <> (SELECT COALESCE(MAX(seq), -1) + 1 FROM entries) "
         "BEGIN SELECT RAISE(ABORT, 'entries must be appended in seq order'); END"
     )
+    _sqlite_no_replace("entries", ("seq", "entry_id"))
+    _sqlite_no_replace("tree_nodes", ("level,idx",))
+    _sqlite_no_replace("checkpoints", ("size",))
+
+
+# SQLite's INSERT OR REPLACE deletes the row it replaces; recursive_triggers (set by the
+# application) makes that fire the DELETE triggers, but any other client (the sqlite3
+# shell, a script) would not set it. These guards refuse the conflicting INSERT itself.
+def _sqlite_no_replace(table: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        cond = " AND ".join(f"{c} = NEW.{c}" for c in key.split(","))
+        name = f"{table}_no_replace_{key.replace(',', '_')}"
+        op.execute(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {cond}) "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        )
 
 
 def _postgres_triggers() -> None:

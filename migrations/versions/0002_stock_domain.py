@@ -161,6 +161,22 @@ def upgrade() -> None:
                     f"CREATE TRIGGER {table}_no_{op_name.lower()} BEFORE {op_name} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
                 )
+        _sqlite_no_replace("postings", ("seq,n",))
+        _sqlite_no_replace("site_locations", ("site,version",))
+
+
+# SQLite's INSERT OR REPLACE deletes the row it replaces; recursive_triggers (set by the
+# application) makes that fire the DELETE triggers, but any other client (the sqlite3
+# shell, a script) would not set it. These guards refuse the conflicting INSERT itself.
+def _sqlite_no_replace(table: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        cond = " AND ".join(f"{c} = NEW.{c}" for c in key.split(","))
+        name = f"{table}_no_replace_{key.replace(',', '_')}"
+        op.execute(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {cond}) "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        )
 
 
 def downgrade() -> None:
