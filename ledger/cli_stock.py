@@ -196,6 +196,24 @@ def loan(led: Ledger, a: argparse.Namespace, user: str) -> int:
             borrower=a.borrower,
             due_at=a.due,
             premium_pct=a.premium,
+            order=led.entry_ref(a.order),
+        ),
+    )
+
+
+def release(led: Ledger, a: argparse.Namespace, user: str) -> int:
+    return _done(
+        "stock.release",
+        led.act(
+            user,
+            "stock.release",
+            site=a.site,
+            owner=a.owner,
+            lot=a.lot,
+            quantity=_qty(a.qty, "quantity"),
+            occurred_at=_at(a),
+            order=led.entry_ref(a.order),
+            recipient=a.recipient,
         ),
     )
 
@@ -227,6 +245,7 @@ def sell(led: Ledger, a: argparse.Namespace, user: str) -> int:
             occurred_at=_at(a),
             buyer=a.buyer,
             tender_ref=a.tender,
+            order=led.entry_ref(a.order),
         ),
     )
 
@@ -368,7 +387,9 @@ def show_trace(engine: Any, a: argparse.Namespace) -> int:
 
     with engine.begin() as conn:
         t = reports.trace_lot(conn, a.lot)
-    print(f"lot {t.lot} ({t.material}): {format_quantity(t.held)} held; postings balance: {'yes' if t.balanced else 'NO'}")
+    print(
+        f"lot {t.lot} ({t.material}): {format_quantity(t.held)} held; postings balance: {'yes' if t.balanced else 'NO'}"
+    )
     _print_table(
         ["SEQ", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"],
         [
@@ -561,9 +582,37 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
     mv("dispatch", dispatch, "send stock to another site", "--lot", "--qty", "--to", "--reference")
     sp = mv("arrive", arrive, "record a transfer's arrival", "--transfer", "--qty", owner_lot=False)
     sp.add_argument("--shortfall-reason", default="")
-    mv("loan", loan, "lend stock", "--lot", "--qty", "--borrower", "--due", "--premium")
+    mv(
+        "release",
+        release,
+        "hand stock over to the recipient of an emergency-release order",
+        "--lot",
+        "--qty",
+        "--order",
+        "--recipient",
+    )
+    mv(
+        "loan",
+        loan,
+        "lend stock under a loan order",
+        "--lot",
+        "--qty",
+        "--order",
+        "--borrower",
+        "--due",
+        "--premium",
+    )
     mv("return", give_back, "record lent stock coming back", "--loan", "--qty", owner_lot=False)
-    mv("sell", sell, "a sale", "--lot", "--qty", "--buyer", "--tender")
+    mv(
+        "sell",
+        sell,
+        "a sale under a sale order",
+        "--lot",
+        "--qty",
+        "--order",
+        "--buyer",
+        "--tender",
+    )
     mv(
         "rotate",
         rotate,

@@ -2,18 +2,23 @@
 
 Two owners (Japan's national reserve and a joint EU stock) hold rare earths, gallium and
 magnesium in sites run by custodians in two countries; a year of receipts, a transfer
-with a shortfall, counts, a rotation, a sale, a loan that comes back and one overdue. The locations are
-fictitious and are sealed like real ones. Re-running the command adds nothing twice.
+with a shortfall, counts and a rotation. Then the release side (issue #5): release
+policies signed by the security admin and each owner's minister, and under ministerial
+orders (request, quorum of approvals, order) a full emergency release of NdPr oxide to a
+magnet maker whose own inventory is exhausted, a sale of magnesium, a gallium loan that
+comes back in two parts, and one loan left overdue. The locations are fictitious and are
+sealed like real ones. Re-running the command adds nothing twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 from ledger.locations import Location
-from ledger.service import Ledger
+from ledger.service import Ledger, new_body
 from ledger.store.projections import read_table
 from ledger.timefmt import format_time
 
@@ -24,8 +29,10 @@ DEMO_USERS = [
     ("oscar", ["operator"], ["SITE-7F3K"], [], "NONE"),
     ("fiona", ["official"], [], ["JP-RESERVE"], "NONE"),
     ("felix", ["official"], [], ["JP-RESERVE", "EU-JOINT"], "NONE"),
+    ("fumio", ["official"], [], ["JP-RESERVE"], "NONE"),
     ("frida", ["official"], [], ["EU-JOINT"], "CONFIDENTIAL"),
     ("mina", ["minister"], [], ["JP-RESERVE"], "CONFIDENTIAL"),
+    ("marc", ["minister"], [], ["EU-JOINT"], "CONFIDENTIAL"),
     ("audrey", ["auditor"], [], [], "NONE"),
 ]
 OWNERS = [
@@ -164,6 +171,7 @@ def run_demo(led: Ledger) -> int:
             valid_to=format_time(now + timedelta(days=365)),
         )
     _year_of_movements(led, start)
+    _releases(led)
     return _size(led)
 
 
@@ -276,7 +284,7 @@ def _year_of_movements(led: Ledger, start: datetime) -> None:
     for _ in range(3):
         _count(led, "olga", "SITE-7F3K", "JP-RESERVE", "LOT-NDPR-2025-01", rng, day(d))
         d += 45
-    # A rotation to a better lot, a conversion oxide -> (demo) metal lot, a sale.
+    # A rotation to a better lot.
     act(
         "olga",
         "stock.receipt",
@@ -300,59 +308,6 @@ def _year_of_movements(led: Ledger, start: datetime) -> None:
         occurred_at=day(d + 1),
         counterparty="Demo Metals JSC",
     )
-    act(
-        "omar",
-        "stock.sale",
-        site="SITE-5M1D",
-        owner="EU-JOINT",
-        lot="LOT-MG-2025-01",
-        quantity=100_000_000,
-        occurred_at=day(d + 3),
-        buyer="Demo Die-casting SpA",
-        tender_ref="EU-TENDER-2025-17",
-    )
-    # A loan that comes back in two parts.
-    loan = act(
-        "omar",
-        "stock.loan_out",
-        site="SITE-2B9Q",
-        owner="EU-JOINT",
-        lot="LOT-GA-2025-01",
-        quantity=5_000_000,
-        occurred_at=day(d + 5),
-        borrower="Demo Semiconductors SA",
-        due_at=day(d + 60),
-        premium_pct="2.5",
-    )
-    act(
-        "omar",
-        "stock.loan_return",
-        site="SITE-2B9Q",
-        loan=loan,
-        quantity=3_000_000,
-        occurred_at=day(d + 30),
-    )
-    act(
-        "omar",
-        "stock.loan_return",
-        site="SITE-2B9Q",
-        loan=loan,
-        quantity=2_000_000,
-        occurred_at=day(d + 55),
-    )
-    # A loan still out, overdue.
-    act(
-        "omar",
-        "stock.loan_out",
-        site="SITE-2B9Q",
-        owner="EU-JOINT",
-        lot="LOT-GA-2025-01",
-        quantity=1_000_000,
-        occurred_at=day(d + 40),
-        borrower="Demo Optics BV",
-        due_at=day(d + 50),
-        premium_pct="3",
-    )
 
 
 def _count(
@@ -373,6 +328,204 @@ def _count(
         book=book,
         counted=counted,
         occurred_at=at,
+    )
+
+
+# owner, material, quorum, crisis index, threshold (USD), open regimes, co-signing minister
+POLICIES = [
+    (
+        "JP-RESERVE",
+        "NDPR-OXIDE",
+        2,
+        "FASTMARKETS-NDPR-CIF",
+        "95",
+        ["emergency_release", "price_spike_sale"],
+        "mina",
+    ),
+    ("EU-JOINT", "GA-METAL", 1, "LME-GA-99.99", "1200", ["loan", "ordinary_sale"], "marc"),
+    ("EU-JOINT", "MG-INGOT", 1, "LME-MG-99.8", "6", ["ordinary_sale"], "marc"),
+]
+REPORT_TO = {
+    "JP-RESERVE": "House of Representatives, Committee on Economy, Trade and Industry",
+    "EU-JOINT": "European Parliament, Committee on Industry, Research and Energy",
+}
+
+
+def _releases(led: Ledger) -> None:
+    """Policies, then each release, sale and loan under its own ministerial order."""
+
+    def now() -> str:
+        return format_time(datetime.now(UTC))
+
+    def later(**delta: float) -> str:
+        return format_time(datetime.now(UTC) + timedelta(**delta))
+
+    def act(user: str, kind: str, **fields: object) -> str:
+        return led.entry_ref(str(led.act(user, kind, **fields).first_seq))
+
+    effective = []
+    for owner, material, quorum, index, threshold, regimes, minister in POLICIES:
+        effective.append(later(seconds=5))  # a policy takes effect only at a future time
+        body = new_body(
+            "policy.set",
+            "admin",
+            owner=owner,
+            material=material,
+            quorum=quorum,
+            crisis_index=index,
+            crisis_currency="USD",
+            crisis_threshold=threshold,
+            count_tolerance_pct="0.5",
+            regimes=regimes,
+            effective_at=effective[-1],
+        )
+        led.submit(body, [led.signer_for("admin"), led.signer_for(minister)])
+    while now() <= max(effective):
+        time.sleep(0.1)
+
+    def authorised(
+        owner: str,
+        material: str,
+        quantity: int,
+        recipient: str,
+        regime: str,
+        sites: list[str],
+        chain: tuple[str, list[str], str],
+        purpose: str,
+        **evidence: object,
+    ) -> str:
+        requester, approvers, minister = chain
+        req = act(
+            requester,
+            "release.requested",
+            owner=owner,
+            material=material,
+            quantity=quantity,
+            recipient=recipient,
+            regime=regime,
+            purpose=purpose,
+            **evidence,
+        )
+        for a in approvers:
+            act(a, "release.approved", request=req)
+        return act(
+            minister,
+            "release.ordered",
+            request=req,
+            cap=quantity,
+            valid_from=now(),
+            valid_until=later(days=14),
+            sites=sites,
+            regime=regime,
+            report_to=REPORT_TO[owner],
+        )
+
+    # A full emergency release: a magnet maker's own NdPr inventory is exhausted.
+    declaration = hashlib.sha256(
+        b"Demo Magnetics KK: declaration of exhausted inventory"
+    ).hexdigest()
+    emergency = authorised(
+        "JP-RESERVE",
+        "NDPR-OXIDE",
+        20_000_000,
+        "Demo Magnetics KK",
+        "emergency_release",
+        ["SITE-7F3K", "SITE-2B9Q"],
+        ("fumio", ["fiona", "felix"], "mina"),
+        "keep the motor-magnet lines running through the export restrictions",
+        evidence={"type": "exhaustion_declaration", "document_sha256": declaration},
+    )
+    for user, site, qty in (("olga", "SITE-7F3K", 12_000_000), ("omar", "SITE-2B9Q", 8_000_000)):
+        act(
+            user,
+            "stock.release",
+            site=site,
+            owner="JP-RESERVE",
+            lot="LOT-NDPR-2025-01",
+            quantity=qty,
+            occurred_at=now(),
+            order=emergency,
+            recipient="Demo Magnetics KK",
+        )
+    # An ordinary sale of magnesium ingot.
+    sale = authorised(
+        "EU-JOINT",
+        "MG-INGOT",
+        100_000_000,
+        "Demo Die-casting SpA",
+        "ordinary_sale",
+        ["SITE-5M1D"],
+        ("frida", ["felix"], "marc"),
+        "rotation of ageing magnesium stock by tender",
+    )
+    act(
+        "omar",
+        "stock.sale",
+        site="SITE-5M1D",
+        owner="EU-JOINT",
+        lot="LOT-MG-2025-01",
+        quantity=100_000_000,
+        occurred_at=now(),
+        buyer="Demo Die-casting SpA",
+        tender_ref="EU-TENDER-2025-17",
+        order=sale,
+    )
+    # A gallium loan that comes back in two parts.
+    lend = authorised(
+        "EU-JOINT",
+        "GA-METAL",
+        5_000_000,
+        "Demo Semiconductors SA",
+        "loan",
+        ["SITE-2B9Q"],
+        ("frida", ["felix"], "marc"),
+        "bridge a wafer maker's supply gap",
+    )
+    loan = act(
+        "omar",
+        "stock.loan_out",
+        site="SITE-2B9Q",
+        owner="EU-JOINT",
+        lot="LOT-GA-2025-01",
+        quantity=5_000_000,
+        occurred_at=now(),
+        borrower="Demo Semiconductors SA",
+        due_at=later(days=60),
+        premium_pct="2.5",
+        order=lend,
+    )
+    for qty in (3_000_000, 2_000_000):
+        act(
+            "omar",
+            "stock.loan_return",
+            site="SITE-2B9Q",
+            loan=loan,
+            quantity=qty,
+            occurred_at=now(),
+        )
+    # A loan still out, due two seconds after it is made: overdue once the demo is done.
+    short = authorised(
+        "EU-JOINT",
+        "GA-METAL",
+        1_000_000,
+        "Demo Optics BV",
+        "loan",
+        ["SITE-2B9Q"],
+        ("frida", ["felix"], "marc"),
+        "lens-coating trial",
+    )
+    act(
+        "omar",
+        "stock.loan_out",
+        site="SITE-2B9Q",
+        owner="EU-JOINT",
+        lot="LOT-GA-2025-01",
+        quantity=1_000_000,
+        occurred_at=now(),
+        borrower="Demo Optics BV",
+        due_at=later(seconds=2),
+        premium_pct="3",
+        order=short,
     )
 
 

@@ -31,6 +31,7 @@ from ledger.crypto import Signer, key_id, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
 from ledger.kinds.base import B64Sig, Hex64, Seq, Time
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
+from ledger.kinds.release import RELEASE_KINDS
 from ledger.kinds.stock import STOCK_KINDS
 
 ENTRY_DOMAIN: Final = b"reserve-ledger/entry/v1\n"
@@ -38,7 +39,15 @@ MAX_LEAF_BYTES: Final = 64 * 1024  # a typed document, never a file: refuse anyt
 ZERO_HASH: Final = "0" * 64  # prev_hash of seq 0
 LOG_PRINCIPAL: Final = "log"  # author of entries signed by the log key itself
 
-AnyBody = Genesis | KeyRegistered | KeyRevoked | LogKeyRotated | TestMovement | STOCK_KINDS
+AnyBody = (
+    Genesis
+    | KeyRegistered
+    | KeyRevoked
+    | LogKeyRotated
+    | TestMovement
+    | STOCK_KINDS
+    | RELEASE_KINDS
+)
 
 
 class Sig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

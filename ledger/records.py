@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 HOLDING_PREFIX = "H/"  # physical holding accounts: H/<owner>/<site>
 TRANSIT = "V/transit"
@@ -192,6 +192,146 @@ class MovementRec:
         return self.entry_id
 
 
+# -- release authorisation (issue #5) ----------------------------------------------------
+
+
+class PolicyVersion(NamedTuple):
+    """One ``policy.set``: in force from ``effective_at`` until a later version's."""
+
+    effective_at: str  # normalised (fixed width), so versions compare as strings
+    seq: int
+    quorum: int
+    crisis_index: str
+    crisis_currency: str
+    crisis_threshold: str
+    count_tolerance_pct: str
+    regimes: tuple[str, ...]
+    admin: str
+    minister: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRec:
+    """The release policies of one owner and material, by ``(effective_at, seq)``:
+    the one in force and those still to come. Versions superseded before the latest
+    ``policy.set`` was recorded are dropped (the log's clock never runs backwards, so no
+    rule can ask for them again); orders copy what they relied on."""
+
+    table: ClassVar[str] = "policies"
+    owner: str
+    material: str
+    versions: tuple[PolicyVersion, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.owner, self.material)
+
+    def in_force(self, at: str) -> PolicyVersion | None:
+        """The version in force at ``at`` (a normalised time), if any."""
+        found = None
+        for v in self.versions:
+            if v[0] <= at:
+                found = v
+        return PolicyVersion._make(found) if found is not None else None
+
+    def upcoming(self, at: str) -> list[PolicyVersion]:
+        return [PolicyVersion._make(v) for v in self.versions if v[0] > at]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRec:
+    """The latest observed price of a material on an index, in a currency."""
+
+    table: ClassVar[str] = "prices"
+    price_index: str
+    material: str
+    currency: str
+    value: str
+    observed_at: str  # normalised
+    source: str
+    entry_id: str
+    seq: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.price_index, self.material, self.currency)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRec:
+    """An open release request with its approvals so far. The order that executes it
+    takes over everything the report needs, and the request record goes away; a request
+    that lapses unordered (30 days) stays, as rare as the officials' requests are."""
+
+    table: ClassVar[str] = "release_requests"
+    id: str
+    seq: int
+    recorded_at: str
+    lapses_at: str
+    requester: str
+    requester_key: str
+    owner: str
+    material: str
+    quantity: int
+    recipient: str
+    regime: str
+    purpose: str
+    evidence_type: str  # "" (none), exhaustion_declaration, price_observation, override
+    evidence: str  # the document hash, the observation id, or the override reason
+    evidence_detail: str  # what the evidence showed when the request was recorded
+    # (user, key_id, seq, recorded_at, cap or None)
+    approvals: tuple[tuple[str, str, int, str, int | None], ...]
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRec:
+    """A ministerial order, kept for good: it is what the reporting obligation reports
+    (orders are ministerial acts, as few as reference data). ``remaining`` is the cap
+    not yet executed; ``executions`` every movement made under it."""
+
+    table: ClassVar[str] = "release_orders"
+    id: str
+    seq: int
+    recorded_at: str
+    minister: str
+    minister_key: str
+    request: str
+    requested_at: str
+    requester: str
+    owner: str
+    material: str
+    regime: str
+    recipient: str
+    purpose: str
+    quantity_requested: int
+    evidence_type: str
+    evidence: str
+    evidence_detail: str
+    approvals: tuple[tuple[str, str, int, str, int | None], ...]
+    quorum: int
+    policy_seq: int
+    cap: int
+    remaining: int
+    valid_from: str  # normalised
+    valid_until: str  # normalised
+    sites: tuple[str, ...]
+    report_to: str
+    # (seq, entry_id, recorded_at, occurred_at, kind, site, lot, quantity, counterparty)
+    executions: tuple[tuple[int, str, str, str, str, str, str, int, str], ...]
+    revoked_seq: int | None
+    revoked_at: str | None
+    revoked_by: str | None
+    revoke_reason: str | None
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+
 RECORD_TYPES: dict[str, type] = {
     r.table: r
     for r in (
@@ -204,6 +344,10 @@ RECORD_TYPES: dict[str, type] = {
         TransferRec,
         LoanRec,
         MovementRec,
+        PolicyRec,
+        PriceRec,
+        RequestRec,
+        OrderRec,
     )
 }
 

@@ -23,6 +23,7 @@ from ledger.entries import AnyBody, Sig
 from ledger.errors import KeyNotAuthorised, Rejected
 from ledger.kinds.base import Body
 from ledger.kinds.keys import Genesis, LogKeyRotated
+from ledger.kinds.release import PolicySet
 from ledger.kinds.stock import StockCount
 from ledger.state import (
     CLOCK_SKEW,
@@ -144,9 +145,9 @@ def apply(state: StateView, body: AnyBody, sigs: list[Sig], ctx: Context) -> lis
     return changes
 
 
-# Kinds that carry co-signatures besides the author's (a count beyond tolerance has a
-# second officer's; the release rules add theirs).
-MULTI_SIGNED: tuple[type, ...] = (StockCount,)
+# Kinds that carry co-signatures besides the author's: a count beyond tolerance has a
+# second officer's; a release policy its minister's (issue #5).
+MULTI_SIGNED: tuple[type, ...] = (StockCount, PolicySet)
 
 
 def require_role(signers: Signers, role: str, ctx: Context, *, what: str) -> None:
@@ -163,4 +164,5 @@ def require_role(signers: Signers, role: str, ctx: Context, *, what: str) -> Non
 import ledger.rules.keys  # noqa: E402
 import ledger.rules.movements  # noqa: E402
 import ledger.rules.reference  # noqa: E402
+import ledger.rules.release  # noqa: E402
 import ledger.rules.testmove  # noqa: E402,F401

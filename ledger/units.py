@@ -32,11 +32,15 @@ def parse_quantity(text: str, *, field: str = "quantity", base_unit: str = "g") 
         raise InvalidEntry(f"materials in '{base_unit}' are not supported yet", field=field)
     m = _QTY.fullmatch(text)
     if not m:
-        raise InvalidEntry("write a quantity as a decimal number and a unit, e.g. '12.5 t'", field=field)
+        raise InvalidEntry(
+            "write a quantity as a decimal number and a unit, e.g. '12.5 t'", field=field
+        )
     number, unit = m.groups()
     factor = MASS_UNITS.get(unit.lower() if unit != "t" else unit)
     if factor is None:
-        raise InvalidEntry(f"unknown unit '{unit}': use one of {', '.join(MASS_UNITS)}", field=field)
+        raise InvalidEntry(
+            f"unknown unit '{unit}': use one of {', '.join(MASS_UNITS)}", field=field
+        )
     grams = Fraction(Decimal(number)) * factor
     if grams.denominator != 1:
         raise InvalidEntry(

@@ -1,9 +1,11 @@
 """A small, realistic stock history, reusable by any test that needs one.
 
 ``build_scenario(led)`` registers two owners, three materials, users, two sites and
-six lots, then records every kind of movement the rules accept without a ministerial
-order: receipts, a transfer that arrives short, a sale, a loan and a partial return, a
-rotation, a conversion, a stock count within tolerance, and targets. It returns the
+six lots, then records every kind of movement but a release: receipts, a transfer that
+arrives short, a sale, a loan and a partial return, a rotation, a conversion, a stock
+count within tolerance, and targets. The sale and the loan each execute a ministerial
+order (issue #5): a release policy for JP NDPR (quorum 1), a request by fiona, felix's
+approval and mina's order. It returns the
 important entry ids and the balances every account should end with, so tests can
 check against numbers written down by hand rather than against the code under test.
 
@@ -14,6 +16,7 @@ pass the log's own clock when the test backdates the log). Movements are recorde
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -22,7 +25,7 @@ from sqlalchemy import select
 
 from ledger import timefmt
 from ledger.records import CONVERSION, LOANS, LOSS, ROTATION, TRANSIT, holding, virtual
-from ledger.service import Ledger
+from ledger.service import Ledger, new_body
 from ledger.store.schema import entries
 from ledger.timefmt import format_time, parse_time
 
@@ -55,6 +58,8 @@ USERS: list[tuple[str, list[str], list[str], list[str], str]] = [
     ("omar", ["operator"], [SITE_B], [], "RESTRICTED"),
     ("fiona", ["official"], [], [JP], "NONE"),
     ("elena", ["official"], [], [EU], "NONE"),
+    ("felix", ["official"], [], [JP], "NONE"),
+    ("mina", ["minister"], [], [JP], "CONFIDENTIAL"),
 ]
 
 COMMITMENT = "ab" * 32  # a dummy: sealing locations is tested elsewhere
@@ -223,6 +228,58 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
         quantity=11_998_500,
         shortfall_reason="one drum seal damaged in transit; spill recovered as waste",
     )
+    # -- the orders the sale and the loan execute (issue #5) -------------------------------
+    # A policy takes effect only at a future time: wait (on the scenario's clock) for it.
+    policy_at = clock()
+    effective = _shift(policy_at, seconds=0.3)
+    policy = new_body(
+        "policy.set",
+        "admin",
+        owner=JP,
+        material=NDPR,
+        quorum=1,
+        crisis_index="FASTMARKETS-NDPR-CIF",
+        crisis_currency="USD",
+        crisis_threshold="95",
+        count_tolerance_pct="0.5",
+        regimes=["ordinary_sale", "loan"],
+        effective_at=effective,
+    )
+    seqs["policy"] = led.submit(policy, [led.signer_for("admin"), led.signer_for("mina")]).first_seq
+    start = clock()
+    while start <= effective:
+        time.sleep(0.02)
+        start = clock()
+    for name, regime, quantity, recipient in (
+        ("sale", "ordinary_sale", 5_000_000, BUYER),
+        ("loan", "loan", 3_000_000, BORROWER),
+    ):
+        req = act(
+            "fiona",
+            "release.requested",
+            owner=JP,
+            material=NDPR,
+            quantity=quantity,
+            recipient=recipient,
+            regime=regime,
+            purpose=f"{regime.replace('_', ' ')} to {recipient}",
+        )
+        seqs[f"{name}_request"] = req.first_seq
+        request_id = _entry_id(led, req.first_seq)
+        seqs[f"{name}_approval"] = act("felix", "release.approved", request=request_id).first_seq
+        order = act(
+            "mina",
+            "release.ordered",
+            request=request_id,
+            cap=quantity,
+            valid_from=start,
+            valid_until=_shift(start, days=400),
+            sites=[SITE_A],
+            regime=regime,
+            report_to="House of Councillors, Committee on Economy and Industry",
+        )
+        seqs[f"{name}_order"] = order.first_seq
+        ids[f"{name}_order"] = _entry_id(led, order.first_seq)
     record(
         "sale",
         "olga",
@@ -233,6 +290,7 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
         quantity=5_000_000,
         buyer=BUYER,
         tender_ref="JOGMEC-T-2025-17",
+        order=ids["sale_order"],
     )
     lent_at = clock()
     record(
@@ -247,6 +305,7 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
         occurred_at=lent_at,
         due_at=_shift(lent_at, days=90),
         premium_pct="2.5",
+        order=ids["loan_order"],
     )
     ids["loan"] = _entry_id(led, seqs["loan_out"])
     record(

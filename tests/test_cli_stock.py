@@ -64,7 +64,7 @@ def test_dispatch_arrive_by_seq(home: Path) -> None:
 
 def test_inexact_quantity_is_refused_in_one_line(home: Path) -> None:
     proc = run(home, "stock", "sell", "--site", "SITE-7F3K", "--owner", "JP-RESERVE", "--lot", "LOT-1", "--qty", "1 lb",
-               "--buyer", "B", "--tender", "T", "--as", "olga")
+               "--buyer", "B", "--tender", "T", "--order", "0" * 32, "--as", "olga")
     assert_one_line_error(proc)
     assert "rounded" in proc.stderr
 

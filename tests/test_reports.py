@@ -39,6 +39,7 @@ from ledger.store.log import AppendResult, append
 from ledger.store.schema import balances as balances_t
 from ledger.store.schema import entries, postings, sites
 from ledger.timefmt import format_time, now, parse_time
+from tests.release_helpers import authorise, set_policy
 from tests.stock_scenario import (
     DY,
     EU,
@@ -595,6 +596,9 @@ class ClockLedger(Ledger):
     def act(self, actor: str, kind: str, /, **fields: Any) -> AppendResult:
         return self._append(new_body(kind, actor, **fields), [self.signer_for(actor)])
 
+    def submit(self, body: dict[str, Any], signers: list[Signer]) -> AppendResult:
+        return self._append(body, signers)
+
     def init(self, *, log_id: str, admin: str, log_key_name: str = "log") -> AppendResult:
         migrate(self.engine)
         log_key = self.keystore.generate(log_key_name)
@@ -743,6 +747,7 @@ _KEYS: dict[str, Ed25519Signer] = {}
 P_SITES = ("SITE-P1", "SITE-P2")
 P_LOTS = ("LOT-P1", "LOT-P2")
 P_OWNER = "OWNER-P"
+P_ORDER: dict[str, str] = {}  # database URL -> the order the property test's sales execute
 
 qty = st.integers(min_value=1, max_value=1_200)
 op = st.one_of(
@@ -813,6 +818,24 @@ def _property_ledger(path: Path) -> Ledger:
             certificate_sha256=f"{i:02x}" * 32,
             containers=[],
         )
+    # Sales execute a ministerial order (issue #5): one with a cap no sale here reaches.
+    for user, roles in (("fiona", ["official"]), ("felix", ["official"]), ("mina", ["minister"])):
+        led.register_key(
+            admin="admin", user=user, roles=roles, sites=[], owners=[P_OWNER], clearance="NONE"
+        )
+    set_policy(led, P_OWNER, "MAT-P", minister="mina", regimes=["ordinary_sale"])
+    P_ORDER[str(led.engine.url)] = authorise(
+        led,
+        owner=P_OWNER,
+        material="MAT-P",
+        quantity=10**12,
+        recipient="Buyer",
+        regime="ordinary_sale",
+        sites=P_SITES,
+        requester="fiona",
+        approvers=["felix"],
+        minister="mina",
+    )
     return led
 
 
@@ -852,7 +875,7 @@ def _run_ops(led: Ledger, ops: list[tuple[str, Any, Any, int]]) -> None:
             if kind == "dispatch":
                 fields |= dict(to_site=next(s for s in P_SITES if s != a), reference="TR-1")
             else:
-                fields |= dict(buyer="Buyer", tender_ref="T-1")
+                fields |= dict(buyer="Buyer", tender_ref="T-1", order=P_ORDER[str(led.engine.url)])
         elif kind == "arrival":
             if not in_transit:
                 continue

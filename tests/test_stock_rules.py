@@ -16,6 +16,7 @@ from ledger.store.audit import verify_database
 from ledger.store.log import append, head
 from ledger.timefmt import format_time, now
 from tests.conftest import make_ledger
+from tests.release_helpers import authorise, set_policy
 
 LOT, LOT2, LOT3, GA = "LOT-A", "LOT-B", "LOT-C", "LOT-GA"
 
@@ -32,6 +33,8 @@ def _setup(led: Ledger) -> Ledger:
     led.register_key(admin="admin", user="oscar", roles=["operator"], sites=["SITE-A"], owners=[], clearance="NONE")
     led.register_key(admin="admin", user="omar", roles=["operator"], sites=["SITE-E"], owners=[], clearance="NONE")
     led.register_key(admin="admin", user="fiona", roles=["official"], sites=[], owners=["JP"], clearance="NONE")
+    led.register_key(admin="admin", user="felix", roles=["official"], sites=[], owners=["JP"], clearance="NONE")
+    led.register_key(admin="admin", user="mina", roles=["minister"], sites=[], owners=["JP"], clearance="NONE")
     for code, material, purity in ((LOT, "NDPR-OXIDE", "99.5"), (LOT2, "NDPR-OXIDE", "99.7"), (LOT3, "NDPR-OXIDE", "99.0"), (GA, "GA-METAL", "99.99")):
         led.act("olga", "lot.registered", code=code, material=material, origin="AU", supplier="S", purity=purity,
                 basis="TREO", certificate_sha256="cd" * 32, containers=[])
@@ -63,6 +66,14 @@ def eid(led: Ledger, res: Any) -> str:
     return led.entry_ref(str(res.first_seq))
 
 
+def an_order(led: Ledger, regime: str, recipient: str, qty: int = 10_000_000) -> str:
+    """A ministerial order (issue #5) for JP NDPR-OXIDE at SITE-A and SITE-B: sales and
+    loans execute one."""
+    set_policy(led, "JP", "NDPR-OXIDE", minister="mina", regimes=[regime])
+    return authorise(led, owner="JP", material="NDPR-OXIDE", quantity=qty, recipient=recipient, regime=regime,
+                     sites=["SITE-A", "SITE-B"], requester="fiona", approvers=["felix"], minister="mina")
+
+
 # -- scope and roles -------------------------------------------------------------------
 
 def test_operator_outside_site_scope(led: Ledger) -> None:
@@ -78,7 +89,7 @@ def test_out_of_scope_and_missing_site_read_the_same(led: Ledger) -> None:
 
 @pytest.mark.parametrize("user", ["admin", "fiona"])
 def test_non_operators_cannot_record_movements(led: Ledger, user: str) -> None:
-    refused(led, "role", led.act, user, "stock.sale", site="SITE-A", owner="JP", lot=LOT, quantity=1, occurred_at=now(), buyer="B", tender_ref="T")
+    refused(led, "role", led.act, user, "stock.sale", site="SITE-A", owner="JP", lot=LOT, quantity=1, occurred_at=now(), buyer="B", tender_ref="T", order="0" * 32)
 
 
 def test_site_must_hold_for_owner(led: Ledger) -> None:
@@ -104,9 +115,11 @@ def test_target_needs_official_in_owner_scope(led: Ledger) -> None:
 
 @pytest.mark.parametrize("kind", ["stock.sale", "stock.dispatch", "stock.loan_out"])
 def test_no_holding_goes_negative(led: Ledger, kind: str) -> None:
-    extra: dict[str, Any] = {"stock.sale": dict(buyer="B", tender_ref="T"),
+    order = {"stock.sale": lambda: an_order(led, "ordinary_sale", "B"),
+             "stock.loan_out": lambda: an_order(led, "loan", "B")}.get(kind, lambda: None)()
+    extra: dict[str, Any] = {"stock.sale": dict(buyer="B", tender_ref="T", order=order),
                              "stock.dispatch": dict(to_site="SITE-B", reference="R"),
-                             "stock.loan_out": dict(borrower="B", due_at=format_time(datetime.now(UTC) + timedelta(days=9)), premium_pct="1")}[kind]
+                             "stock.loan_out": dict(borrower="B", due_at=format_time(datetime.now(UTC) + timedelta(days=9)), premium_pct="1", order=order)}[kind]
     err = refused(led, "negative-holding", led.act, "olga", kind, site="SITE-A", owner="JP", lot=LOT, quantity=1_000_001, occurred_at=now(), **extra)
     assert "holds only 1000000 g" in str(err)
 
@@ -138,16 +151,22 @@ def test_arrival_rules(led: Ledger) -> None:
 
 # -- release, loans, sales -------------------------------------------------------------
 
-def test_release_needs_an_order(led: Ledger) -> None:
-    refused(led, "release-not-authorised", led.act, "olga", "stock.release", site="SITE-A", owner="JP", lot=LOT, quantity=1,
-            occurred_at=now(), order="0" * 32, recipient="R")
+@pytest.mark.parametrize("kind", ["stock.release", "stock.sale", "stock.loan_out"])
+def test_nothing_leaves_without_an_order(led: Ledger, kind: str) -> None:
+    extra: dict[str, Any] = {"stock.release": dict(recipient="R"),
+                             "stock.sale": dict(buyer="R", tender_ref="T"),
+                             "stock.loan_out": dict(borrower="R", due_at=format_time(datetime.now(UTC) + timedelta(days=9)), premium_pct="1")}[kind]
+    err = refused(led, "unknown-order", led.act, "olga", kind, site="SITE-A", owner="JP", lot=LOT, quantity=1,
+                  occurred_at=now(), order="0" * 32, **extra)
+    assert "nothing leaves a reserve without one" in str(err)
 
 
 def test_loan_rules(led: Ledger) -> None:
     due = format_time(datetime.now(UTC) + timedelta(days=30))
+    order = an_order(led, "loan", "B")
     refused(led, "due-date", led.act, "olga", "stock.loan_out", site="SITE-A", owner="JP", lot=LOT, quantity=100,
-            occurred_at=now(), borrower="B", due_at="2020-01-01T00:00:00Z", premium_pct="1")
-    loan = eid(led, led.act("olga", "stock.loan_out", site="SITE-A", owner="JP", lot=LOT, quantity=100, occurred_at=now(), borrower="B", due_at=due, premium_pct="1.5"))
+            occurred_at=now(), borrower="B", due_at="2020-01-01T00:00:00Z", premium_pct="1", order=order)
+    loan = eid(led, led.act("olga", "stock.loan_out", site="SITE-A", owner="JP", lot=LOT, quantity=100, occurred_at=now(), borrower="B", due_at=due, premium_pct="1.5", order=order))
     refused(led, "over-return", led.act, "olga", "stock.loan_return", site="SITE-A", loan=loan, quantity=101, occurred_at=now())
     led.act("olga", "stock.loan_return", site="SITE-B", loan=loan, quantity=60, occurred_at=now())
     led.act("olga", "stock.loan_return", site="SITE-A", loan=loan, quantity=40, occurred_at=now())
@@ -219,7 +238,8 @@ def test_reversal_mirrors_once(led: Ledger) -> None:
 
 def test_reversal_cannot_make_a_holding_negative(led: Ledger) -> None:
     r = eid(led, receive(led, LOT2, 250))
-    led.act("olga", "stock.sale", site="SITE-A", owner="JP", lot=LOT2, quantity=200, occurred_at=now(), buyer="B", tender_ref="T")
+    order = an_order(led, "ordinary_sale", "B")
+    led.act("olga", "stock.sale", site="SITE-A", owner="JP", lot=LOT2, quantity=200, occurred_at=now(), buyer="B", tender_ref="T", order=order)
     refused(led, "negative-holding", reverse, led, r)
 
 

@@ -137,7 +137,8 @@ class Arrival(Body, tag="stock.arrival", frozen=True):
 
 
 class Release(Body, tag="stock.release", frozen=True):
-    """Stock handed over to a recipient under a ministerial order (issue #5)."""
+    """Stock handed over to a recipient under a ministerial order (issue #5): an order of
+    the ``emergency_release`` regime, naming this recipient."""
 
     site: Code
     owner: Code
@@ -149,13 +150,15 @@ class Release(Body, tag="stock.release", frozen=True):
 
 
 class LoanOut(Body, tag="stock.loan_out", frozen=True):
-    """Stock lent to a borrower until ``due_at``; the loan is named by this entry's id."""
+    """Stock lent to a borrower until ``due_at`` under a ministerial order of the ``loan``
+    regime (issue #5); the loan is named by this entry's id."""
 
     site: Code
     owner: Code
     lot: Code
     quantity: Qty
     occurred_at: Time
+    order: EntryId
     borrower: Name
     due_at: Time
     premium_pct: Percent
@@ -171,11 +174,15 @@ class LoanReturn(Body, tag="stock.loan_return", frozen=True):
 
 
 class Sale(Body, tag="stock.sale", frozen=True):
+    """Stock sold to a buyer under a ministerial order of the ``ordinary_sale`` or
+    ``price_spike_sale`` regime (issue #5)."""
+
     site: Code
     owner: Code
     lot: Code
     quantity: Qty
     occurred_at: Time
+    order: EntryId
     buyer: Name
     tender_ref: Name
 

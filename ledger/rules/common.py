@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from ledger.errors import Rejected
-from ledger.records import BalanceRec, LotRec, SiteRec, is_holding
+from ledger.records import BalanceRec, LotRec, PolicyRec, PolicyVersion, SiteRec, is_holding
 from ledger.reducer import Context, Signers
 from ledger.state import Change, Post, Posting, Put, StateView
+from ledger.timefmt import format_time
 
 
 def refuse(rule: str, message: str, ctx: Context, field: str | None = None) -> Rejected:
@@ -45,6 +47,15 @@ def site_holds_for(site: SiteRec, owner: str, ctx: Context, field: str = "entry.
         raise refuse(
             "site-owner", f"site {site.code} does not hold stock for owner '{owner}'", ctx, field
         )
+
+
+def policy_in_force(
+    state: StateView, owner: str, material: str, at: datetime
+) -> PolicyVersion | None:
+    """The release policy (issue #5) of ``owner`` and ``material`` in force at ``at``:
+    the version with the latest ``effective_at`` not after it, if any."""
+    rec: PolicyRec | None = state.get("policies", (owner, material))
+    return rec.in_force(format_time(at)) if rec is not None else None
 
 
 class Book:

@@ -185,6 +185,10 @@ def read_log_info(conn: Connection) -> LogInfo | None:
     return LogInfo(log_id=row.log_id, log_key=row.log_key) if row else None
 
 
+def read_user_keys(conn: Connection, user: str) -> list[KeyRecord]:
+    return [_key_record(r) for r in conn.execute(select(keys).where(keys.c.user_name == user))]
+
+
 def read_keys(conn: Connection) -> dict[str, KeyRecord]:
     return {r.key_id: _key_record(r) for r in conn.execute(select(keys))}
 

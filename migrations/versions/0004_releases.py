@@ -97,9 +97,7 @@ def upgrade() -> None:
         sa.Column("revoked_by", sa.String(64), nullable=True),
         sa.Column("revoke_reason", sa.Text, nullable=True),
         sa.CheckConstraint("cap > 0 AND cap <= quantity_requested", name="release_orders_cap"),
-        sa.CheckConstraint(
-            "remaining >= 0 AND remaining <= cap", name="release_orders_remaining"
-        ),
+        sa.CheckConstraint("remaining >= 0 AND remaining <= cap", name="release_orders_remaining"),
         sa.CheckConstraint("quorum >= 1", name="release_orders_quorum"),
         sa.CheckConstraint("valid_from < valid_until", name="release_orders_window"),
     )

@@ -1,0 +1,104 @@
+"""``reserve release ...`` as officials and ministers type it, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ledger.timefmt import format_time
+from tests.test_cli import assert_one_line_error, run
+
+LOCATION = {"name": "Depot", "address": "Nowhere 1", "latitude": 1.5, "longitude": 2.5}
+
+
+def ok(home: Path, *args: str) -> str:
+    proc = run(home, *args)
+    assert proc.returncode == 0, (args, proc.stderr)
+    return proc.stdout
+
+
+def seq_of(out: str) -> str:
+    return out.split()[-1]
+
+
+def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ok(home, "init", "--log-id", "test.local/release")
+    loc = tmp_path / "loc.json"
+    loc.write_text(json.dumps(LOCATION))
+    cert = tmp_path / "cert.pdf"
+    cert.write_bytes(b"%PDF assay")
+    declaration = tmp_path / "declaration.pdf"
+    declaration.write_bytes(b"%PDF our inventory is exhausted")
+    for step in (
+        ["owner", "add", "JP-RESERVE", "--name", "Japan reserve", "--country", "JP", "--as", "admin"],
+        ["material", "add", "NDPR-OXIDE", "--name", "NdPr oxide", "--form", "oxide", "--grade-basis", "TREO", "--as", "admin"],
+        ["site", "add", "SITE-7F3K", "--classification", "SECRET", "--custodian", "JP-RESERVE", "--location-file", str(loc), "--as", "admin"],
+        ["keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator", "--sites", "SITE-7F3K"],
+        ["keys", "register", "--as", "admin", "--user", "fiona", "--roles", "official", "--owners", "JP-RESERVE"],
+        ["keys", "register", "--as", "admin", "--user", "felix", "--roles", "official", "--owners", "JP-RESERVE"],
+        ["keys", "register", "--as", "admin", "--user", "mina", "--roles", "minister", "--owners", "JP-RESERVE"],
+        ["lot", "add", "LOT-1", "--material", "NDPR-OXIDE", "--origin", "AU", "--supplier", "Lynas", "--purity", "99.5",
+         "--basis", "TREO", "--certificate", str(cert), "--as", "olga"],
+        ["stock", "receive", "--site", "SITE-7F3K", "--owner", "JP-RESERVE", "--lot", "LOT-1", "--qty", "12.5 t",
+         "--supplier", "Lynas", "--purity", "99.5", "--reference", "DN-1", "--as", "olga"],
+    ):
+        ok(home, *step)
+
+    policy = ["release", "policy", "--owner", "JP-RESERVE", "--material", "NDPR-OXIDE", "--quorum", "1",
+              "--crisis-index", "FASTMARKETS-NDPR", "--crisis-currency", "USD", "--crisis-threshold", "95",
+              "--regimes", "emergency_release,loan", "--as", "admin"]
+    past = run(home, *policy, "--cosign", "mina", "--effective-at", "2020-01-01T00:00:00Z")
+    assert_one_line_error(past)
+    assert "only at a future time" in past.stderr
+    effective = datetime.now(UTC) + timedelta(seconds=3)
+    ok(home, *policy, "--cosign", "mina", "--effective-at", format_time(effective))
+    assert "to come" in ok(home, "release", "policies")
+    while datetime.now(UTC) <= effective:
+        time.sleep(0.1)
+
+    req = seq_of(ok(home, "release", "request", "--owner", "JP-RESERVE", "--material", "NDPR-OXIDE", "--qty", "2 t",
+                    "--recipient", "Demo Magnetics KK", "--regime", "emergency_release",
+                    "--purpose", "magnet lines idle", "--declaration", str(declaration), "--as", "fiona"))
+    listed = ok(home, "release", "list")
+    assert "open requests: 1" in listed and "still needs: 1 more approval(s)" in listed
+
+    self_approval = run(home, "release", "approve", req, "--as", "fiona")
+    assert_one_line_error(self_approval)
+    assert "nobody approves their own request" in self_approval.stderr
+    early = run(home, "release", "order", req, "--cap", "2 t", "--valid-until", "2099-01-01T00:00:00Z",
+                "--sites", "SITE-7F3K", "--report-to", "Diet committee", "--as", "mina")
+    assert_one_line_error(early)
+    assert "needs 1 approval(s)" in early.stderr
+
+    ok(home, "release", "approve", req, "--cap", "1.5 t", "--as", "felix")
+    assert "an order by a minister of JP-RESERVE" in ok(home, "release", "show", req)
+    until = format_time(datetime.now(UTC) + timedelta(days=7))
+    over = run(home, "release", "order", req, "--cap", "2 t", "--valid-until", until, "--sites", "SITE-7F3K",
+               "--report-to", "Diet committee", "--as", "mina")
+    assert_one_line_error(over)
+    assert "condition of felix's approval" in over.stderr
+    order = seq_of(ok(home, "release", "order", req, "--cap", "1.5 t", "--valid-until", until, "--sites",
+                      "SITE-7F3K", "--report-to", "Diet committee", "--as", "mina"))
+
+    release = ["stock", "release", "--site", "SITE-7F3K", "--owner", "JP-RESERVE", "--lot", "LOT-1",
+               "--order", order, "--recipient", "Demo Magnetics KK", "--as", "olga"]
+    ok(home, *release, "--qty", "1 t")
+    too_much = run(home, *release, "--qty", "600 kg")
+    assert_one_line_error(too_much)
+    assert "would exceed the order's cap: 500000 g of 1500000 g remain" in too_much.stderr
+
+    shown = ok(home, "release", "show", order)
+    assert "remaining 500 kg" in shown and "SITE-7F3K" in shown and LOCATION["name"] not in shown
+    report = json.loads(ok(home, "release", "report", order))
+    assert report["report_to"] == "Diet committee" and report["order"]["remaining"] == 500_000
+    assert [e["site"] for e in report["executions"]] == ["SITE-7F3K"]
+
+    ok(home, "release", "revoke", order, "--reason", "recipient re-supplied", "--as", "mina")
+    after = run(home, *release, "--qty", "1 kg")
+    assert_one_line_error(after)
+    assert "revoked" in after.stderr
+    assert "revoked" in ok(home, "release", "list", "--all")
+    ok(home, "verify", "--trust", str(home / "log.pub"))
