@@ -19,9 +19,14 @@ venv: $(STAMP)
 # Dev-only passphrase for the demo keystore under ./var (never used outside a laptop).
 export RESERVE_PASSPHRASE ?= dev-only-passphrase
 
+# `make run`: the demo ledger on SQLite under ./var, verified, then the service on
+# http://127.0.0.1:8000 (OpenAPI at /docs). The unsafe demo login is for this laptop demo
+# only: POST /auth/demo-login {"user": "olga"} returns a token without a password.
 run: $(STAMP)
 	$(BIN)/reserve demo
 	$(BIN)/reserve verify --trust var/log.pub
+	@echo "Tokens: POST http://127.0.0.1:8000/auth/demo-login {\"user\": NAME}, or: $(BIN)/reserve token --user NAME"
+	RESERVE_UNSAFE_DEMO_LOGIN=1 $(BIN)/reserve serve --host 127.0.0.1 --port 8000 --print-tokens
 
 test: $(STAMP)
 	$(BIN)/ruff check ledger keys api tests bench migrations

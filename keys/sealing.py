@@ -28,6 +28,7 @@ import binascii
 import contextlib
 import errno
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -73,12 +74,13 @@ _CORRUPT: Final = "wrong passphrase or corrupt sealing key file"
 class AesGcmSealer:
     """AES-256-GCM with one 32-byte key; implements :class:`ledger.locations.Sealer`."""
 
-    __slots__ = ("__aead", "_key_id")
+    __slots__ = ("__aead", "__derive_base", "_key_id")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) != KEY_LEN:
             raise KeystoreError("a sealing key is 32 bytes")
         self.__aead = AESGCM(key)
+        self.__derive_base = hmac.new(key, b"reserve-ledger/derive\n", hashlib.sha256).digest()
         self._key_id = hashlib.sha256(KEY_ID_DOMAIN + key).hexdigest()
 
     @classmethod
@@ -90,6 +92,11 @@ class AesGcmSealer:
     def key_id(self) -> str:
         """Lowercase hex SHA-256(KEY_ID_DOMAIN || key): names the key, reveals nothing."""
         return self._key_id
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A 32-byte key for another purpose (the access log's HMAC), derived one-way so
+        it reveals nothing of the sealing key and needs no file of its own."""
+        return hmac.new(self.__derive_base, label, hashlib.sha256).digest()
 
     def seal(self, plaintext: bytes, *, aad: bytes) -> tuple[bytes, bytes]:
         """(nonce, ciphertext || 16-byte tag) with a fresh random 96-bit nonce."""

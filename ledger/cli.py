@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ledger.config import Settings, load_settings
-from ledger.errors import ConfigError, LedgerError, VerificationFailed
+from ledger.errors import ConfigError, LedgerError, Rejected, VerificationFailed
 
 if TYPE_CHECKING:
     from ledger.service import Ledger
@@ -32,6 +32,7 @@ EXIT_USAGE = 2
 def _configure_logging(level: str) -> None:
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -186,7 +187,9 @@ def cmd_verify(args: argparse.Namespace, s: Settings) -> int:
     from ledger.store.audit import verify_database
 
     trusted = _trust(args.trust) if args.trust else None
-    report = verify_database(_reader(_with_db(args, s)), trusted_log_key=trusted, jobs=args.jobs)
+    report = verify_database(
+        _reader(_with_db(args, s)), trusted_log_key=trusted, jobs=args.jobs, anchor=_read_anchor(args.checkpoint)
+    )
     _print_report(report)
     if trusted is None:
         print("note: no --trust key given; the log key was taken from the database's own genesis")
@@ -213,6 +216,8 @@ def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
         trusted_log_key=_trust(args.trust),
         projections=b.projections(),
         jobs=args.jobs,
+        expected_size=b.manifest.get("size"),
+        anchor=_read_anchor(args.checkpoint),
     )
     _print_report(report)
     return 0
@@ -233,10 +238,53 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.config import load_api_settings
+    from api.services import build_services
+    from keys import passphrase_from_env_or_prompt
+
+    if not os.environ.get("RESERVE_LOG_LEVEL"):
+        _configure_logging("info")  # a service logs its requests by default
+    settings = load_api_settings()
+    svc = build_services(settings, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    if svc.issuer is not None and args.print_tokens:
+        for k in sorted({k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}):
+            print(f"  {k:<10} reserve token --user {k}")
+    uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, s: Settings) -> int:
+    from api.config import load_api_settings
+    from api.services import build_services
+    from keys import passphrase_from_env_or_prompt
+    from ledger.errors import NotFound
+
+    svc = build_services(load_api_settings(), passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    if svc.issuer is None:
+        raise ConfigError("tokens come from the identity provider (RESERVE_JWKS_URL is set)")
+    if not any(k.user == args.user and k.revoked_seq is None for k in svc.ledger.registered_keys()):
+        raise NotFound(f"no registered user '{args.user}'")
+    print(svc.issuer.issue(args.user))
+    return 0
+
+
 def _with_db(args: argparse.Namespace, s: Settings) -> Settings:
     if getattr(args, "db", None):
         return Settings(home=s.home, db_url=args.db, user=s.user, log_level=s.log_level)
     return s
+
+
+def _read_anchor(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint file {path}") from exc
 
 
 def _trust(path: str) -> bytes:
@@ -331,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--jobs", type=int, default=1, help="processes for signature checks (default 1)"
     )
+    sp.add_argument("--checkpoint", help="a signed checkpoint kept from an earlier audit; the log must extend it")
 
     sp = add("export", cmd_export, "write an audit bundle to DIR")
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
@@ -340,18 +389,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
     sp.add_argument("--trust", required=True, help="the log's public key file (log.pub)")
     sp.add_argument(
+        "--checkpoint",
+        help="a signed checkpoint you kept from an earlier audit (checkpoint.note): the history "
+        "must extend it, so a rolled-back or rewritten log fails",
+    )
+    sp.add_argument(
         "--jobs", type=int, default=1, help="processes for signature checks (default 1)"
     )
 
     add("demo", cmd_demo, "initialise if needed and write a sample history")
 
-    from ledger import cli_stock
+    sp = add("serve", cmd_serve, "run the HTTP service on the ledger named by RESERVE_DB / RESERVE_HOME")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--print-tokens", action="store_true", help="print how to get a token for each user")
+    sp = add("token", cmd_token, "print a short-lived access token for a registered user")
+    sp.add_argument("--user", required=True)
 
-    cli_stock.register(
-        sub,
-        writer=cli_stock.writer_factory(_ledger, _acting_user),
-        reader=cli_stock.reader_factory(_reader),
-    )
+    from ledger import cli_release, cli_stock
+
+    writer = cli_stock.writer_factory(_ledger, _acting_user)
+    reader = cli_stock.reader_factory(_reader)
+    cli_stock.register(sub, writer=writer, reader=reader)
+    cli_release.register(sub, writer=writer, reader=reader)
     return p
 
 
@@ -368,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Rejected as exc:
+        print(f"refused ({exc.rule}): {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except LedgerError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

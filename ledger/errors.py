@@ -103,3 +103,15 @@ class VerificationFailed(LedgerError):
     """The verifier found the history inconsistent; ``seq`` is the first bad entry."""
 
     code = "verification-failed"
+
+
+class Unauthenticated(LedgerError):
+    """No valid credentials: missing, expired, forged or revoked token."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(LedgerError):
+    """Authenticated, but the role or scope does not allow this."""
+
+    code = "forbidden"

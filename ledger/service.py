@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from ledger.crypto import Signer, SignerSource
 from ledger.entries import LOG_PRINCIPAL, sign_body
-from ledger.errors import ConfigError, KeystoreError, NotFound
-from ledger.locations import Location, Sealer
+from ledger.errors import ConfigError, KeystoreError, NotFound, VerificationFailed
+from ledger.locations import Location, Opening, Sealer
 from ledger.state import KeyRecord
 from ledger.store import projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
 from ledger.store.schema import entries, log_state
 from ledger.timefmt import now
+
+Also = Callable[[Connection, int], None]
+
+
+def both(first: Also | None, second: Also | None) -> Also | None:
+    """Two ``also`` callbacks as one (either may be missing)."""
+    if first is None or second is None:
+        return first or second
+
+    def run(conn: Connection, seq: int) -> None:
+        first(conn, seq)
+        second(conn, seq)
+
+    return run
 
 
 def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
@@ -43,6 +57,7 @@ class Ledger:
     # The sealing key, or a function that loads it (scrypt costs ~0.4 s, so commands
     # that never touch a location should not pay for it).
     sealer: Sealer | Callable[[], Sealer] | None = None
+    _signers: dict[str, Signer] = field(default_factory=dict, repr=False)
 
     # -- keys -------------------------------------------------------------------------
     def log_signer(self) -> Signer:
@@ -51,20 +66,32 @@ class Ledger:
             info = projections.read_log_info(conn)
         if info is None:
             raise ConfigError("the database holds no log: run 'reserve init' first")
+        cached = self._signers.get("@log")
+        if cached is not None and cached.public_key.hex() == info.log_key:
+            return cached
         for name in self.keystore.names():
             if self.keystore.public_key(name).hex() == info.log_key:
-                return self.keystore.load(name)
+                self._signers["@log"] = self.keystore.load(name)
+                return self._signers["@log"]
         raise ConfigError("the log's checkpoint key is not in this keystore")
 
     def signer_for(self, user: str) -> Signer:
-        """The keystore key of ``user`` (stored under the user's name)."""
-        if not self.keystore.exists(user):
-            raise KeystoreError(f"no key for '{user}' in the keystore")
-        return self.keystore.load(user)
+        """The keystore key of ``user`` (stored under the user's name). Loaded once: a
+        keystore entry is never overwritten, so the cache cannot go stale."""
+        signer = self._signers.get(user)
+        if signer is None:
+            if not self.keystore.exists(user):
+                raise KeystoreError(f"no key for '{user}' in the keystore")
+            signer = self._signers[user] = self.keystore.load(user)
+        return signer
 
     # -- writing ----------------------------------------------------------------------
-    def submit(self, body: dict[str, Any], signers: list[Signer]) -> AppendResult:
-        return append(self.engine, [sign_body(body, signers)], log_signer=self.log_signer())
+    def submit(
+        self, body: dict[str, Any], signers: list[Signer], *, also: Also | None = None
+    ) -> AppendResult:
+        return append(
+            self.engine, [sign_body(body, signers)], log_signer=self.log_signer(), also=also
+        )
 
     def act(self, actor: str, kind: str, /, **fields: Any) -> AppendResult:
         """Sign an entry of ``kind`` as ``actor`` and append it."""
@@ -150,21 +177,14 @@ class Ledger:
             self.sealer = self.sealer()
         return self.sealer
 
-    def register_site(
-        self,
-        *,
-        admin: str,
-        code: str,
-        classification: str,
-        custodian: str,
-        owners: list[str],
-        location: Location,
-    ) -> AppendResult:
-        """Register a site: the log gets the commitment, the sealed table the opening, in
-        one transaction."""
+    def site_submission(
+        self, *, admin: str, code: str, classification: str, custodian: str, owners: list[str], location: Location
+    ) -> tuple[dict[str, Any], Also]:
+        """A signed site registration and the callback that seals its location in the
+        same transaction (for callers that append through a group committer)."""
         from ledger.store.locations import seal_location
 
-        commitment, also = seal_location(site=code, location=location, sealer=self._sealer())
+        commitment, seal = seal_location(site=code, location=location, sealer=self._sealer())
         body = new_body(
             "site.registered",
             admin,
@@ -174,24 +194,58 @@ class Ledger:
             owners=owners,
             location_commitment=commitment,
         )
-        return append(
-            self.engine,
-            [sign_body(body, [self.signer_for(admin)])],
-            log_signer=self.log_signer(),
-            also=also,
-        )
+        return sign_body(body, [self.signer_for(admin)]), seal
 
-    def relocate_site(self, *, admin: str, code: str, location: Location) -> AppendResult:
+    def register_site(
+        self,
+        *,
+        admin: str,
+        code: str,
+        classification: str,
+        custodian: str,
+        owners: list[str],
+        location: Location,
+        also: Also | None = None,
+    ) -> AppendResult:
+        """Register a site: the log gets the commitment, the sealed table the opening, in
+        one transaction."""
         from ledger.store.locations import seal_location
 
-        commitment, also = seal_location(site=code, location=location, sealer=self._sealer())
-        body = new_body("site.relocated", admin, site=code, location_commitment=commitment)
-        return append(
-            self.engine,
-            [sign_body(body, [self.signer_for(admin)])],
-            log_signer=self.log_signer(),
-            also=also,
+        commitment, seal = seal_location(site=code, location=location, sealer=self._sealer())
+        body = new_body(
+            "site.registered",
+            admin,
+            code=code,
+            classification=classification,
+            custodian=custodian,
+            owners=owners,
+            location_commitment=commitment,
         )
+        return self.submit(body, [self.signer_for(admin)], also=both(seal, also))
+
+    def relocate_site(
+        self, *, admin: str, code: str, location: Location, also: Also | None = None
+    ) -> AppendResult:
+        from ledger.store.locations import seal_location
+
+        commitment, seal = seal_location(site=code, location=location, sealer=self._sealer())
+        body = new_body("site.relocated", admin, site=code, location_commitment=commitment)
+        return self.submit(body, [self.signer_for(admin)], also=both(seal, also))
+
+    def open_site_location(self, code: str) -> Opening:
+        """The opening of a site's current sealed location, checked against the
+        commitment the signed log holds (not only the sealed table's copy)."""
+        from ledger.store.locations import open_location
+        from ledger.store.projections import read_table
+
+        with self.engine.connect() as conn:
+            site = read_table(conn, "sites").get(code)
+            if site is None:
+                raise NotFound(f"no site '{code}'")
+            opening = open_location(conn, site=code, sealer=self._sealer())
+        if opening.commitment != site.location_commitment:
+            raise VerificationFailed("the sealed location does not match the site's signed commitment")
+        return opening
 
     # -- reading ----------------------------------------------------------------------
     def entry_ref(self, ref: str) -> str:

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.checkpoint import verify_checkpoint
+from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from ledger.entries import ZERO_HASH, check_leaf_signatures, decode_leaf
 from ledger.errors import LedgerError, VerificationFailed
 from ledger.merkle import CompactRange, leaf_hash
@@ -103,6 +103,7 @@ def verify_history(
     jobs: int = 1,
     progress: bool | None = None,
     expected_size: int | None = None,
+    anchor: str | None = None,
 ) -> Report:
     """Verify a whole history; return the report or raise :class:`VerificationFailed`
     naming the first bad ``seq`` and what is wrong with it.
@@ -127,6 +128,7 @@ def verify_history(
     prev_time = ""
     seq = -1
     last_cp_size = 0
+    anchor_cp = _parse_anchor(anchor) if anchor is not None else None
 
     for seq, row, sig_error in _with_signature_checks(rows, jobs):
         leaf, raw = _decode(seq, row.line)
@@ -173,6 +175,8 @@ def verify_history(
                 "movements", keep=_recent_movement(format_time(recorded - REVERSAL_WINDOW))
             )
 
+        if anchor_cp is not None and anchor_cp.size == seq + 1 and tree.root() != anchor_cp.root:
+            raise _fail(seq, f"the history differs from the checkpoint you hold for size {anchor_cp.size}: it was rewritten")
         while next_cp is not None and next_cp[0] <= seq + 1:
             cp_size, note = next_cp
             if cp_size < seq + 1:
@@ -190,6 +194,10 @@ def verify_history(
             size,
             f"history truncated: a checkpoint covers {next_cp[0]} entries but only {size} are present",
         )
+    if anchor_cp is not None and size < anchor_cp.size:
+        raise _fail(size, f"the history is shorter than the checkpoint you hold ({anchor_cp.size} entries): rolled back")
+    if anchor_cp is not None:
+        _check_anchor_signature(anchor, anchor_cp, report)
     if expected_size is not None and size < expected_size:
         raise _fail(
             size,
@@ -211,6 +219,25 @@ def verify_history(
     report.size = size
     report.root = tree.root()
     return report
+
+
+def _parse_anchor(note: str) -> Checkpoint:
+    try:
+        return parse_checkpoint(note)
+    except LedgerError as exc:
+        raise VerificationFailed(f"the checkpoint you hold is malformed: {exc.public_message}") from None
+
+
+def _check_anchor_signature(note: str | None, cp: Checkpoint, report: Report) -> None:
+    """The held checkpoint must be signed by one of this log's keys (else it proves
+    nothing about this log)."""
+    for key in report.log_keys:
+        try:
+            verify_checkpoint(note or "", public_key=bytes.fromhex(key), key_name=report.log_id)
+            return
+        except LedgerError:
+            continue
+    raise VerificationFailed("the checkpoint you hold is not signed by this log's key")
 
 
 def _recent_movement(horizon: str) -> Callable[[Any], bool]:

@@ -130,3 +130,22 @@ def test_demo_is_rerunnable(tmp_path: Path) -> None:
     second = run(home, "demo")
     assert second.returncode == 0, second.stderr
     assert run(home, "verify", "--trust", str(home / "log.pub")).returncode == 0
+
+
+def test_a_kept_checkpoint_catches_a_rolled_back_log(home: Path, tmp_path: Path) -> None:
+    """An auditor keeps checkpoint.note from each audit; a later history must extend it."""
+    run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator")
+    first = tmp_path / "first"
+    assert run(home, "export", str(first)).returncode == 0
+    kept = first / "checkpoint.note"
+    run(home, "move", "ACC-1", "5", "--as", "olga")
+    second = tmp_path / "second"
+    assert run(home, "export", str(second)).returncode == 0
+    pub = str(home / "log.pub")
+    ok = run(home, "verify-bundle", str(second), "--trust", pub, "--checkpoint", str(kept))
+    assert ok.returncode == 0, ok.stderr
+    assert run(home, "verify", "--trust", pub, "--checkpoint", str(kept)).returncode == 0
+    # Served the old bundle after having seen the newer checkpoint: a rollback.
+    rolled = run(home, "verify-bundle", str(first), "--trust", pub, "--checkpoint", str(second / "checkpoint.note"))
+    assert rolled.returncode == 1
+    assert "rolled back" in rolled.stderr

@@ -36,6 +36,10 @@ def apply_genesis(body: Genesis, sigs: list[Sig], ctx: Context) -> list[Change]:
         owners=(),
         clearance="NONE",
         registered_seq=ctx.seq,
+        # `reserve init` generates the first admin's key in the service's keystore, beside
+        # the log key: a custodial key. That admin registers their own key and revokes
+        # this one when the service goes into production.
+        custody="server",
     )
     return [
         SetLogInfo(LogInfo(log_id=body.log_id, log_key=body.log_key)),

@@ -150,7 +150,12 @@ def _snapshot_size(conn: Connection) -> int:
 
 
 def verify_database(
-    engine: Engine, *, trusted_log_key: bytes | None, jobs: int = 1, progress: bool | None = None
+    engine: Engine,
+    *,
+    trusted_log_key: bytes | None,
+    jobs: int = 1,
+    progress: bool | None = None,
+    anchor: str | None = None,
 ) -> Report:
     with engine.begin() as conn:
         size = _snapshot_size(conn)
@@ -162,6 +167,7 @@ def verify_database(
             jobs=jobs,
             progress=progress,
             expected_size=_head_size(conn),
+            anchor=anchor,
         )
         _check_checkpoint_columns(conn)
         _check_tree_nodes(conn, report.size)

@@ -60,9 +60,12 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
             engine = create_engine(url)
             _sqlite_setup(engine, readonly=readonly)
         elif url.startswith("postgresql+psycopg"):
+            # No pre-ping (a round trip per checkout); stale connections are recycled.
             engine = create_engine(
                 url,
-                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=20,
+                pool_recycle=1800,
                 isolation_level="REPEATABLE READ" if readonly else "READ COMMITTED",
             )
         else:

@@ -101,9 +101,37 @@ def append(
         raise StorageError("the database refused the append; nothing was written") from exc
 
 
+@dataclass
+class BatchItem:
+    """One submission in a group commit. ``precheck(conn)`` may answer for it without an
+    append (an idempotent retry); ``also(conn, seq)`` runs after its entry is written."""
+
+    parsed: tuple[Any, dict[str, Any]]
+    also: Callable[[Connection, int], None] | None = None
+    precheck: Callable[[Connection], Any] | None = None
+
+
 def _append_locked(
     conn: Connection, parsed: list[Any], *, log_signer: Signer, clock: Any
 ) -> AppendResult:
+    _, appended = _append_items(
+        conn, [BatchItem(p) for p in parsed], log_signer=log_signer, clock=clock, isolate=False
+    )
+    assert appended is not None
+    return appended
+
+
+def _append_items(
+    conn: Connection,
+    items: Sequence[BatchItem],
+    *,
+    log_signer: Signer,
+    clock: Any,
+    isolate: bool,
+) -> tuple[list[Any], AppendResult | None]:
+    """The reducer and the writes, under the append lock. With ``isolate`` a refused
+    entry is answered with its error and the others still go in (group commit);
+    without it the first refusal refuses the whole batch."""
     head = conn.execute(select(log_state)).first()
     size = head.size if head else 0
     prev_hash = head.head_hash if head else ZERO_HASH
@@ -114,16 +142,30 @@ def _append_locked(
     recorded = format_time(recorded_dt)
 
     state = State(loader=projections.db_loader(conn))
-    tree = CompactRange.from_store(DbNodeReader(conn), size)
+    tree: CompactRange | None = None
     entry_rows: list[dict[str, Any]] = []
     node_rows: list[dict[str, Any]] = []
     all_changes: list[Change] = []
+    results: list[Any] = []
+    afterwards: list[tuple[Callable[[Connection, int], None], int]] = []
     first_seq = size
-    for signed, raw_body in parsed:
+    for item in items:
+        if item.precheck is not None:
+            answer = item.precheck(conn)
+            if answer is not None:
+                results.append(answer)
+                continue
+        signed, raw_body = item.parsed
         seq = size + len(entry_rows)
-        changes = apply(
-            state, signed.entry, list(signed.sigs), Context(seq=seq, recorded_at=recorded_dt)
-        )
+        try:
+            changes = apply(
+                state, signed.entry, list(signed.sigs), Context(seq=seq, recorded_at=recorded_dt)
+            )
+        except LedgerError as exc:
+            if not isolate:
+                raise
+            results.append(exc)
+            continue
         state.apply(changes)
         all_changes.extend(changes)
         sigs = [{"pub": s.pub, "sig": s.sig} for s in signed.sigs]
@@ -131,6 +173,8 @@ def _append_locked(
             seq=seq, prev_hash=prev_hash, recorded_at=recorded, body=raw_body, sigs=sigs
         )
         lh = leaf_hash(leaf)
+        if tree is None:
+            tree = CompactRange.from_store(DbNodeReader(conn), size)
         for (level, idx), h in tree.append(lh):
             node_rows.append({"level": level, "idx": idx, "hash": h})
         entry_rows.append(
@@ -145,6 +189,11 @@ def _append_locked(
             }
         )
         prev_hash = lh.hex()
+        results.append(seq)
+        if item.also is not None:
+            afterwards.append((item.also, seq))
+    if not entry_rows or tree is None:
+        return results, None
 
     info = state.log_info()
     assert info is not None  # the reducer refuses anything before a genesis
@@ -175,8 +224,34 @@ def _append_locked(
     conn.execute(
         insert(checkpoints).values(size=new_size, root=root, recorded_at=recorded, note=note)
     )
+    for fn, seq in afterwards:
+        fn(conn, seq)
     log.info("appended", first_seq=first_seq, count=len(entry_rows), size=new_size)
-    return AppendResult(first_seq=first_seq, size=new_size, root=root, checkpoint=note)
+    return results, AppendResult(first_seq=first_seq, size=new_size, root=root, checkpoint=note)
+
+
+def append_batch(
+    engine: Engine, items: Sequence[BatchItem], *, log_signer: Signer, clock: Any = now
+) -> list[Any]:
+    """Group commit: one transaction, one checkpoint, many independent submissions. Each
+    result is the entry's seq, a precheck's answer, or the LedgerError that refused it.
+    A database failure fails them all (nothing was written)."""
+    try:
+        with write_transaction(engine) as conn:
+            _lock(conn)
+            results, _ = _append_items(
+                conn, items, log_signer=log_signer, clock=clock, isolate=True
+            )
+            return results
+    except LedgerError:
+        raise
+    except IntegrityError as exc:
+        raise Conflict(
+            "the append conflicted with the log's constraints; nothing was written"
+        ) from exc
+    except DBAPIError as exc:
+        log.error("append_failed", error_class=type(exc.orig).__name__)
+        raise StorageError("the database refused the append; nothing was written") from exc
 
 
 # -- reading -----------------------------------------------------------------------

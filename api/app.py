@@ -1,0 +1,76 @@
+"""The FastAPI application: wiring only (routes, error mapping, request ids, logs)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import errors
+from api.audit import refusal_event
+from api.routes import log as log_routes
+from api.routes import meta, reads, releases, writes
+from api.services import Services
+from ledger.errors import LedgerError, Rejected
+
+log = structlog.get_logger("api")
+REFUSALS = (401, 403, 404)
+
+
+def create_app(svc: Services) -> FastAPI:
+    app = FastAPI(
+        title="Reserve ledger",
+        version="1",
+        description="Signed, append-only ledger of strategic reserve stock. Every route lists the roles "
+        "allowed to call it (x-roles). Errors are RFC 9457 problem details.",
+    )
+    app.state.services = svc
+    errors.install(app)
+
+    @app.exception_handler(LedgerError)
+    async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
+        response = errors.ledger_problem(exc)
+        # Refusals for scope or role by the rules are access refusals too.
+        scope_rule = isinstance(exc, Rejected) and exc.rule in ("role", "site-scope", "owner-scope")
+        if response.status_code in REFUSALS or scope_rule:
+            # Every refused request goes to the access log (issue #4). If that write
+            # fails the refusal still stands; we log that it could not be recorded.
+            try:
+                await run_in_threadpool(refusal_event, svc, request, response.status_code, exc.code)
+            except LedgerError:
+                log.error("refusal_not_recorded", status=response.status_code)
+        return response
+
+    @app.middleware("http")
+    async def _request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = uuid.uuid4().hex
+        request.state.request_id = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # built outside the handlers: still a problem, with an id
+            log.error("unexpected", error_class=type(exc).__name__)
+            response = errors.problem(500, "internal", "the service could not complete this request; try again later")
+        route = request.scope.get("route")
+        log.info(
+            "request",
+            method=request.method,
+            route=getattr(route, "path", "unmatched"),
+            status=response.status_code,
+            ms=round((time.perf_counter() - start) * 1000, 2),
+        )
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    for router in (meta.router, writes.router, reads.router, releases.router, log_routes.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP routes. Each declares its roles; none holds a business rule."""

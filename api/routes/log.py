@@ -1,0 +1,133 @@
+"""The signed log for auditors and clients: checkpoints, proofs, entries, export, and the
+access log. Proof sizes must come from a signed checkpoint the client holds (an RFC 9162
+proof does not pin the tree size by itself)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy import select
+
+from api.audit import access_event
+from api.deps import principal, roles, services
+from api.services import Services
+from ledger import policy
+from ledger.access_log import verify_access_log
+from ledger.errors import NotFound
+from ledger.policy import AUDITOR, Principal
+from ledger.store.access import iter_access, iter_access_checkpoints
+from ledger.store.audit import db_rows
+from ledger.store.log import head
+from ledger.store.proofs import prove_consistency, prove_inclusion
+from ledger.store.schema import checkpoints
+
+router = APIRouter(prefix="/log", tags=["log"])
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(x).decode() for x in items]
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse)
+def latest_checkpoint(svc: Services = Depends(services)) -> str:
+    """The newest signed checkpoint (C2SP tlog-checkpoint), public: witnesses and
+    monitors read it without an account. It reveals only the size and root."""
+    with svc.reader.connect() as conn:
+        row = conn.execute(
+            select(checkpoints.c.note).order_by(checkpoints.c.size.desc()).limit(1)
+        ).first()
+    if row is None:
+        raise NotFound("the log has no checkpoint yet")
+    return str(row.note)
+
+
+@router.get("/checkpoints/{size}", response_class=PlainTextResponse, **roles(*policy.ALL_ROLES))
+def checkpoint_at(size: int = Path(ge=1, le=2**53), svc: Services = Depends(services)) -> str:
+    with svc.reader.connect() as conn:
+        row = conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).first()
+    if row is None:
+        raise NotFound(f"no checkpoint at size {size}")
+    return str(row.note)
+
+
+@router.get("/proofs/inclusion", **roles(*policy.ALL_ROLES))
+def inclusion(
+    seq: int = Query(ge=0), size: int = Query(ge=1), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    with svc.reader.connect() as conn:
+        n, leaf, path = prove_inclusion(conn, seq=seq, size=size)
+    return {"seq": seq, "size": n, "leaf_hash": leaf.hex(), "proof": _b64(path)}
+
+
+@router.get("/proofs/consistency", **roles(*policy.ALL_ROLES))
+def consistency(
+    old: int = Query(ge=1), new: int = Query(ge=1), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    with svc.reader.connect() as conn:
+        n, proof = prove_consistency(conn, old_size=old, new_size=new)
+    return {"old": old, "new": n, "proof": _b64(proof)}
+
+
+@router.get("/entries", **roles(AUDITOR))
+def entries_page(
+    start: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Signed entries as stored (canonical leaves), for auditors."""
+    with svc.reader.connect() as conn:
+        size = int(head(svc.reader).size)
+        rows = []
+        for row in db_rows(conn, upto=min(size, start + limit)):
+            if row.columns is not None and row.columns["seq"] >= start:
+                rows.append(json.loads(row.line))
+    return {"size": size, "entries": rows}
+
+
+@router.get("/export", **roles(AUDITOR))
+def export(
+    request: Request, p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> StreamingResponse:
+    """The whole history as JSON lines (one canonical leaf per line), streamed; recorded
+    in the access log. ``reserve export`` writes the full bundle."""
+    size = int(head(svc.reader).size)
+    access_event(svc, request, action="export", outcome="started", size=size)
+
+    def lines() -> Iterator[bytes]:
+        with svc.reader.connect() as conn:
+            for row in db_rows(conn, upto=size):
+                yield row.line + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+@router.get("/access", **roles(AUDITOR))
+def access_log_page(
+    start: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    with svc.reader.connect() as conn:
+        events = [json.loads(line) for line in iter_access(conn, start=start, limit=limit)]
+    return {"events": events}
+
+
+@router.get("/access/verify", **roles(AUDITOR))
+def access_log_verify(svc: Services = Depends(services)) -> dict[str, Any]:
+    """Chain and checkpoints of the access log, against the log's keys."""
+    keys = [bytes.fromhex(k.public_key) for k in svc.ledger.registered_keys() if k.user == "log"]
+    with svc.reader.connect() as conn:
+        report = verify_access_log(
+            iter_access(conn), iter_access_checkpoints(conn), log_id=svc.log_id, log_keys=keys
+        )
+    return {
+        "ok": True,
+        "size": report.size,
+        "root": report.root.hex(),
+        "checkpoints": report.checkpoints,
+    }

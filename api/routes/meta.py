@@ -1,0 +1,96 @@
+"""Health, readiness, identity: the routes around the ledger."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from api.deps import principal, roles, services
+from api.services import Services
+from ledger import policy
+from ledger.errors import Forbidden, NotFound
+from ledger.policy import ADMIN, Principal
+from ledger.store.db import write_transaction
+from ledger.store.projections import read_user_keys
+from ledger.store.tokens import revoke
+
+router = APIRouter(tags=["service"])
+log = structlog.get_logger("api")
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+def ready(svc: Services = Depends(services)) -> dict[str, Any]:
+    """The database answers and the log is initialised."""
+    with svc.reader.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"status": "ready", "log_id": svc.log_id}
+
+
+@router.get("/.well-known/jwks.json")
+def jwks(svc: Services = Depends(services)) -> dict[str, Any]:
+    """The embedded issuer's public key (empty with an external identity provider)."""
+    return svc.issuer.jwks() if svc.issuer is not None else {"keys": []}
+
+
+class LoginIn(BaseModel):
+    user: str
+
+
+@router.post("/auth/demo-login")
+def demo_login(body: LoginIn, svc: Services = Depends(services)) -> dict[str, Any]:
+    """UNSAFE, demo only (RESERVE_UNSAFE_DEMO_LOGIN=1): a token for any registered user,
+    without a password. Off by default; returns 404 when off."""
+    if not svc.settings.unsafe_demo_login or svc.issuer is None:
+        raise NotFound("no such route")
+    with svc.reader.connect() as conn:
+        if not [k for k in read_user_keys(conn, body.user) if k.revoked_seq is None]:
+            raise NotFound(f"no registered user '{body.user}'")
+    log.warning("unsafe_demo_login_used", subject=body.user)
+    return {
+        "access_token": svc.issuer.issue(body.user),
+        "token_type": "Bearer",
+        "expires_in": svc.settings.token.ttl_seconds,
+    }
+
+
+@router.get("/me", **roles(*policy.ALL_ROLES))
+def me(p: Principal = Depends(principal)) -> dict[str, Any]:
+    return {
+        "user": p.user,
+        "roles": sorted(p.roles),
+        "sites": sorted(p.sites),
+        "owners": sorted(p.owners),
+        "clearance": p.clearance,
+    }
+
+
+class RevokeTokenIn(BaseModel):
+    jti: str = Field(min_length=1, max_length=128)
+    expires_at: int | None = Field(default=None, ge=0, le=2**53)
+
+
+@router.post("/tokens/revoke", status_code=204, **roles(*policy.ALL_ROLES))
+def revoke_token(
+    body: RevokeTokenIn,
+    request: Request,
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> None:
+    """Deny a token id from now on: a security admin for any token, anyone for their own."""
+    own = body.jti == getattr(request.state, "jti", None)
+    if not own and not p.has(ADMIN):
+        raise Forbidden("only a security admin revokes other people's tokens")
+    expires = body.expires_at or (request.state.token_exp if own else int(time.time()) + 86400)
+    with write_transaction(svc.ledger.engine) as conn:
+        revoke(conn, jti=body.jti, expires_at=expires, by=p.user)

@@ -1,0 +1,231 @@
+"""Reading stock, sites and reports. Scope filtering is ``ledger.policy``'s; locations
+never appear in any response here except the reveal, which is written to the access log
+first."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.audit import access_event
+from api.deps import principal, roles, services
+from api.services import Services
+from ledger import policy
+from ledger.errors import KeystoreError, VerificationFailed
+from ledger.policy import AUDITOR, MINISTER, OFFICIAL, OPERATOR, Principal
+from ledger.records import SiteRec, split_holding
+from ledger.store import reports
+from ledger.store.projections import read_table
+from ledger.timefmt import now
+from ledger.units import format_quantity
+
+router = APIRouter(tags=["reads"])
+STOCK_READERS = (OPERATOR, OFFICIAL, MINISTER, AUDITOR)
+AGGREGATE_READERS = (OFFICIAL, MINISTER, AUDITOR)
+
+
+def _site_view(s: SiteRec) -> dict[str, Any]:
+    return {
+        "code": s.code,
+        "classification": s.classification,
+        "custodian": s.custodian,
+        "owners": list(s.owners),
+        "location_commitment": s.location_commitment,
+        "commitment_seq": s.commitment_seq,
+        "last_count_at": s.last_count_at,
+    }
+
+
+@router.get("/sites", **roles(*policy.ALL_ROLES))
+def list_sites(
+    p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Sites by code; sites outside your scope are silently left out."""
+    with svc.reader.connect() as conn:
+        sites = read_table(conn, "sites").values()
+    return {
+        "sites": [
+            _site_view(s) for s in sorted(policy.visible_sites(p, sites), key=lambda s: s.code)
+        ]
+    }
+
+
+@router.get("/sites/{code}", **roles(*policy.ALL_ROLES))
+def get_site(
+    code: str, p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    with svc.reader.connect() as conn:
+        site = policy.require_site(p, read_table(conn, "sites").get(code), code)
+    return _site_view(site)
+
+
+class RevealIn(BaseModel):
+    purpose: str = Field(
+        min_length=10,
+        max_length=500,
+        description="why you need the location; kept in the access log",
+    )
+
+
+@router.post("/sites/{code}/reveal", **roles(OPERATOR, OFFICIAL, MINISTER))
+def reveal_location(
+    code: str,
+    body: RevealIn,
+    request: Request,
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    """The opening of a site's sealed location (location and salt), for a cleared user in
+    scope, who checks it against the signed commitment. The access-log entry is written
+    first; if it cannot be, nothing is revealed."""
+    with svc.reader.connect() as conn:
+        site = policy.require_reveal(p, read_table(conn, "sites").get(code), code)
+    access_event(
+        svc,
+        request,
+        action="reveal",
+        outcome="granted",
+        site=code,
+        purpose=body.purpose,
+        commitment_seq=site.commitment_seq,
+    )
+    try:
+        opening = svc.ledger.open_site_location(code)
+    except VerificationFailed as exc:  # our sealed data disagrees with the signed log: ours
+        raise KeystoreError("the sealed location cannot be proven against the log") from exc
+    content = {
+        "site": code,
+        "version": opening.version,
+        "commitment": opening.commitment,
+        "commitment_seq": site.commitment_seq,
+        "salt": base64.b64encode(opening.salt).decode(),
+        "location": {
+            "name": opening.location.name,
+            "address": opening.location.address,
+            "latitude": opening.location.latitude,
+            "longitude": opening.location.longitude,
+            "notes": opening.location.notes,
+        },
+        "check": "sha256(base64decode(salt) || RFC 8785 JSON of location) == commitment",
+    }
+    return JSONResponse(content, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/balances", **roles(*STOCK_READERS))
+def balances(
+    owner: str | None = None,
+    site: str | None = None,
+    material: str | None = None,
+    lot: str | None = None,
+    as_of_seq: int | None = Query(default=None, ge=0, le=2**53),
+    as_of: str | None = Query(default=None, description="RFC 3339 UTC; as recorded by the log"),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Holdings by owner, site, material and lot, now or as of a past seq or time."""
+    policy.require_stock_reader(p)
+    with svc.reader.connect() as conn:
+        seq = reports.seq_at_time(conn, as_of) if as_of is not None else as_of_seq
+        rows = reports.balances(
+            conn, owner=owner, site=site, material=material, lot=lot, as_of_seq=seq
+        )
+    visible = [r for r in rows if r.owner and r.site and policy.holding_visible(p, r.owner, r.site)]
+    return {
+        "as_of_seq": seq,
+        "balances": [
+            {
+                "owner": r.owner,
+                "site": r.site,
+                "material": r.material,
+                "lot": r.lot,
+                "quantity_g": r.quantity,
+                "quantity": format_quantity(r.quantity),
+            }
+            for r in visible
+        ],
+    }
+
+
+@router.get("/lots/{lot}/trace", **roles(*STOCK_READERS))
+def trace(
+    lot: str, p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Where every gram of a lot went. Legs on holdings you cannot see are summarised as
+    'elsewhere' rather than named."""
+    policy.require_stock_reader(p)
+    with svc.reader.connect() as conn:
+        t = reports.trace_lot(conn, lot)
+
+    def shown(account: str) -> str:
+        if account.startswith("H/"):
+            owner, site = split_holding(account)
+            return account if policy.holding_visible(p, owner, site) else "H/(outside your scope)"
+        return account
+
+    return {
+        "lot": t.lot,
+        "material": t.material,
+        "balanced": t.balanced,
+        "legs": [
+            {
+                "seq": leg.seq,
+                "recorded_at": leg.recorded_at,
+                "kind": leg.kind,
+                "account": shown(leg.account),
+                "delta_g": leg.delta,
+            }
+            for leg in t.legs
+        ],
+    }
+
+
+@router.get("/cover", **roles(*AGGREGATE_READERS))
+def cover(
+    at: str | None = None, p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    owners = policy.owner_scope(p)
+    with svc.reader.connect() as conn:
+        rows = reports.cover(
+            conn, owners=sorted(owners) if owners is not None else None, at=at or now()
+        )
+    return {"cover": [_jsonable(asdict(r)) for r in rows]}
+
+
+@router.get("/reports/crma", **roles(*AGGREGATE_READERS))
+def crma(
+    year: int | None = None, p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """The EU CRMA Art. 22 aggregate for the owners in your scope; no site is named."""
+    owners = policy.owner_scope(p)
+    with svc.reader.connect() as conn:
+        rep = reports.crma_report(
+            conn, owners=sorted(owners) if owners is not None else None, year=year or int(now()[:4])
+        )
+    return dict(_jsonable(asdict(rep)))
+
+
+@router.get("/loans/overdue", **roles(*STOCK_READERS))
+def overdue(p: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    policy.require_stock_reader(p)
+    with svc.reader.connect() as conn:
+        rows = reports.overdue_loans(conn, now=now())
+    return {
+        "loans": [_jsonable(asdict(r)) for r in rows if policy.holding_visible(p, r.owner, r.site)]
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

@@ -1,0 +1,118 @@
+"""Release authorisation over HTTP (issue #5): price observations, requests, approvals,
+orders, revocations, and the views officials need. The rules are the reducer's; policies
+carry two signatures (a security admin's and a minister's) and are submitted signed to
+``POST /entries`` (or with ``reserve release policy``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Header
+from fastapi.responses import JSONResponse
+
+from api.deps import principal, roles, services
+from api.routes.reads import _jsonable
+from api.routes.writes import _custodial
+from api.services import Services
+from ledger import policy
+from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
+from ledger.store import releases
+from ledger.timefmt import now
+
+router = APIRouter(prefix="/releases", tags=["releases"])
+VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
+
+
+def _scope(p: Principal) -> list[str] | None:
+    owners = policy.owner_scope(p)
+    return sorted(owners) if owners is not None else None
+
+
+@router.post("/prices", status_code=201, **roles(OFFICIAL))
+def observe_price(
+    fields: dict[str, Any] = Body(...),
+    idempotency_key: str | None = Header(default=None),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    """A price observation (index, material, value, currency, observed_at, source)."""
+    return _custodial(svc, p, "price.observed", fields, idempotency_key)
+
+
+@router.post("/requests", status_code=201, **roles(OFFICIAL))
+def request_release(
+    fields: dict[str, Any] = Body(
+        ..., description='owner, material, quantity ("20 t"), recipient, regime, purpose, evidence'
+    ),
+    idempotency_key: str | None = Header(default=None),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    return _custodial(svc, p, "release.requested", fields, idempotency_key)
+
+
+@router.post("/requests/{request_id}/approve", status_code=201, **roles(OFFICIAL))
+def approve(
+    request_id: str,
+    fields: dict[str, Any] = Body(default={}, description='optional "cap" and "comment"'),
+    idempotency_key: str | None = Header(default=None),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    return _custodial(
+        svc, p, "release.approved", {**fields, "request": request_id}, idempotency_key
+    )
+
+
+@router.post("/orders", status_code=201, **roles(MINISTER))
+def order(
+    fields: dict[str, Any] = Body(
+        ..., description="request, cap, valid_from, valid_until, sites, regime, report_to"
+    ),
+    idempotency_key: str | None = Header(default=None),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    return _custodial(svc, p, "release.ordered", fields, idempotency_key)
+
+
+@router.post("/orders/{order_id}/revoke", status_code=201, **roles(MINISTER))
+def revoke(
+    order_id: str,
+    fields: dict[str, Any] = Body(..., description='"reason"'),
+    idempotency_key: str | None = Header(default=None),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    return _custodial(
+        svc, p, "release.order_revoked", {**fields, "order": order_id}, idempotency_key
+    )
+
+
+@router.get("/requests", **roles(*VIEWERS))
+def open_requests(
+    p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Open requests for your owners, their approvals so far and what each still needs."""
+    with svc.reader.connect() as conn:
+        views = releases.open_requests(conn, owners=_scope(p), at=now())
+    return {"requests": [_jsonable(asdict(v)) for v in views]}
+
+
+@router.get("/orders", **roles(*VIEWERS))
+def orders(p: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Orders for your owners with the remaining cap of each."""
+    with svc.reader.connect() as conn:
+        views = releases.list_orders(conn, owners=_scope(p), at=now())
+    return {"orders": [_jsonable(asdict(v)) for v in views]}
+
+
+@router.get("/orders/{order_id}/report", **roles(*VIEWERS))
+def order_report(
+    order_id: str, p: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """The report owed to the parliament or committee for an order: site codes only."""
+    with svc.reader.connect() as conn:
+        rep = releases.order_report(conn, order_id, owners=_scope(p), at=now())
+    return dict(_jsonable(asdict(rep)))

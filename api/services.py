@@ -1,0 +1,83 @@
+"""The service's composition root: engines, keystore, token issuer and verifier.
+
+Built once at start-up from the environment (or handed in by tests). Holds no rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import Engine
+
+from api.auth import TokenIssuer, TokenVerifier
+from api.config import ApiSettings
+from keys import FileKeystore
+from keys.sealing import load_or_create_sealer
+from ledger.errors import ConfigError
+from ledger.service import Ledger
+from ledger.store.db import make_engine
+from ledger.store.group_commit import GroupCommitter
+from ledger.store.projections import read_log_info
+from ledger.store.tokens import is_revoked
+
+log = structlog.get_logger("api")
+
+TOKEN_KEY_NAME = "token-issuer"  # noqa: S105 - a keystore entry name
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    ledger: Ledger
+    reader: Engine
+    issuer: TokenIssuer | None
+    verifier: TokenVerifier
+    log_id: str
+    hmac_key: bytes
+    committer: GroupCommitter
+
+    def is_revoked(self, jti: str) -> bool:
+        with self.reader.connect() as conn:
+            return is_revoked(conn, jti)
+
+
+def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
+    keystore = FileKeystore(settings.ledger.keystore_dir, passphrase=passphrase)
+    sealer = load_or_create_sealer(settings.ledger.keystore_dir, passphrase=passphrase)
+    led = Ledger(make_engine(settings.ledger.db_url), keystore, sealer)
+    if not led.is_initialised():
+        raise ConfigError("the database holds no log: run 'reserve init' (or 'reserve demo') first")
+    reader = make_engine(settings.ledger.db_url, readonly=True)
+    with reader.connect() as conn:
+        info = read_log_info(conn)
+    assert info is not None
+    issuer = None
+    local: dict[str, bytes] = {}
+    if settings.token.jwks_url is None:
+        signer = (
+            keystore.load(TOKEN_KEY_NAME)
+            if keystore.exists(TOKEN_KEY_NAME)
+            else keystore.generate(TOKEN_KEY_NAME)
+        )
+        issuer = TokenIssuer(signer, settings.token)
+        local[issuer.kid] = signer.public_key
+    services = Services(
+        settings=settings,
+        ledger=led,
+        reader=reader,
+        issuer=issuer,
+        verifier=TokenVerifier(settings.token, local_keys=local),
+        log_id=info.log_id,
+        hmac_key=sealer.derive_key(b"reserve-ledger/access-log-hmac"),
+        committer=GroupCommitter(led.engine, led.log_signer),
+    )
+    services.verifier = TokenVerifier(
+        settings.token, local_keys=local, is_revoked=services.is_revoked
+    )
+    if settings.unsafe_demo_login:
+        log.warning(
+            "unsafe_demo_login_enabled",
+            note="any registered user can get a token without a password",
+        )
+    return services

@@ -1,0 +1,116 @@
+"""Who may see and do what (DESIGN.md, "Who may do and see what"), in one place.
+
+The API declares the roles of each route, then calls these functions, which enforce
+the same thing again with the resource in hand; no route checks scope inline. Writes are
+also checked by the reducer (the rules refuse an out-of-scope movement whoever submits
+it); this module guards reads, which the reducer never sees.
+
+A site outside the caller's scope is answered exactly as a site that does not exist:
+the same :class:`NotFound`, with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ledger.errors import Forbidden, NotFound
+from ledger.kinds.base import CLEARANCE_ORDER
+from ledger.records import SiteRec
+from ledger.state import KeyRecord
+
+OPERATOR = "operator"
+OFFICIAL = "official"
+MINISTER = "minister"
+AUDITOR = "auditor"
+ADMIN = "security_admin"
+ALL_ROLES = (OPERATOR, OFFICIAL, MINISTER, AUDITOR, ADMIN)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, as the token and the key registry describe them."""
+
+    user: str
+    roles: frozenset[str]
+    sites: frozenset[str]
+    owners: frozenset[str]
+    clearance: str
+
+    @classmethod
+    def from_keys(cls, user: str, keys: Iterable[KeyRecord]) -> Principal:
+        """The union of the user's active keys' roles and scopes (the registry, not the
+        token, is the authority on scope)."""
+        active = [k for k in keys if k.user == user and k.revoked_seq is None]
+        clearance = max(
+            (k.clearance for k in active), key=CLEARANCE_ORDER.__getitem__, default="NONE"
+        )
+        return cls(
+            user=user,
+            roles=frozenset(r for k in active for r in k.roles),
+            sites=frozenset(s for k in active for s in k.sites),
+            owners=frozenset(o for k in active for o in k.owners),
+            clearance=clearance,
+        )
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+def require_role(p: Principal, *roles: str, what: str) -> None:
+    if not p.has(*roles):
+        raise Forbidden(f"{what} needs one of the roles: {', '.join(roles)}")
+
+
+def site_in_scope(p: Principal, site: SiteRec) -> bool:
+    """Operators see their own sites; officials and ministers the sites holding stock for
+    their owners; auditors every site; security admins every site (they register them),
+    by code only."""
+    if p.has(AUDITOR, ADMIN):
+        return True
+    if p.has(OPERATOR) and site.code in p.sites:
+        return True
+    return p.has(OFFICIAL, MINISTER) and bool(p.owners & ({site.custodian, *site.owners}))
+
+
+def visible_sites(p: Principal, sites: Iterable[SiteRec]) -> list[SiteRec]:
+    """Listings silently leave out what the caller may not see."""
+    return [s for s in sites if site_in_scope(p, s)]
+
+
+def require_site(p: Principal, site: SiteRec | None, code: str) -> SiteRec:
+    if site is None or not site_in_scope(p, site):
+        raise NotFound(f"no site '{code}'")
+    return site
+
+
+def require_stock_reader(p: Principal) -> None:
+    require_role(p, OPERATOR, OFFICIAL, MINISTER, AUDITOR, what="reading stock")
+
+
+def holding_visible(p: Principal, owner: str, site: str) -> bool:
+    """Operators see their sites' stock (every owner's); officials and ministers their
+    owners' stock (at every site, by code); auditors everything."""
+    if p.has(AUDITOR):
+        return True
+    return (p.has(OPERATOR) and site in p.sites) or (
+        p.has(OFFICIAL, MINISTER) and owner in p.owners
+    )
+
+
+def owner_scope(p: Principal) -> frozenset[str] | None:
+    """Owners an aggregate may cover (``None``: all). Aggregates are for officials,
+    ministers and auditors."""
+    require_role(p, OFFICIAL, MINISTER, AUDITOR, what="aggregate reports")
+    return None if p.has(AUDITOR) else p.owners
+
+
+def require_reveal(p: Principal, site: SiteRec | None, code: str) -> SiteRec:
+    """Opening a sealed location: in scope, cleared at or above the site's
+    classification, and never an auditor or an admin (DESIGN.md roles table)."""
+    site = require_site(p, site, code)
+    if not p.has(OPERATOR, OFFICIAL, MINISTER):
+        raise Forbidden("your role never opens site locations")
+    if CLEARANCE_ORDER.get(p.clearance, 0) < CLEARANCE_ORDER[site.classification]:
+        raise Forbidden(f"opening this location needs clearance {site.classification}")
+    return site

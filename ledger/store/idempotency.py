@@ -1,0 +1,53 @@
+"""Idempotency keys (issue #4): a retried write returns the first result.
+
+The key is stored in the same transaction as the entry it produced, so a crash leaves
+either both or neither. The group committer checks for it inside that transaction too,
+and never puts two writes with the same key in one batch, so a retry racing the original
+gets the original's answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from ledger.errors import Conflict
+from ledger.store.schema import idempotency_keys
+from ledger.timefmt import now
+
+Stored = tuple[int, dict[str, Any]]
+
+
+def lookup_in(conn: Connection, *, user: str, key: str, request_hash: str) -> Stored | Conflict | None:
+    """The stored (status, response), a Conflict (the key was used for another request;
+    returned, not raised, so a group commit refuses only this caller), or None."""
+    q = select(idempotency_keys).where(idempotency_keys.c.user_name == user, idempotency_keys.c.key == key)
+    row = conn.execute(q).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        return Conflict("this Idempotency-Key was already used for a different request")
+    return int(row.status), json.loads(row.response)
+
+
+def remember(
+    *, user: str, key: str, request_hash: str, status: int, response: Callable[[int], dict[str, Any]]
+) -> Callable[[Connection, int], None]:
+    """An ``also`` callback for an append: stores the response built from the seq."""
+
+    def store(conn: Connection, seq: int) -> None:
+        conn.execute(
+            insert(idempotency_keys).values(
+                user_name=user,
+                key=key,
+                request_hash=request_hash,
+                status=status,
+                response=json.dumps(response(seq)),
+                created_at=now(),
+            )
+        )
+
+    return store

@@ -1,0 +1,397 @@
+"""The access matrix (issue #4): every route against every role, and against no token,
+an expired token and a token for another audience, asserting the exact allowed set.
+
+The table ``MATRIX`` is the specification: one row per (method, path) of the app, with
+the roles that must get a 2xx and a valid request for each caller. A route added to the
+app without a row here fails ``test_every_route_has_a_matrix_row``; a route whose
+declared ``x-roles`` differ from its row fails ``test_declared_roles_match_the_matrix``.
+Each caller is the role's cleared, in-scope user (``MATRIX_USERS``), so a refusal can
+only come from the role check. The matrix runs on SQLite; a smoke subset on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.routing import APIRoute
+
+from ledger.policy import ADMIN, ALL_ROLES, AUDITOR, MINISTER, OFFICIAL, OPERATOR
+from tests import api_fixtures
+from tests.api_fixtures import (
+    JP,
+    LOT_NDPR,
+    MATRIX_USERS,
+    NDPR,
+    SITE_A,
+    World,
+)
+
+# Fixtures (bound here so pytest finds them in this module).
+api_template = api_fixtures.api_template
+pg_world = api_fixtures.pg_world
+shared_world = api_fixtures.shared_world
+
+PUBLIC = "public"  # no token needed; everyone gets a 2xx
+DEMO_OFF = "demo-off"  # the demo login: 404 for everyone unless explicitly enabled
+STOCK_READERS = frozenset({OPERATOR, OFFICIAL, MINISTER, AUDITOR})
+AGGREGATE_READERS = frozenset({OFFICIAL, MINISTER, AUDITOR})
+EVERYONE = frozenset(ALL_ROLES)
+PROBLEM = "https://reserve-ledger.example/problems/"
+
+_n = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Req:
+    method: str
+    url: str
+    json: Any = None
+    headers: dict[str, str] | None = None
+    # Statuses that still show the role check passed (a rule refusal, an unknown id):
+    # for routes whose success needs state the shared world does not have.
+    passed: frozenset[int] = frozenset()
+
+
+# A request builder gets the world, the calling user (None for a token-less or broken
+# caller) and the token it will send (to revoke "its own" jti).
+Builder = Callable[[World, str | None, str | None], Req]
+
+
+def _get(url: str) -> Builder:
+    return lambda w, user, token: Req("GET", url)
+
+
+def _revoke_token(w: World, user: str | None, token: str | None) -> Req:
+    jti = "not-a-token"
+    if token:
+        jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    return Req("POST", "/tokens/revoke", {"jti": jti})
+
+
+def _reveal(w: World, user: str | None, token: str | None) -> Req:
+    return Req("POST", f"/sites/{SITE_A}/reveal", {"purpose": "matrix test of the reveal route"})
+
+
+def _spare(w: World, user: str | None, index: int) -> str:
+    if user is None or user not in w.template.spares:
+        return "ab" * 32
+    return w.template.spares[user][index]
+
+
+def _signed_entry(w: World, user: str | None, token: str | None) -> Req:
+    # Everyone may author the revocation of one of their own keys: the one entry kind
+    # every role can write, so the route's own answer is tested, not a rule's.
+    author = user or "olga"
+    sub = w.signed_entry(author, "key.revoked", key_id=_spare(w, user, 0), reason="matrix")
+    return Req("POST", "/entries", sub, {"Idempotency-Key": f"m-{next(_n)}"})
+
+
+def _movement(w: World, user: str | None, token: str | None) -> Req:
+    body = {
+        "site": SITE_A,
+        "owner": JP,
+        "lot": LOT_NDPR,
+        "quantity": "1.5 kg",
+        "occurred_at": _now(),
+        "supplier": "Lynas Rare Earths",
+        "accepted_purity": "99.50",
+        "reference": f"PO-M-{next(_n)}",
+    }
+    return Req("POST", "/stock/receive", body)
+
+
+def _reference(w: World, user: str | None, token: str | None) -> Req:
+    n = next(_n)
+    if user == MATRIX_USERS[ADMIN]:
+        return Req(
+            "POST", "/reference/owners", {"code": f"OWNER-M{n}", "name": "Matrix", "country": "FR"}
+        )
+    body = {
+        "code": f"LOT-M{n}",
+        "material": NDPR,
+        "origin": "AU",
+        "supplier": "Lynas Rare Earths",
+        "purity": "99.50",
+        "basis": "TREO",
+        "certificate_sha256": "cd" * 32,
+        "containers": [{"id": f"LOT-M{n}-C1", "type": "drum", "net_mass": 250_000}],
+    }
+    return Req("POST", "/reference/lots", body)
+
+
+def _new_site(w: World, user: str | None, token: str | None) -> Req:
+    n = next(_n)
+    return Req(
+        "POST",
+        "/sites",
+        {
+            "code": f"SITE-M{n:03d}",
+            "classification": "RESTRICTED",
+            "custodian": JP,
+            "owners": [JP],
+            "location": {
+                "name": f"Matrix store {n}",
+                "address": "Nowhere 1",
+                "latitude": 1.5,
+                "longitude": 2.5,
+            },
+        },
+    )
+
+
+def _new_key(w: World, user: str | None, token: str | None) -> Req:
+    n = next(_n)
+    return Req("POST", "/keys", {"user": f"matrix-user-{n}", "roles": [AUDITOR]})
+
+
+def _revoke_key(w: World, user: str | None, token: str | None) -> Req:
+    return Req("POST", f"/keys/{_spare(w, user, 1)}/revoke", {"reason": "matrix"})
+
+
+def _demo_login(w: World, user: str | None, token: str | None) -> Req:
+    return Req("POST", "/auth/demo-login", {"user": user or "olga"})
+
+
+def _release(method: str, url: str, body: Any = None) -> Builder:
+    def build(w: World, user: str | None, token: str | None) -> Req:
+        return Req(method, url, body, passed=frozenset({404, 409}))
+
+    return build
+
+
+_NO_ID = "0" * 32
+
+
+def _now() -> str:
+    from ledger.timefmt import now
+
+    return now()
+
+
+MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
+    # the service around the ledger
+    ("GET", "/health"): (PUBLIC, _get("/health")),
+    ("GET", "/ready"): (PUBLIC, _get("/ready")),
+    ("GET", "/.well-known/jwks.json"): (PUBLIC, _get("/.well-known/jwks.json")),
+    ("POST", "/auth/demo-login"): (DEMO_OFF, _demo_login),
+    ("GET", "/me"): (EVERYONE, _get("/me")),
+    ("POST", "/tokens/revoke"): (EVERYONE, _revoke_token),
+    # FastAPI's own documentation routes
+    ("GET", "/openapi.json"): (PUBLIC, _get("/openapi.json")),
+    ("GET", "/docs"): (PUBLIC, _get("/docs")),
+    ("GET", "/docs/oauth2-redirect"): (PUBLIC, _get("/docs/oauth2-redirect")),
+    ("GET", "/redoc"): (PUBLIC, _get("/redoc")),
+    # reads
+    ("GET", "/sites"): (EVERYONE, _get("/sites")),
+    ("GET", "/sites/{code}"): (EVERYONE, _get(f"/sites/{SITE_A}")),
+    ("POST", "/sites/{code}/reveal"): (frozenset({OPERATOR, OFFICIAL, MINISTER}), _reveal),
+    ("GET", "/balances"): (STOCK_READERS, _get("/balances")),
+    ("GET", "/lots/{lot}/trace"): (STOCK_READERS, _get(f"/lots/{LOT_NDPR}/trace")),
+    ("GET", "/cover"): (AGGREGATE_READERS, _get("/cover")),
+    ("GET", "/reports/crma"): (AGGREGATE_READERS, _get("/reports/crma")),
+    ("GET", "/loans/overdue"): (STOCK_READERS, _get("/loans/overdue")),
+    # writes
+    ("POST", "/entries"): (EVERYONE, _signed_entry),
+    ("POST", "/stock/{action}"): (frozenset({OPERATOR}), _movement),
+    ("POST", "/reference/{collection}"): (frozenset({ADMIN, OPERATOR, OFFICIAL}), _reference),
+    ("POST", "/sites"): (frozenset({ADMIN}), _new_site),
+    ("POST", "/keys"): (frozenset({ADMIN}), _new_key),
+    ("POST", "/keys/{key_id}/revoke"): (EVERYONE, _revoke_key),
+    # release authorisation (issue #5): the role check, then the rules
+    ("POST", "/releases/prices"): (frozenset({OFFICIAL}), _release("POST", "/releases/prices", {
+        "index": "NDPR-SPOT", "material": NDPR, "value": "95.5", "currency": "USD",
+        "observed_at": "2026-01-01T00:00:00Z", "source": "matrix"})),
+    ("POST", "/releases/requests"): (frozenset({OFFICIAL}), _release("POST", "/releases/requests", {
+        "owner": JP, "material": NDPR, "quantity": "1 t", "recipient": "R", "regime": "ordinary_sale",
+        "purpose": "matrix test purpose"})),
+    ("POST", "/releases/requests/{request_id}/approve"): (
+        frozenset({OFFICIAL}), _release("POST", f"/releases/requests/{_NO_ID}/approve", {})),
+    ("POST", "/releases/orders"): (frozenset({MINISTER}), _release("POST", "/releases/orders", {
+        "request": _NO_ID, "cap": "1 t", "valid_from": "2026-01-01T00:00:00Z",
+        "valid_until": "2027-01-01T00:00:00Z", "sites": [SITE_A], "regime": "ordinary_sale",
+        "report_to": "Diet committee"})),
+    ("POST", "/releases/orders/{order_id}/revoke"): (
+        frozenset({MINISTER}), _release("POST", f"/releases/orders/{_NO_ID}/revoke", {"reason": "matrix"})),
+    ("GET", "/releases/requests"): (AGGREGATE_READERS, _get("/releases/requests")),
+    ("GET", "/releases/orders"): (AGGREGATE_READERS, _get("/releases/orders")),
+    ("GET", "/releases/orders/{order_id}/report"): (
+        AGGREGATE_READERS, _release("GET", f"/releases/orders/{_NO_ID}/report")),
+    # the signed log and the access log
+    ("GET", "/log/checkpoint"): (PUBLIC, _get("/log/checkpoint")),
+    ("GET", "/log/checkpoints/{size}"): (EVERYONE, _get("/log/checkpoints/1")),
+    ("GET", "/log/proofs/inclusion"): (EVERYONE, _get("/log/proofs/inclusion?seq=0&size=2")),
+    ("GET", "/log/proofs/consistency"): (EVERYONE, _get("/log/proofs/consistency?old=1&new=5")),
+    ("GET", "/log/entries"): (frozenset({AUDITOR}), _get("/log/entries?start=0&limit=5")),
+    ("GET", "/log/export"): (frozenset({AUDITOR}), _get("/log/export")),
+    ("GET", "/log/access"): (frozenset({AUDITOR}), _get("/log/access")),
+    ("GET", "/log/access/verify"): (frozenset({AUDITOR}), _get("/log/access/verify")),
+}
+
+
+def walk_routes(routes: Any, prefix: str = "") -> Any:
+    """(path, route) for every endpoint, through included routers (FastAPI >= 0.16x keeps
+    them nested) and mounts. An unknown kind of route fails, so it cannot hide."""
+    for r in routes:
+        sub = getattr(r, "original_router", None)
+        if sub is not None:
+            ctx = getattr(r, "include_context", None)
+            yield from walk_routes(sub.routes, prefix + (getattr(ctx, "prefix", "") or ""))
+        elif getattr(r, "methods", None):
+            yield prefix + r.path, r
+        elif getattr(r, "routes", None) is not None:  # a Mount
+            yield from walk_routes(r.routes, prefix + r.path)
+        else:
+            raise AssertionError(f"route of unknown kind: {r!r}")
+
+
+def app_routes(w: World) -> set[tuple[str, str]]:
+    return {(m, path) for path, r in walk_routes(w.app.routes) for m in r.methods if m != "HEAD"}
+
+
+def call(w: World, req: Req, token: str | None) -> Any:
+    headers = dict(req.headers or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return w.client.request(req.method, req.url, json=req.json, headers=headers)
+
+
+def assert_problem(resp: Any, status: int, type_: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
+    body = resp.json()
+    assert body["status"] == status
+    assert body["type"].startswith(PROBLEM)
+    if type_ is not None:
+        assert body["type"] == PROBLEM + type_, body
+    assert "Traceback" not in resp.text
+    return dict(body)
+
+
+def check_row(w: World, key: tuple[str, str], roles: tuple[str, ...] = ALL_ROLES) -> None:
+    allowed, build = MATRIX[key]
+    if allowed == PUBLIC:
+        resp = call(w, build(w, None, None), None)
+        assert 200 <= resp.status_code < 300, (key, resp.status_code, resp.text)
+        return
+    if allowed == DEMO_OFF:
+        for role in roles:
+            user = MATRIX_USERS[role]
+            assert_problem(call(w, build(w, user, None), w.token(user)), 404)
+        assert_problem(call(w, build(w, None, None), None), 404)
+        return
+    got = set()
+    for role in roles:
+        user = MATRIX_USERS[role]
+        token = w.token(user)
+        req = build(w, user, token)
+        resp = call(w, req, token)
+        if 200 <= resp.status_code < 300 or resp.status_code in req.passed:
+            got.add(role)
+        else:
+            # Refused by the role check itself, not by some other error.
+            assert_problem(resp, 403, "forbidden")
+            assert role not in allowed, (key, role, resp.status_code, resp.text)
+    assert got == set(allowed) & set(roles), (key, sorted(got), sorted(allowed))
+
+    user = MATRIX_USERS[OPERATOR]
+    bad = {
+        "no token": None,
+        "expired": w.token(user, now=time.time() - 3600),
+        "other audience": w.token(user, extra={"aud": "another-api"}),
+    }
+    for what, token in bad.items():
+        resp = call(w, build(w, None, token), token)
+        assert_problem(resp, 401, "unauthenticated")
+        assert resp.headers.get("www-authenticate", "").startswith("Bearer"), (key, what)
+        assert token is None or token not in resp.text
+
+
+def test_every_route_has_a_matrix_row(shared_world: World) -> None:
+    routes = app_routes(shared_world)
+    assert routes - set(MATRIX) == set(), "routes without a row in the access matrix"
+    assert set(MATRIX) - routes == set(), "matrix rows for routes that no longer exist"
+
+
+def test_declared_roles_match_the_matrix(shared_world: World) -> None:
+    """The ``x-roles`` each route declares (and enforces) are the matrix's set; a route
+    without them must be one the matrix says is public."""
+    spec = shared_world.app.openapi()
+    by_route = {
+        (m, path): r
+        for path, r in walk_routes(shared_world.app.routes)
+        if isinstance(r, APIRoute)
+        for m in r.methods
+    }
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert documented - set(MATRIX) == set(), "documented operations without a matrix row"
+    for (method, path), (allowed, _) in MATRIX.items():
+        if (method, path) not in by_route:
+            assert allowed == PUBLIC, (method, path)
+            continue
+        op = spec["paths"][path][method.lower()]
+        declared = op.get("x-roles")
+        if allowed in (PUBLIC, DEMO_OFF):
+            assert declared is None, (method, path, declared)
+        else:
+            assert declared is not None, f"{method} {path} declares no roles"
+            assert set(declared) == set(allowed), (method, path, declared, sorted(allowed))
+
+
+@pytest.mark.parametrize("key", list(MATRIX), ids=[f"{m} {p}" for m, p in MATRIX])
+def test_matrix(shared_world: World, key: tuple[str, str]) -> None:
+    check_row(shared_world, key)
+
+
+def test_public_routes_reveal_nothing_per_user(shared_world: World) -> None:
+    """The public checkpoint holds only the log's size and root; readiness the log id."""
+    w = shared_world
+    text = w.client.get("/log/checkpoint").text
+    assert text.startswith("test.local/ledger\n")
+    assert len(text.splitlines()) <= 6
+    assert set(w.client.get("/ready").json()) == {"status", "log_id"}
+
+
+def test_demo_login_when_enabled(api_template: Any, tmp_path: Any) -> None:
+    """RESERVE_UNSAFE_DEMO_LOGIN=1: a working token for a registered user, 404 for
+    anyone else; off (the default) the route answers 404 for everybody (matrix)."""
+    from dataclasses import replace
+
+    from tests.api_fixtures import api_settings, copy_world
+
+    home = tmp_path / "home"
+    settings = replace(
+        api_settings(home, f"sqlite:///{home / 'ledger.db'}"), unsafe_demo_login=True
+    )
+    w = copy_world(api_template, home, settings=settings)
+    try:
+        resp = w.client.post("/auth/demo-login", json={"user": "felix"})
+        assert resp.status_code == 200, resp.text
+        token = resp.json()["access_token"]
+        me = w.client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and me.json()["user"] == "felix"
+        assert_problem(w.client.post("/auth/demo-login", json={"user": "nobody"}), 404)
+    finally:
+        w.close()
+
+
+SMOKE_ROUTES = [
+    ("GET", "/sites/{code}"),
+    ("POST", "/sites/{code}/reveal"),
+    ("GET", "/balances"),
+    ("GET", "/cover"),
+    ("POST", "/stock/{action}"),
+    ("POST", "/entries"),
+    ("GET", "/log/access/verify"),
+]
+
+
+@pytest.mark.postgres
+def test_matrix_smoke_postgres(pg_world: World) -> None:
+    for key in SMOKE_ROUTES:
+        check_row(pg_world, key)
