@@ -61,7 +61,9 @@ def _leaf_len(sub: dict[str, Any]) -> int:
     from ledger.timefmt import now
 
     return len(
-        make_leaf(seq=123_456, prev_hash="0" * 64, recorded_at=now(), body=sub["entry"], sigs=sub["sigs"])
+        make_leaf(
+            seq=123_456, prev_hash="0" * 64, recorded_at=now(), body=sub["entry"], sigs=sub["sigs"]
+        )
     )
 
 

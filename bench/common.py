@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import secrets
 import shutil
 import tempfile
@@ -47,8 +48,17 @@ class Config:
     verify_small: int = 20_000
     verify_large: int = 100_000
     verify_repeats: int = 1
+    # log time the verify history spans; 0 = all at wall-clock time (one replay window)
+    verify_spread_days: float = 10.0
     tree_size: int = 1_000_000
     proof_samples: int = 2000
+    # wall-clock cap on the sampling loop per engine: a slow plan (a table scan per proof)
+    # must not turn a 10-minute run into hours; at least PROOF_MIN_SAMPLES are taken
+    proof_budget_s: float = 60.0
+    # a measurement disturbed by other work on the machine is redone this many times
+    # (after waiting up to noise_wait_s for quiet); 0 in quick runs, which must be short
+    noise_retries: int = 2
+    noise_wait_s: float = 45.0
     engines: tuple[str, ...] = ENGINES
 
     @classmethod
@@ -61,6 +71,8 @@ class Config:
                 verify_large=10_000,
                 tree_size=100_000,
                 proof_samples=500,
+                proof_budget_s=5.0,
+                noise_retries=0,
                 engines=tuple(engines),
             )
         return cls(
@@ -146,11 +158,76 @@ class Stopwatch:
             self.laps.append(dt)
 
 
+class CpuMeter:
+    """How busy the rest of the machine was while a section ran: machine-wide busy CPU
+    (``/proc/stat``) minus this process's and its reaped children's CPU, per wall second.
+    It includes the PostgreSQL server (which works for us in the database sections) and
+    anything else running: a high figure means the section's numbers are noisy."""
+
+    def __init__(self, pids: Sequence[int] = ()) -> None:
+        # ``pids``: other processes working for us (our PostgreSQL backend), counted as own
+        self._pids = tuple(pids)
+        self._t0 = time.perf_counter()
+        self._busy0 = self._machine_busy()
+        self._own0 = self._own() + self._pids_cpu()
+
+    @staticmethod
+    def _machine_busy() -> float:
+        try:
+            with open("/proc/stat") as f:
+                vals = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return float("nan")
+        idle = vals[3] + vals[4]
+        return (sum(vals) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def _pids_cpu(self) -> float:
+        total = 0.0
+        for pid in self._pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
+    def other_cores(self) -> float:
+        wall = time.perf_counter() - self._t0
+        busy = self._machine_busy() - self._busy0
+        own = self._own() + self._pids_cpu() - self._own0
+        return max(0.0, busy - own) / wall if wall > 0 else float("nan")
+
+
+def wait_quiet(max_wait: float, log: Callable[[str], None], threshold: float = 0.3) -> float:
+    """Wait (at most ``max_wait`` s) until the rest of the machine uses less than
+    ``threshold`` cores over a 2 s window; return the last such reading."""
+    deadline = time.monotonic() + max_wait
+    said = False
+    while True:
+        meter = CpuMeter()
+        time.sleep(2.0)
+        busy = meter.other_cores()
+        if busy < threshold or time.monotonic() > deadline:
+            if said:
+                log(f"   machine at {busy:.2f} other cores; starting")
+            return busy
+        if not said:
+            log(f"   waiting for a quieter machine ({busy:.2f} other cores busy)...")
+            said = True
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of an already sorted sequence."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[k]
 
 
