@@ -169,6 +169,7 @@ class State:
     _recent_ids: set[str] = field(default_factory=set)
     _id_queue: deque[tuple[datetime, str]] = field(default_factory=deque)
     _loaded_users: set[str] = field(default_factory=set)
+    _absent_ids: set[str] = field(default_factory=set)
     postings_seen: int = 0
 
     # -- StateView ---------------------------------------------------------------
@@ -211,7 +212,13 @@ class State:
     def entry_id_seen(self, entry_id: str) -> bool:
         if entry_id in self._recent_ids:
             return True
+        if entry_id in self._absent_ids:
+            return False
         return self.loader is not None and self.loader.entry_id_seen(entry_id)
+
+    def known_absent_ids(self, ids: set[str]) -> None:
+        """Ids the caller has checked are not in the store (one query per batch)."""
+        self._absent_ids |= ids
 
     def get(self, table: str, key: Hashable) -> Any:
         t = self._tables[table]

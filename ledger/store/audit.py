@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, func, select, tuple_
+from sqlalchemy import Connection, Engine, func, select
 
 from ledger import bundle
 from ledger.checkpoint import note_verifier_key, parse_checkpoint
@@ -20,6 +20,7 @@ from ledger.merkle import CompactRange
 from ledger.records import record_to_json
 from ledger.state import COMPARED_TABLES
 from ledger.store import projections
+from ledger.store.log import DbNodeReader
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.verify import LeafRow, Projections, Report, verify_history
 
@@ -87,14 +88,7 @@ def _check_tree_nodes(conn: Connection, size: int) -> None:
 
     def check() -> None:
         ids = list(batch)
-        stored = {
-            (r.level, r.idx): bytes(r.hash)
-            for r in conn.execute(
-                select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(
-                    tuple_(tree_nodes.c.level, tree_nodes.c.idx).in_(ids)
-                )
-            )
-        }
+        stored = DbNodeReader(conn).get_nodes(ids)
         for node_id in sorted(ids, key=lambda i: batch[i][1]):
             h, seq = batch[node_id]
             if stored.get(node_id) != h:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -50,13 +50,23 @@ class DbNodeReader:
         self._conn = conn
 
     def get_nodes(self, ids: Sequence[NodeId] | Any) -> Mapping[NodeId, bytes]:
-        ids = list(ids)
-        if not ids:
-            return {}
-        q = select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(
-            tuple_(tree_nodes.c.level, tree_nodes.c.idx).in_(ids)
-        )
-        return {(r.level, r.idx): bytes(r.hash) for r in self._conn.execute(q)}
+        # Point lookups joined with UNION ALL: each uses the primary key on both engines
+        # (SQLite does not use the index for a row-value IN list, and scanned 2M nodes).
+        unique = list(dict.fromkeys(ids))
+        out: dict[NodeId, bytes] = {}
+        for start in range(0, len(unique), 200):
+            chunk = unique[start : start + 200]
+            sql = " UNION ALL ".join(
+                f"SELECT level, idx, hash FROM tree_nodes WHERE level = :l{n} AND idx = :i{n}"  # noqa: S608 - only bind names vary
+                for n in range(len(chunk))
+            )
+            params: dict[str, int] = {}
+            for n, (level, idx) in enumerate(chunk):
+                params[f"l{n}"] = level
+                params[f"i{n}"] = idx
+            for r in self._conn.execute(text(sql), params):
+                out[(int(r.level), int(r.idx))] = bytes(r.hash)
+        return out
 
 
 def _lock(conn: Connection) -> None:
@@ -142,6 +152,10 @@ def _append_items(
     recorded = format_time(recorded_dt)
 
     state = State(loader=projections.db_loader(conn))
+    # One query for the whole batch's ids instead of one per entry.
+    batch_ids = [item.parsed[0].entry.id for item in items]
+    taken = {r.entry_id for r in conn.execute(select(entries.c.entry_id).where(entries.c.entry_id.in_(batch_ids)))}
+    state.known_absent_ids(set(batch_ids) - taken)
     tree: CompactRange | None = None
     entry_rows: list[dict[str, Any]] = []
     node_rows: list[dict[str, Any]] = []
