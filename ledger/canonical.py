@@ -24,10 +24,13 @@ from ledger.errors import InvalidEntry
 
 _OPTS = orjson.OPT_SORT_KEYS
 MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493 section 2.2); RFC 8785 numbers are doubles
-# In compact JSON every value follows "[", ",", ":" or starts the text, so this finds every
-# float token and every integer of 16 digits or more (possibly beyond 2**53, which RFC 8785
-# refuses), and, harmlessly, some look-alikes inside strings, which take the slow path.
-_SLOW_NUMBER = re.compile(rb"(?:^|[\[,:])-?[0-9]+[.eE]|(?:^|[\[,:])-?[0-9]{16}")
+# In compact JSON a number token follows "[", "," or a key's '":' (or starts the text,
+# checked separately), so this finds every float token and every integer of 16 digits or
+# more (possibly beyond 2**53, which RFC 8785 refuses). Look-alikes inside strings only
+# cost the slow path. (An earlier pattern also matched ':16.' inside every RFC 3339 time,
+# sending every entry down the slow path; bench/README.md has the numbers.)
+_SLOW_NUMBER = re.compile(rb'(?:[\[,]|":)-?[0-9](?:[0-9]*[.eE]|[0-9]{15})')
+_NUMBER_START = frozenset(b"-0123456789")
 
 
 def canonical(value: Any) -> bytes:
@@ -36,7 +39,7 @@ def canonical(value: Any) -> bytes:
         fast = orjson.dumps(value, option=_OPTS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidEntry("value cannot be encoded as JSON") from exc
-    if fast.isascii() and not _SLOW_NUMBER.search(fast):
+    if fast.isascii() and fast[0] not in _NUMBER_START and not _SLOW_NUMBER.search(fast):
         return fast
     try:
         return bytes(rfc8785.dumps(value))
