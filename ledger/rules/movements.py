@@ -183,32 +183,56 @@ def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> 
     ]
 
 
-@rule(Release)
-def release(state: StateView, body: Release, signers: Signers, ctx: Context) -> list[Change]:
-    """Stock handed to the recipient named by an ``emergency_release`` order, within its
-    cap, window and eligible sites (``ledger.rules.release.execute_order``)."""
+def _hand_over(
+    state: StateView,
+    body: Release | Sale,
+    signers: Signers,
+    ctx: Context,
+    *,
+    counterparty: str,
+    account: str,
+    field: str,
+) -> list[Change]:
+    """Stock leaving the reserve to a recipient or buyer, as the execution of an order
+    (``ledger.rules.release.execute_order``: cap, window, eligible sites, revocation)."""
+    kind = "stock.release" if isinstance(body, Release) else "stock.sale"
     site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
-    site_holds_for(site, body.owner, ctx)
+    if isinstance(body, Release):
+        site_holds_for(site, body.owner, ctx)
     book = Book(state, ctx)
     lot = book.lot(body.lot, "entry.lot")
     authorised = execute_order(
         state,
         ctx,
         order_id=body.order,
-        kind="stock.release",
+        kind=kind,
         entry_id=body.id,
         site=site.code,
         owner=body.owner,
         lot=body.lot,
         material=lot.material,
         quantity=body.quantity,
-        counterparty=body.recipient,
-        counterparty_field="entry.recipient",
+        counterparty=counterparty,
+        counterparty_field=field,
         occurred_at=body.occurred_at,
     )
     book.post(holding(body.owner, site.code), body.lot, -body.quantity)
-    book.post(virtual("recipient", body.recipient), body.lot, body.quantity)
-    return [*_movement("stock.release", body.id, site.code, book, ctx), authorised]
+    book.post(virtual(account, counterparty), body.lot, body.quantity)
+    return [*_movement(kind, body.id, site.code, book, ctx), authorised]
+
+
+@rule(Release)
+def release(state: StateView, body: Release, signers: Signers, ctx: Context) -> list[Change]:
+    """Stock handed to the recipient named by an ``emergency_release`` order."""
+    return _hand_over(
+        state,
+        body,
+        signers,
+        ctx,
+        counterparty=body.recipient,
+        account="recipient",
+        field="entry.recipient",
+    )
 
 
 @rule(LoanOut)
@@ -292,27 +316,9 @@ def loan_return(state: StateView, body: LoanReturn, signers: Signers, ctx: Conte
 def sale(state: StateView, body: Sale, signers: Signers, ctx: Context) -> list[Change]:
     """A sale executes an ``ordinary_sale`` or ``price_spike_sale`` order; the buyer is
     the order's recipient."""
-    site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
-    book = Book(state, ctx)
-    lot = book.lot(body.lot, "entry.lot")
-    authorised = execute_order(
-        state,
-        ctx,
-        order_id=body.order,
-        kind="stock.sale",
-        entry_id=body.id,
-        site=site.code,
-        owner=body.owner,
-        lot=body.lot,
-        material=lot.material,
-        quantity=body.quantity,
-        counterparty=body.buyer,
-        counterparty_field="entry.buyer",
-        occurred_at=body.occurred_at,
+    return _hand_over(
+        state, body, signers, ctx, counterparty=body.buyer, account="buyer", field="entry.buyer"
     )
-    book.post(holding(body.owner, site.code), body.lot, -body.quantity)
-    book.post(virtual("buyer", body.buyer), body.lot, body.quantity)
-    return [*_movement("stock.sale", body.id, site.code, book, ctx), authorised]
 
 
 @rule(Rotation)
