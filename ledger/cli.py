@@ -437,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # never a traceback on the terminal (issue #2)
         log = structlog.get_logger("ledger.cli")
         log.error("unexpected", error_class=type(exc).__name__)
