@@ -55,7 +55,7 @@ def parse_json(data: bytes) -> Any:
         raise InvalidEntry(f"not valid JSON: {exc.msg}") from exc
 
 
-def require_canonical(data: bytes) -> Any:
+def require_canonical(data: bytes, *, what: str = "value") -> Any:
     """Parse ``data`` and insist it is already in canonical form; return the value.
 
     A canonical form rules out parser differentials such as duplicate keys: what the
@@ -63,5 +63,5 @@ def require_canonical(data: bytes) -> Any:
     """
     value = parse_json(data)
     if canonical(value) != data:
-        raise InvalidEntry("not in RFC 8785 canonical form")
+        raise InvalidEntry(f"{what} is not in RFC 8785 canonical form")
     return value

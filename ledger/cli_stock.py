@@ -468,7 +468,6 @@ def show_loans(engine: Any, a: argparse.Namespace) -> int:
 
 # -- wiring ---------------------------------------------------------------------------
 
-WriteFn = Any
 
 
 def register(sub: Any, *, writer: Any, reader: Any) -> None:

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from ledger.canonical import canonical, parse_json
-from ledger.crypto import Signer, key_id, verify_signature
+from ledger.canonical import canonical, parse_json, require_canonical
+from ledger.crypto import Signer, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
 from ledger.kinds.base import B64Sig, Hex64, Seq, Time
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
@@ -91,10 +91,6 @@ def _convert(value: Any, typ: type[Any]) -> Any:
 
 def signing_message(body_canonical: bytes) -> bytes:
     return ENTRY_DOMAIN + body_canonical
-
-
-def sig_key_ids(sigs: list[Sig]) -> list[str]:
-    return [key_id(bytes.fromhex(s.pub)) for s in sigs]
 
 
 def sign_body(body: dict[str, Any], signers: list[Signer]) -> dict[str, Any]:
@@ -171,9 +167,7 @@ def decode_leaf(line: bytes) -> tuple[Leaf, dict[str, Any]]:
     here (see :func:`check_leaf_signatures`), so callers can verify them in parallel."""
     if len(line) > MAX_LEAF_BYTES:
         raise InvalidEntry(f"leaf larger than {MAX_LEAF_BYTES} bytes")
-    raw = parse_json(line)
-    if canonical(raw) != line:
-        raise InvalidEntry("leaf is not in RFC 8785 canonical form")
+    raw = require_canonical(line, what="leaf")
     if not isinstance(raw, dict):
         raise InvalidEntry("a leaf is a JSON object")
     leaf: Leaf = _convert(raw, Leaf)

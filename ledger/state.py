@@ -170,7 +170,6 @@ class State:
     _id_queue: deque[tuple[datetime, str]] = field(default_factory=deque)
     _loaded_users: set[str] = field(default_factory=set)
     _absent_ids: set[str] = field(default_factory=set)
-    postings_seen: int = 0
 
     # -- StateView ---------------------------------------------------------------
     def log_info(self) -> LogInfo | None:
@@ -240,7 +239,7 @@ class State:
                     else:
                         t[key] = value
                 case Post():
-                    self.postings_seen += 1
+                    pass  # postings index the database; a replay needs only balances
                 case SetLogInfo(info):
                     self._log = info
                 case PutKey(rec):

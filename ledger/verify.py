@@ -16,7 +16,6 @@ bounded windows of chunks, while the main process does the rest in order.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -343,5 +342,3 @@ def _with_signature_checks(
             base += len(chunk)
 
 
-def default_jobs() -> int:
-    return max(1, len(os.sched_getaffinity(0)))

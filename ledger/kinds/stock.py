@@ -252,17 +252,3 @@ STOCK_KINDS = (
     | StockCount
     | Reversal
 )
-
-MOVEMENT_KINDS = (
-    Receipt,
-    Dispatch,
-    Arrival,
-    Release,
-    LoanOut,
-    LoanReturn,
-    Sale,
-    Rotation,
-    Conversion,
-    StockCount,
-    Reversal,
-)

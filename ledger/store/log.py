@@ -9,7 +9,7 @@ with one refused entry is refused whole, with the reason of the first refusal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,35 +269,6 @@ def append_batch(
 
 
 # -- reading -----------------------------------------------------------------------
-
-
-def iter_leaves(
-    engine: Engine, *, start: int = 0, chunk: int = 2000
-) -> Iterator[tuple[int, bytes, bytes]]:
-    """(seq, leaf_hash column, leaf) in seq order, fetched in chunks by primary key so
-    memory stays flat however long the log is."""
-    next_seq = start
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(entries.c.seq, entries.c.leaf_hash, entries.c.leaf)
-                .where(entries.c.seq >= next_seq)
-                .order_by(entries.c.seq)
-                .limit(chunk)
-            ).all()
-        if not rows:
-            return
-        for r in rows:
-            yield r.seq, bytes(r.leaf_hash), bytes(r.leaf)
-        next_seq = rows[-1].seq + 1
-
-
-def iter_checkpoints(engine: Engine) -> Iterator[tuple[int, str]]:
-    with engine.connect() as conn:
-        for r in conn.execute(
-            select(checkpoints.c.size, checkpoints.c.note).order_by(checkpoints.c.size)
-        ):
-            yield r.size, r.note
 
 
 def head(engine: Engine) -> Any:

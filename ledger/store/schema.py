@@ -1,8 +1,9 @@
 """Tables, as SQLAlchemy Core metadata. Alembic migrations own the DDL; keep in step.
 
-Append-only tables (``entries``, ``tree_nodes``, ``checkpoints``) are guarded by database
+Append-only tables (``entries``, ``tree_nodes``, ``checkpoints``, ``postings``,
+``site_locations``, ``access_log``, ``access_checkpoints``) are guarded by database
 triggers that refuse UPDATE, DELETE and TRUNCATE (DESIGN.md, point 5). Projections
-(``keys``, ``test_balances``...) are mutable caches of a replay and can be rebuilt.
+(``keys``, ``balances``...) are mutable caches of a replay and can be rebuilt.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-APPEND_ONLY_TABLES = ("entries", "tree_nodes", "checkpoints", "postings", "site_locations")
 
 entries = Table(
     "entries",
