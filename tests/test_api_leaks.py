@@ -818,6 +818,11 @@ def test_reads_are_scoped(world: World) -> None:
         for r in rows:
             assert policy.holding_visible(p, r["owner"], r["site"]), (user, r)
         trace = w.client.get(f"/lots/{LOT_NDPR}/trace", headers=w.auth(user)).json()
+        # Every movement shown touches a holding the user can see.
+        shown_seqs = {leg["seq"] for leg in trace["legs"]}
+        mine = {leg["seq"] for leg in trace["legs"]
+                if leg["account"].startswith("H/") and leg["account"] != "H/(outside your scope)"}
+        assert shown_seqs == mine, user
         for leg in trace["legs"]:
             acct = leg["account"]
             if acct.startswith("H/") and acct != "H/(outside your scope)":

@@ -155,16 +155,23 @@ def balances(
 def trace(
     lot: str, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    """Where every gram of a lot went. Legs on holdings you cannot see are summarised as
-    'elsewhere' rather than named."""
+    """Where every gram of a lot went, as far as your scope reaches: the movements that
+    touch a holding you can see (all of them for an auditor)."""
     policy.require_stock_reader(p)
     with svc.reader.connect() as conn:
         t = reports.trace_lot(conn, lot)
 
+    def visible(account: str) -> bool:
+        owner, site = split_holding(account)
+        return policy.holding_visible(p, owner, site)
+
+    # Only movements that touch a holding you can see; within them, holdings you cannot
+    # see are not named.
+    seen = {leg.seq for leg in t.legs if leg.account.startswith("H/") and visible(leg.account)}
+
     def shown(account: str) -> str:
-        if account.startswith("H/"):
-            owner, site = split_holding(account)
-            return account if policy.holding_visible(p, owner, site) else "H/(outside your scope)"
+        if account.startswith("H/") and not visible(account):
+            return "H/(outside your scope)"
         return account
 
     return {
@@ -180,6 +187,7 @@ def trace(
                 "delta_g": leg.delta,
             }
             for leg in t.legs
+            if leg.seq in seen
         ],
     }
 
