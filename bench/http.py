@@ -178,7 +178,7 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int
         port = _free_port()
         reserve = Path(sys.executable).with_name("reserve")
         cmd = [str(reserve), "serve", "--port", str(port)] if reserve.exists() else [
-            sys.executable, "-m", "ledger.cli", "serve", "--port", str(port)]
+            sys.executable, "-m", "cli", "serve", "--port", str(port)]
         serve_err = open(workdir / "serve.err", "wb")  # noqa: SIM115 - lives as long as the server
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=serve_err)
         try:

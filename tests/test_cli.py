@@ -19,7 +19,7 @@ def run(home: Path, *args: str, env: dict[str, str] | None = None, input: str | 
     if env:
         base.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "ledger.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True, text=True, env=base, cwd=ROOT, input=input, timeout=120, check=False,
     )
 
@@ -85,7 +85,7 @@ def test_wrong_passphrase_fails_cleanly_without_echoing_it(home: Path) -> None:
 def test_missing_passphrase_without_terminal(home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
     env["RESERVE_HOME"] = str(home)
-    proc = subprocess.run([sys.executable, "-m", "ledger.cli", "move", "A", "1", "--as", "admin"],
+    proc = subprocess.run([sys.executable, "-m", "cli", "move", "A", "1", "--as", "admin"],
                           capture_output=True, text=True, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, check=False)
     assert_one_line_error(proc)
     assert "RESERVE_PASSPHRASE" in proc.stderr
@@ -115,7 +115,7 @@ def test_verify_bundle_runs_with_only_ledger(home: Path, tmp_path: Path) -> None
         "import sys\n"
         "for m in ('sqlalchemy','alembic','psycopg','keys','api','fastapi','cryptography'):\n"
         "    sys.modules[m] = None\n"
-        "from ledger.cli import main\n"
+        "from cli.main import main\n"
         f"sys.exit(main(['verify-bundle', {str(out)!r}, '--trust', {str(home / 'log.pub')!r}]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, cwd=ROOT, check=False)

@@ -224,7 +224,7 @@ def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
-    from ledger.demo import run_demo
+    from cli.demo import run_demo
 
     s.home.mkdir(parents=True, exist_ok=True)
     led = _ledger(s)
@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
-    from ledger import cli_release, cli_stock
+    from cli import release as cli_release
+    from cli import stock as cli_stock
 
     writer = cli_stock.writer_factory(_ledger, _acting_user)
     reader = cli_stock.reader_factory(_reader)
@@ -441,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # never a traceback on the terminal (issue #2)
-        log = structlog.get_logger("ledger.cli")
+        log = structlog.get_logger("reserve.cli")
         log.error("unexpected", error_class=type(exc).__name__)
         log.debug("unexpected_traceback", exc_info=True)  # RESERVE_LOG_LEVEL=debug
         print(

@@ -28,7 +28,7 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from ledger.cli_stock import _csv, _done, _print_table, _read_file
+from cli.stock import _csv, _done, _print_table, _read_file
 from ledger.errors import ConfigError, NotFound
 from ledger.kinds.release import REGIMES
 from ledger.timefmt import now
@@ -312,7 +312,7 @@ def list_policies(engine: Any, a: argparse.Namespace) -> int:
 
 
 def register(sub: Any, *, writer: Any, reader: Any) -> None:
-    """Add ``reserve release ...`` to the top-level parser (see ``ledger.cli_stock``)."""
+    """Add ``reserve release ...`` to the top-level parser (see ``cli.stock``)."""
 
     p = sub.add_parser(
         "release",
