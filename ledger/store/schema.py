@@ -398,6 +398,9 @@ auth_nonces = Table(
     metadata,
     Column("nonce", String(64), primary_key=True),
     Column("log_id", String(128), nullable=False),
+    # The user or key the challenge was asked for (a nonce logs in only that subject).
+    Column("subject_user", String(64), nullable=True),
+    Column("subject_key", String(64), nullable=True),
     Column("created_at", String(32), nullable=False),
     Column("expires_at", String(32), nullable=False, index=True),
     Column("used_at", String(32), nullable=True),

@@ -37,6 +37,8 @@ def upgrade() -> None:
         "auth_nonces",
         sa.Column("nonce", sa.String(64), primary_key=True),
         sa.Column("log_id", sa.String(128), nullable=False),
+        sa.Column("subject_user", sa.String(64), nullable=True),
+        sa.Column("subject_key", sa.String(64), nullable=True),
         sa.Column("created_at", sa.String(32), nullable=False),
         sa.Column("expires_at", sa.String(32), nullable=False, index=True),
         sa.Column("used_at", sa.String(32), nullable=True),
