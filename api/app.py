@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.audit import refusal_event
 from api.routes import log as log_routes
-from api.routes import login, meta, reads, releases, writes
+from api.routes import login, meta, proposals, reads, releases, writes
 from api.services import Services
 from ledger.errors import LedgerError, Rejected
 
@@ -74,6 +74,7 @@ def create_app(svc: Services) -> FastAPI:
     for router in (
         meta.router,
         login.router,
+        proposals.router,
         writes.router,
         reads.router,
         releases.router,

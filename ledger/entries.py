@@ -96,6 +96,12 @@ def _convert(value: Any, typ: type[Any]) -> Any:
         raise InvalidEntry(reason, field=field or None) from None
 
 
+def parse_sig(data: Any) -> Sig:
+    """One ``{"pub", "sig"}`` object, strictly typed (a co-signature sent on its own)."""
+    sig: Sig = _convert(data, Sig)
+    return sig
+
+
 def signing_message(body_canonical: bytes, *, log_id: str) -> bytes:
     """What an author signs (v2): ``ENTRY_DOMAIN || log_id || "\\n" || JCS(body)``.
 
