@@ -108,6 +108,19 @@ def cmd_keys_generate(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_keys_upgrade(args: argparse.Namespace, s: Settings) -> int:
+    """Re-encrypt key files with the current KDF (scrypt N=2^17; issue #9 item 5)."""
+    from keys import FileKeystore, passphrase_from_env_or_prompt
+
+    store = FileKeystore(s.keystore_dir, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    for name in args.names or store.names():
+        done = store.upgrade(name)
+        info = store.key_file_info(name)
+        state = "upgraded" if done else "up to date"
+        print(f"{name} {state}: {info.kdf} N=2^{info.n.bit_length() - 1} r={info.r} p={info.p}")
+    return 0
+
+
 def cmd_keys_register(args: argparse.Namespace, s: Settings) -> int:
     led = _ledger(s)
     pub = None
@@ -231,7 +244,7 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
     if not led.is_initialised():
         from ledger.pubkey import to_pem
 
-        led.init(log_id="reserve.local/demo", admin="admin")
+        led.init(log_id="reserve.local/demo", admin="admin", demo=True)
         s.log_pub_path.write_text(to_pem(led.log_signer().public_key))
     size = run_demo(led)
     print(f"demo history written: {size} entries in {s.db_url}")
@@ -359,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", required=True)
     kadd("rotate", cmd_keys_rotate, "rotate the log's checkpoint key")
     kadd("list", cmd_keys_list, "list registered keys")
+    sp = kadd("upgrade", cmd_keys_upgrade, "re-encrypt key files with scrypt (older files: PBKDF2)")
+    sp.add_argument("names", nargs="*", metavar="NAME", help="default: every key in the keystore")
 
     user = sub.add_parser("user", help="registered users")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
