@@ -402,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
+    from cli import ops as cli_ops
     from cli import release as cli_release
     from cli import stock as cli_stock
 
@@ -409,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     reader = cli_stock.reader_factory(_reader)
     cli_stock.register(sub, writer=writer, reader=reader)
     cli_release.register(sub, writer=writer, reader=reader)
+    cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     return p
 
 
