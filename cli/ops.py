@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.config import Settings
+from ledger.errors import ConfigError
 
 __all__ = ["add_parser"]
 
@@ -32,6 +33,14 @@ def add_parser(sub: Any, *, trust: Trust, anchor: Anchor) -> None:
         print(f"backup {args.file}: {info.rows} rows, log size {info.size}, root {info.root}")
         print("it ends at this checkpoint (keep a copy apart from the backup):")
         print(info.checkpoint, end="" if info.checkpoint.endswith("\n") else "\n")
+        if args.checkpoint_out:
+            try:
+                with open(args.checkpoint_out, "x") as fh:
+                    fh.write(info.checkpoint)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write {args.checkpoint_out}: {exc.strerror or 'error'}"
+                ) from None
         return 0
 
     def cmd_restore(args: argparse.Namespace, s: Settings) -> int:
@@ -60,6 +69,11 @@ def add_parser(sub: Any, *, trust: Trust, anchor: Anchor) -> None:
     )
     sp.add_argument("file", metavar="FILE", help="the backup file to create (never overwritten)")
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
+    sp.add_argument(
+        "--checkpoint-out",
+        metavar="NOTE_FILE",
+        help="also write the checkpoint the backup ends at to NOTE_FILE (new file)",
+    )
     sp.set_defaults(fn=cmd_backup)
 
     sp = sub.add_parser(

@@ -101,9 +101,11 @@ def trust_file(source: World, tmp_path: Path) -> str:
 def make_backup(source: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
     """The backup file and the checkpoint note the operator keeps from its output."""
     file = tmp_path / "ledger.backup"
-    rc, out, err = cli(capsys, "backup", str(file), "--db", source.db_url)
+    kept = tmp_path / "kept.note"
+    rc, out, err = cli(capsys, "backup", str(file), "--db", source.db_url, "--checkpoint-out", str(kept))
     assert rc == 0, err
     note = out.split("keep a copy apart from the backup):\n", 1)[1]
+    assert kept.read_text() == note
     manifest = json.loads(file.read_bytes().split(b"\n", 1)[0])
     assert note == manifest["checkpoint"] and note.startswith("test.local/ledger\n")
     note_file = tmp_path / "checkpoint.note"
