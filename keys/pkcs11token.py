@@ -6,8 +6,8 @@ section 5.6). So a process holds one :class:`Pkcs11Token` per (module, token lab
 by :func:`connect` and cached; a session is not safe for concurrent operations from
 several threads (PKCS#11 v2.40 section 2.6.2), so every operation takes the token's lock.
 
-A PKCS#11 session does not survive ``fork(2)``: each worker process connects after it
-starts (the cache is keyed by process id).
+A PKCS#11 session does not survive ``fork(2)``: the cache is keyed by process id, and a
+forked worker re-initialises the library and logs in again on its first ``connect``.
 
 Errors never contain the PIN: a refused PIN, a missing token or an unloadable module is a
 :class:`ledger.errors.ConfigError` (the operator must fix the configuration), anything the
@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _tokens: dict[tuple[int, str, str], Pkcs11Token] = {}
+_initialised_in: dict[str, int] = {}  # module -> the process that initialised it
 
 
 class Pkcs11Token:
@@ -80,11 +81,18 @@ def _pin_digest(module: str, label: str, pin: str) -> bytes:
 
 
 def _load(module: str) -> Pkcs11Lib:
-    """The loaded library (python-pkcs11 keeps one instance per path)."""
+    """The loaded library (python-pkcs11 keeps one instance per path), initialised in
+    this process: a child of ``fork(2)`` inherits the parent's library state, which
+    PKCS#11 says it must not use (v2.40 section 6.6.1), so it re-initialises it once."""
     if not os.path.isfile(module):
         raise ConfigError("RESERVE_PKCS11_MODULE does not name a file (the PKCS#11 library)")
     try:
-        return pkcs11.lib(module)
+        lib = pkcs11.lib(module)
+        pid = os.getpid()
+        if _initialised_in.setdefault(module, pid) != pid:
+            lib.reinitialize()
+            _initialised_in[module] = pid
+        return lib
     except (p11e.PKCS11Error, OSError):
         raise ConfigError("RESERVE_PKCS11_MODULE cannot be loaded as a PKCS#11 library") from None
 

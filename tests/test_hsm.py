@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pkcs11
 import pytest
@@ -170,6 +172,30 @@ def test_configuration_errors_are_clear_and_hold_no_pin(hsm: Hsm, tmp_path: Path
             opened(**change)
         assert hsm.pin not in str(err.value) and "wrong-pin-0000" not in str(err.value)
     assert hsm.pin not in repr(settings_for(hsm, tmp_path))
+
+
+def _sign_in_child(h: Hsm, home: str, out: Any) -> None:
+    try:
+        backend = open_keystore(settings_for(h, Path(home)), passphrase=_no_passphrase)
+        out.put(backend.keystore.load("worker").sign(b"from a forked worker"))
+    except BaseException as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_a_forked_worker_logs_in_again_and_signs(hsm: Hsm, tmp_path: Path) -> None:
+    # Several workers (`reserve serve --workers N`) may fork after the parent used the
+    # token: PKCS#11 state must not be inherited (v2.40 section 6.6.1).
+    backend = open_keystore(settings_for(hsm, tmp_path), passphrase=_no_passphrase)
+    signer = backend.keystore.generate("worker")
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_sign_in_child, args=(hsm, str(tmp_path), out))
+    child.start()
+    got = out.get(timeout=60)
+    child.join(timeout=60)
+    assert isinstance(got, bytes), got
+    Ed25519PublicKey.from_public_bytes(signer.public_key).verify(got, b"from a forked worker")
+    assert backend.keystore.load("worker").sign(b"parent") != b""  # the parent still works
 
 
 # -- end to end: the command, the service, the verifier ---------------------------------
