@@ -77,7 +77,7 @@ class Pkcs11Sealer:
                     mechanism_param=GCMParams(bytes(nonce), bytes(aad), _TAG_BITS),
                 ),
             )
-        except KeystoreError:
+        except (KeystoreError, TypeError, ValueError):
             plain = None  # one answer for every failure: no oracle
         if plain is None:
             raise KeystoreError(OPEN_FAILED)

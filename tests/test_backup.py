@@ -106,6 +106,7 @@ def make_backup(source: World, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert rc == 0, err
     note = out.split("keep a copy apart from the backup):\n", 1)[1]
     assert kept.read_text() == note
+    assert file.stat().st_mode & 0o777 == 0o600  # owner only
     manifest = json.loads(file.read_bytes().split(b"\n", 1)[0])
     assert note == manifest["checkpoint"] and note.startswith("test.local/ledger\n")
     note_file = tmp_path / "checkpoint.note"

@@ -143,6 +143,8 @@ def test_sealer_in_the_token_seals_and_fails_closed(hsm: Hsm, tmp_path: Path) ->
         with pytest.raises(KeystoreError) as err:
             sealer.open(args[0], args[1], aad=args[2])
         assert str(err.value) == "sealed location cannot be opened with this key"
+    with pytest.raises(KeystoreError, match="cannot be opened"):
+        sealer.open(nonce, None, aad=b"SITE-A|1")  # type: ignore[arg-type]
     # The same key is found again (not a new one), and the derived key is stable.
     again = open_keystore(settings_for(hsm, tmp_path), passphrase=_no_passphrase).sealer()
     assert again.key_id == sealer.key_id

@@ -122,6 +122,13 @@ def _decode_row(table: Table, row: Any, n: int) -> dict[str, Any]:
 # -- backup ---------------------------------------------------------------------------
 
 
+def _create(path: Path) -> IO[bytes]:
+    """A new file readable by its owner only: a backup holds no key, but it does hold the
+    sealed locations, the access log and every user's scope."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def write_backup(engine: Engine, path: Path) -> BackupInfo:
     """Write the database behind ``engine`` (a read-only snapshot engine) to ``path``.
 
@@ -144,7 +151,7 @@ def write_backup(engine: Engine, path: Path) -> BackupInfo:
                 raise StorageError("the log head is not covered by a checkpoint; try again")
             tables: dict[str, dict[str, Any]] = {}
             total = 0
-            with body.open("wb") as out:
+            with _create(body) as out:
                 for table in _tables():
                     digest = hashlib.sha256()
                     count = 0
@@ -167,7 +174,7 @@ def write_backup(engine: Engine, path: Path) -> BackupInfo:
                 "checkpoint": cp.note,
                 "tables": tables,
             }
-        with final_tmp.open("xb") as out, body.open("rb") as src:
+        with _create(final_tmp) as out, body.open("rb") as src:
             out.write(json.dumps(manifest, sort_keys=True).encode("utf-8") + b"\n")
             for block in iter(lambda: src.read(1 << 20), b""):
                 out.write(block)
