@@ -278,3 +278,22 @@ def test_restore_needs_the_operators_key_and_a_consistent_checkpoint(
         main(["restore", str(file), "--db", target, "--trust", trust])
     assert exit_.value.code == 2
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("source", ["sqlite"], indirect=True)
+def test_a_sqlite_backup_restores_into_postgresql(
+    source: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One logical format for both engines: a ledger moves from the embedded default to
+    PostgreSQL and still verifies (deploy/HA-DR.md)."""
+    from tests.conftest import require_pg
+
+    require_pg()
+    file, note = make_backup(source, tmp_path, capsys)
+    trust = trust_file(source, tmp_path)
+    for url in _empty_pg_schema():
+        rc, _, err = cli(capsys, "restore", str(file), "--db", url, "--checkpoint", str(note), "--trust", trust)
+        assert rc == 0, err
+        assert dump(url) == dump(source.db_url)
+        rc, _, err = cli(capsys, "verify", "--db", url, "--trust", trust)
+        assert rc == 0, err
