@@ -28,7 +28,7 @@ MODULE_CANDIDATES = (
     "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
     "/usr/local/lib/softhsm/libsofthsm2.so",
 )
-POOL_SIZE = 8
+POOL_SIZE = 12
 
 
 @dataclass

@@ -45,17 +45,19 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCATION = {"name": "Depot North", "address": "1 Quarry Road", "latitude": 45.1, "longitude": 24.9}
 
 
-def settings_for(h: Hsm, home: Path, *, pin: str | None = None) -> Settings:
-    return load_settings({"RESERVE_HOME": str(home), **h.env(pin)})
+def settings_for(h: Hsm, home: Path, *, pin: str | None = None, db: str | None = None) -> Settings:
+    return load_settings({"RESERVE_HOME": str(home), **({"RESERVE_DB": db} if db else {}), **h.env(pin)})
 
 
 def _no_passphrase() -> bytes:
     raise AssertionError("the PKCS#11 backend must not ask for a passphrase")
 
 
-def run(home: Path, h: Hsm, *args: str, pin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(home: Path, h: Hsm, *args: str, pin: str | None = None, db: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
     env.update({"RESERVE_HOME": str(home), **h.env(pin)})  # no RESERVE_PASSPHRASE at all
+    if db:
+        env["RESERVE_DB"] = db
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
@@ -203,9 +205,9 @@ def test_a_forked_worker_logs_in_again_and_signs(hsm: Hsm, tmp_path: Path) -> No
 # -- end to end: the command, the service, the verifier ---------------------------------
 
 
-def test_init_scenario_reveal_and_verify_with_keys_in_the_token(hsm: Hsm, tmp_path: Path) -> None:
+def test_init_scenario_reveal_and_verify_with_keys_in_the_token(hsm: Hsm, db_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    out = ok(run(home, hsm, "init", "--log-id", "test.local/hsm"))
+    out = ok(run(home, hsm, "init", "--log-id", "test.local/hsm", db=db_url))
     assert "initialised log test.local/hsm" in out
     loc = tmp_path / "loc.json"
     loc.write_text(json.dumps(LOCATION))
@@ -217,11 +219,11 @@ def test_init_scenario_reveal_and_verify_with_keys_in_the_token(hsm: Hsm, tmp_pa
          "--sites", "SITE-A", "--owners", "FR", "--clearance", "SECRET"),
     ]
     for step in steps:
-        ok(run(home, hsm, *step))
+        ok(run(home, hsm, *step, db=db_url))
 
     # The service, in this process, on the same token: its token-issuer key is made there.
     settings = ApiSettings(
-        ledger=settings_for(hsm, home), token=TokenSettings(), unsafe_demo_login=False
+        ledger=settings_for(hsm, home, db=db_url), token=TokenSettings(), unsafe_demo_login=False
     )
     svc = build_services(settings, passphrase=_no_passphrase)
     client = TestClient(create_app(svc), raise_server_exceptions=False)
@@ -236,7 +238,7 @@ def test_init_scenario_reveal_and_verify_with_keys_in_the_token(hsm: Hsm, tmp_pa
     svc.ledger.engine.dispose()
     svc.reader.dispose()
 
-    verified = ok(run(home, hsm, "verify", "--trust", str(home / "log.pub")))
+    verified = ok(run(home, hsm, "verify", "--trust", str(home / "log.pub"), db=db_url))
     assert verified.startswith("OK size ")
 
     labels = {o["label"] for o in token_objects(hsm) if o["class"] != ObjectClass.PUBLIC_KEY}
@@ -248,7 +250,7 @@ def test_init_scenario_reveal_and_verify_with_keys_in_the_token(hsm: Hsm, tmp_pa
     files = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
     assert not (home / "keys").exists(), files
     assert not [f for f in files if f.endswith((".key", ".pem")) or "key" in f.split("/")[0]], files
-    assert set(files) <= {"ledger.db", "log.pub"}, files
+    assert set(files) <= {"log.pub"}, files  # the database is elsewhere (db_url)
 
 
 def test_wrong_pin_is_one_line_exit_2_and_never_echoed(hsm: Hsm, tmp_path: Path) -> None:
