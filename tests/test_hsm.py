@@ -266,3 +266,21 @@ def test_wrong_pin_is_one_line_exit_2_and_never_echoed(hsm: Hsm, tmp_path: Path)
     assert wrong not in proc.stderr + proc.stdout and hsm.pin not in proc.stderr + proc.stdout
     missing = run(home, hsm, "keys", "generate", "mallory", pin="")
     assert missing.returncode == 2 and "needs RESERVE_PKCS11_PIN" in missing.stderr
+
+
+def test_log_key_rotation_makes_the_new_key_in_the_token(hsm: Hsm, tmp_path: Path) -> None:
+    from ledger.service import Ledger
+    from ledger.store.audit import verify_database
+    from ledger.store.db import make_engine
+
+    backend = open_keystore(settings_for(hsm, tmp_path), passphrase=_no_passphrase)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    led = Ledger(make_engine(url), backend.keystore, backend.sealer)
+    led.init(log_id="test.local/hsm-rotate", admin="admin")
+    genesis_key = led.log_signer().public_key
+    led.rotate_log_key()
+    assert backend.keystore.names() == ["admin", "log", "log-2"]
+    assert led.log_signer().public_key == backend.keystore.public_key("log-2") != genesis_key
+    report = verify_database(make_engine(url, readonly=True), trusted_log_key=genesis_key)
+    assert report.log_keys == [genesis_key.hex(), backend.keystore.public_key("log-2").hex()]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".key", ".pem")]
