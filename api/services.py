@@ -5,6 +5,7 @@ Built once at start-up from the environment (or handed in by tests). Holds no ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -12,8 +13,7 @@ from sqlalchemy import Engine
 
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
-from keys import FileKeystore
-from keys.sealing import load_or_create_sealer
+from keys import open_keystore
 from ledger.errors import ConfigError
 from ledger.service import Ledger
 from ledger.store.db import make_engine
@@ -49,9 +49,15 @@ class Services:
             return is_revoked(conn, jti)
 
 
-def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
-    keystore = FileKeystore(settings.ledger.keystore_dir, passphrase=passphrase)
-    sealer = load_or_create_sealer(settings.ledger.keystore_dir, passphrase=passphrase)
+def build_services(
+    settings: ApiSettings, *, passphrase: bytes | Callable[[], bytes]
+) -> Services:
+    """``passphrase`` (or a function asked for it) is used by the file keystore only."""
+    backend = open_keystore(
+        settings.ledger, passphrase=passphrase if callable(passphrase) else lambda: passphrase
+    )
+    keystore = backend.keystore
+    sealer = backend.sealer()
     led = Ledger(make_engine(settings.ledger.db_url), keystore, sealer)
     if not led.is_initialised():
         raise ConfigError("the database holds no log: run 'reserve init' (or 'reserve demo') first")

@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm")
 
 
 def _log(msg: str) -> None:
@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import login
 
                 rows += login.run(cfg, workdir, _log)
+            elif name == "hsm":
+                from bench import hsm
+
+                rows += hsm.run(cfg, workdir, _log)
             timings[name] = time.perf_counter() - t0
             other_load[name] = meter.other_cores()
             _log(

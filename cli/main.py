@@ -47,18 +47,14 @@ def _configure_logging(level: str) -> None:
 
 
 def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
-    from keys import FileKeystore, passphrase_from_env_or_prompt
-    from keys.sealing import load_or_create_sealer
+    from keys import open_keystore, passphrase_from_env_or_prompt
     from ledger.service import Ledger
     from ledger.store.db import make_engine
 
-    passphrase = passphrase_from_env_or_prompt(env=os.environ, prompt=prompt)
-    keystore = FileKeystore(settings.keystore_dir, passphrase=passphrase)
-    return Ledger(
-        make_engine(settings.db_url),
-        keystore,
-        lambda: load_or_create_sealer(settings.keystore_dir, passphrase=passphrase),
+    backend = open_keystore(
+        settings, passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=prompt)
     )
+    return Ledger(make_engine(settings.db_url), backend.keystore, backend.sealer)
 
 
 def _reader(settings: Settings) -> Any:
@@ -262,7 +258,7 @@ def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
     if not os.environ.get("RESERVE_LOG_LEVEL"):
         _configure_logging("info")  # a service logs its requests by default
     settings = load_api_settings()
-    svc = build_services(settings, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    svc = build_services(settings, passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=True))
     if svc.issuer is not None and args.print_tokens:
         for k in sorted({k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}):
             print(f"  {k:<10} reserve token --user {k}")
@@ -276,7 +272,7 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
     from keys import passphrase_from_env_or_prompt
     from ledger.errors import NotFound
 
-    svc = build_services(load_api_settings(), passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    svc = build_services(load_api_settings(), passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=True))
     if svc.issuer is None:
         raise ConfigError("tokens come from the identity provider (RESERVE_JWKS_URL is set)")
     if not any(k.user == args.user and k.revoked_seq is None for k in svc.ledger.registered_keys()):
@@ -421,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
+    from cli import ops as cli_ops
     from cli import release as cli_release
     from cli import stock as cli_stock
 
@@ -428,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     reader = cli_stock.reader_factory(_reader)
     cli_stock.register(sub, writer=writer, reader=reader)
     cli_release.register(sub, writer=writer, reader=reader)
+    cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     return p
 
 
