@@ -14,6 +14,7 @@ from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
 from keys import FileKeystore
 from keys.sealing import load_or_create_sealer
+from ledger.entries import warm_up
 from ledger.errors import ConfigError
 from ledger.service import Ledger
 from ledger.store.db import make_engine
@@ -43,6 +44,7 @@ class Services:
 
 
 def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
+    warm_up()  # msgspec types inspected before any request thread runs (issue #8, item 1)
     keystore = FileKeystore(settings.ledger.keystore_dir, passphrase=passphrase)
     sealer = load_or_create_sealer(settings.ledger.keystore_dir, passphrase=passphrase)
     led = Ledger(make_engine(settings.ledger.db_url), keystore, sealer)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
+import typing
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -29,7 +31,7 @@ import msgspec
 from ledger.canonical import canonical, parse_json, require_canonical
 from ledger.crypto import Signer, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
-from ledger.kinds.base import B64Sig, Hex64, Seq, Time
+from ledger.kinds.base import TEXT_FIELD_PREFIX, B64Sig, Hex64, Seq, Time, free_text_fields
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
 from ledger.kinds.release import RELEASE_KINDS
 from ledger.kinds.stock import STOCK_KINDS
@@ -76,6 +78,7 @@ class Leaf(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 _AT = re.compile(r" - at `\$\.?(.*)`$")
+_TEXT = re.compile(re.escape(TEXT_FIELD_PREFIX) + r"([a-z_]+): (.*)$")
 
 
 def _convert(value: Any, typ: type[Any]) -> Any:
@@ -86,7 +89,45 @@ def _convert(value: Any, typ: type[Any]) -> Any:
         m = _AT.search(text)
         field = m.group(1) if m else None
         reason = text[: m.start()] if m else text
+        t = _TEXT.match(reason)
+        if t is not None:  # a free-text rule (ledger.text): name the field itself
+            field = f"{field}.{t.group(1)}" if field else t.group(1)
+            reason = f"free text {t.group(2)}"
         raise InvalidEntry(reason, field=field or None) from None
+
+
+def _structs(typ: Any) -> list[type[msgspec.Struct]]:
+    """Every Struct type reachable from ``typ`` (unions, lists, fields)."""
+    out: list[type[msgspec.Struct]] = []
+    todo = [typ]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, type) and issubclass(t, msgspec.Struct):
+            if t in out:
+                continue
+            out.append(t)
+            todo.extend(typing.get_type_hints(t).values())
+        else:
+            todo.extend(typing.get_args(t))
+    return out
+
+
+def warm_up() -> None:
+    """Build every msgspec type's decoder now, in one thread, before serving.
+
+    msgspec inspects a type on its first use and caches the result on the class; two
+    threads doing that first use at once crashed the service with SIGSEGV (issue #8,
+    item 1). Building a decoder for each top-level type does that inspection eagerly;
+    the free-text field tables are filled here too. Idempotent and cheap (milliseconds);
+    called at import of this module and again by the service before it starts.
+    """
+    for typ in (Signed, Leaf):
+        msgspec.json.Decoder(typ)
+        for struct in _structs(typ):
+            free_text_fields(struct)
+        # A conversion that fails on purpose runs the converter's own first-use paths.
+        with contextlib.suppress(msgspec.ValidationError):
+            msgspec.convert({}, typ, strict=True)
 
 
 def signing_message(body_canonical: bytes) -> bytes:
@@ -176,3 +217,6 @@ def decode_leaf(line: bytes) -> tuple[Leaf, dict[str, Any]]:
 
 def check_leaf_signatures(leaf: Leaf, raw: dict[str, Any]) -> None:
     check_signatures(leaf.sigs, canonical(raw["entry"]))
+
+
+warm_up()
