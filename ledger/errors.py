@@ -115,3 +115,18 @@ class Forbidden(LedgerError):
     """Authenticated, but the role or scope does not allow this."""
 
     code = "forbidden"
+
+
+class OutcomePending(LedgerError):
+    """A write was queued but its outcome is not known yet (the caller's wait ran out).
+
+    Not a failure: the write may still be appended. The service answers 202 and the
+    caller fetches the outcome by its idempotency key (issue #8, item 2); it never answers
+    5xx for a write that may yet commit.
+    """
+
+    code = "outcome-pending"
+
+    def __init__(self, message: str, *, idempotency_key: str | None = None):
+        super().__init__(message)
+        self.idempotency_key = idempotency_key

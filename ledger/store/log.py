@@ -176,12 +176,13 @@ def _append_items(
                 state, signed.entry, list(signed.sigs), Context(seq=seq, recorded_at=recorded_dt)
             )
         except LedgerError as exc:
+            # The seq the reducer tried was never written (the next accepted entry gets
+            # it): a refusal on the write path names no seq (issue #8, item 10).
+            exc.seq = None
             if not isolate:
                 raise
             results.append(exc)
             continue
-        state.apply(changes)
-        all_changes.extend(changes)
         sigs = [{"pub": s.pub, "sig": s.sig} for s in signed.sigs]
         leaf = make_leaf(
             seq=seq, prev_hash=prev_hash, recorded_at=recorded, body=raw_body, sigs=sigs
@@ -189,23 +190,32 @@ def _append_items(
         lh = leaf_hash(leaf)
         if tree is None:
             tree = CompactRange.from_store(DbNodeReader(conn), size)
-        for (level, idx), h in tree.append(lh):
-            node_rows.append({"level": level, "idx": idx, "hash": h})
-        entry_rows.append(
-            {
-                "seq": seq,
-                "entry_id": signed.entry.id,
-                "kind": raw_body["kind"],
-                "author": signed.entry.author,
-                "recorded_at": recorded,
-                "leaf_hash": lh,
-                "leaf": leaf,
-            }
-        )
+        before = CompactRange(tree.size, tree.frontier)
+        nodes = [{"level": level, "idx": idx, "hash": h} for (level, idx), h in tree.append(lh)]
+        row = {
+            "seq": seq,
+            "entry_id": signed.entry.id,
+            "kind": raw_body["kind"],
+            "author": signed.entry.author,
+            "recorded_at": recorded,
+            "leaf_hash": lh,
+            "leaf": leaf,
+        }
+        if isolate:
+            failure = _write_item(conn, row, nodes, changes, item.also, seq)
+            if failure is not None:
+                tree = before  # the item's nodes were rolled back with its savepoint
+                results.append(failure)
+                continue
+        else:
+            node_rows.extend(nodes)
+            all_changes.extend(changes)
+            if item.also is not None:
+                afterwards.append((item.also, seq))
+        state.apply(changes)
+        entry_rows.append(row)
         prev_hash = lh.hex()
         results.append(seq)
-        if item.also is not None:
-            afterwards.append((item.also, seq))
     if not entry_rows or tree is None:
         return results, None
 
@@ -221,9 +231,10 @@ def _append_items(
         signer=log_signer,
         key_name=info.log_id,
     )
-    conn.execute(insert(entries), entry_rows)
-    conn.execute(insert(tree_nodes), node_rows)
-    projections.write_changes(conn, all_changes)
+    if not isolate:  # isolated items were written one by one, each in its savepoint
+        conn.execute(insert(entries), entry_rows)
+        conn.execute(insert(tree_nodes), node_rows)
+        projections.write_changes(conn, all_changes)
     head_values = {
         "log_id": info.log_id,
         "log_key": info.log_key,
@@ -244,12 +255,45 @@ def _append_items(
     return results, AppendResult(first_seq=first_seq, size=new_size, root=root, checkpoint=note)
 
 
+def _write_item(
+    conn: Connection,
+    row: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    changes: list[Change],
+    also: Callable[[Connection, int], None] | None,
+    seq: int,
+) -> LedgerError | None:
+    """Write one group-commit item in its own SAVEPOINT: if the database (or its ``also``
+    callback: a sealed location, an idempotency key) refuses it, only this item is rolled
+    back and refused; its neighbours and the group's transaction go on (issue #8, item 2).
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(entries), [row])
+            conn.execute(insert(tree_nodes), nodes)
+            projections.write_changes(conn, changes)
+            if also is not None:
+                also(conn, seq)
+    except LedgerError as exc:
+        exc.seq = None
+        return exc
+    except IntegrityError:
+        return Conflict("the entry conflicted with the log's constraints; it was not appended")
+    except (DBAPIError, OverflowError) as exc:
+        # OverflowError: the SQLite driver refuses an int beyond 64 bits before SQL runs.
+        orig = getattr(exc, "orig", exc)
+        log.error("append_item_failed", error_class=type(orig).__name__)
+        return StorageError("the database refused this entry; it was not appended")
+    return None
+
+
 def append_batch(
     engine: Engine, items: Sequence[BatchItem], *, log_signer: Signer, clock: Any = now
 ) -> list[Any]:
     """Group commit: one transaction, one checkpoint, many independent submissions. Each
     result is the entry's seq, a precheck's answer, or the LedgerError that refused it.
-    A database failure fails them all (nothing was written)."""
+    Each item is written in its own savepoint, so its failure is its own; only a failure
+    of the group's own writes (head, checkpoint, commit) fails them all (nothing written)."""
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
