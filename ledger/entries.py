@@ -158,6 +158,11 @@ def check_signatures(sigs: list[Sig], body_canonical: bytes) -> None:
             raw = base64.b64decode(s.sig, validate=True)
         except binascii.Error:
             raise SignatureInvalid("signature is not base64", field=f"sigs[{i}]") from None
+        if base64.b64encode(raw).decode("ascii") != s.sig:
+            # Non-zero padding bits decode to the same bytes: a second spelling of one
+            # signature would change the leaf bytes and hash (issue #8, item 10; RFC 4648
+            # section 3.5 lets decoders refuse it, as checkpoints already do).
+            raise SignatureInvalid("signature is not canonical base64", field=f"sigs[{i}]")
         try:
             verify_signature(public_key=bytes.fromhex(s.pub), signature=raw, message=message)
         except SignatureInvalid:

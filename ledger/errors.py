@@ -105,6 +105,14 @@ class VerificationFailed(LedgerError):
     code = "verification-failed"
 
 
+class HeldCheckpointInvalid(VerificationFailed):
+    """The checkpoint an auditor holds (``--checkpoint``) is malformed, names another log
+    or is not signed by this log's keys: it says nothing about this log, so the log is not
+    blamed for it (issue #8, item 6)."""
+
+    code = "held-checkpoint-invalid"
+
+
 class Unauthenticated(LedgerError):
     """No valid credentials: missing, expired, forged or revoked token."""
 
