@@ -40,6 +40,16 @@ ENTRY_DOMAIN: Final = b"reserve-ledger/entry/v1\n"
 MAX_LEAF_BYTES: Final = 64 * 1024  # a typed document, never a file: refuse anything larger
 ZERO_HASH: Final = "0" * 64  # prev_hash of seq 0
 LOG_PRINCIPAL: Final = "log"  # author of entries signed by the log key itself
+# Names of the service's own keys in the keystore (the log key and its rotations
+# ``log-N``, the token issuer, the sealing key's file): never a user's name, or
+# registering that user would make the service's key theirs (issue #8, item 10).
+RESERVED_PRINCIPALS: Final = frozenset({LOG_PRINCIPAL, "token-issuer", "sealing"})
+_ROTATED_LOG_KEY = re.compile(r"log-[0-9]+")
+
+
+def is_reserved_principal(name: str) -> bool:
+    """True for a name the service's own keys use (see RESERVED_PRINCIPALS)."""
+    return name in RESERVED_PRINCIPALS or _ROTATED_LOG_KEY.fullmatch(name) is not None
 
 AnyBody = (
     Genesis

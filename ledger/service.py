@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from ledger.crypto import Signer, SignerSource
-from ledger.entries import LOG_PRINCIPAL, sign_body
-from ledger.errors import ConfigError, KeystoreError, NotFound, VerificationFailed
+from ledger.entries import LOG_PRINCIPAL, is_reserved_principal, sign_body
+from ledger.errors import ConfigError, InvalidEntry, KeystoreError, NotFound, VerificationFailed
 from ledger.locations import Location, Opening, Sealer
 from ledger.state import KeyRecord
 from ledger.store import projections
@@ -112,6 +112,8 @@ class Ledger:
 
     def init(self, *, log_id: str, admin: str, log_key_name: str = "log") -> AppendResult:
         """Create the schema, the log key and the first admin key, and append genesis."""
+        if is_reserved_principal(admin):
+            raise InvalidEntry(f"'{admin}' is reserved for the service's own keys", field="admin")
         migrate(self.engine)
         with self.engine.connect() as conn:
             if conn.execute(select(log_state.c.size)).first() is not None:
@@ -148,6 +150,10 @@ class Ledger:
     ) -> AppendResult:
         """Register ``user``'s key: the given public key, else the keystore's (created
         if missing: the embedded default keeps custodial user keys)."""
+        if is_reserved_principal(user):
+            # Before the keystore is touched: loading "token-issuer" here would register
+            # the service's own key as this user's (issue #8, item 10).
+            raise InvalidEntry(f"'{user}' is reserved for the service's own keys", field="user")
         custody = "self"
         if public_key is None:
             signer = (

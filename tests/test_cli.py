@@ -149,3 +149,11 @@ def test_a_kept_checkpoint_catches_a_rolled_back_log(home: Path, tmp_path: Path)
     rolled = run(home, "verify-bundle", str(first), "--trust", pub, "--checkpoint", str(second / "checkpoint.note"))
     assert rolled.returncode == 1
     assert "rolled back" in rolled.stderr
+
+
+def test_keys_register_refuses_the_token_issuers_name(home: Path) -> None:
+    """Issue #8, item 10: one line, exit 1, and no key of the service's becomes a user's."""
+    proc = run(home, "keys", "register", "--as", "admin", "--user", "token-issuer", "--roles", "auditor")
+    assert proc.returncode == 1, proc.stderr
+    assert "reserved" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "token-issuer" not in run(home, "user", "list").stdout

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.canonical import MAX_SAFE_INT
-from ledger.errors import Rejected, StorageError
+from ledger.errors import InvalidEntry, Rejected, StorageError
 from ledger.rules.common import MAX_BALANCE
 from ledger.service import Ledger
 from ledger.store.audit import verify_database
@@ -91,3 +91,17 @@ def test_a_reversal_dated_before_what_it_reverses_is_refused(led: Ledger) -> Non
     refused(led, "reversal-before-movement", led.act, "olga", "stock.reversal", site="SITE-A", reverses=t,
             occurred_at=_ago(minutes=1), reason="typo")
     verify_database(led.engine, trusted_log_key=None)
+
+
+@pytest.mark.parametrize("name", ["token-issuer", "log", "log-2", "sealing"])
+def test_reserved_key_names_are_refused_by_the_ledger(led: Ledger, name: str) -> None:
+    """Issue #8, item 10: registering "token-issuer" made the token issuer's keystore key
+    a user's key. Refused before the keystore is touched, and by the reducer for a
+    pre-signed registration too."""
+    with pytest.raises(InvalidEntry) as exc:
+        led.register_key(admin="admin", user=name, roles=["auditor"], sites=[], owners=[], clearance="NONE")
+    assert exc.value.field == "user"
+    if name in ("token-issuer", "log-2"):  # nothing generated under the service's names
+        assert not led.keystore.exists(name)
+    refused(led, "reserved-user", led.act, "admin", "key.registered", user=name, public_key="ab" * 32,
+            roles=["auditor"], sites=[], owners=[], clearance="NONE", custody="self")

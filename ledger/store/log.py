@@ -163,7 +163,7 @@ def _append_items(
     results: list[Any] = []
     afterwards: list[tuple[Callable[[Connection, int], None], int]] = []
     first_seq = size
-    for item in items:
+    for index, item in enumerate(items):
         if item.precheck is not None:
             answer = item.precheck(conn)
             if answer is not None:
@@ -180,6 +180,8 @@ def _append_items(
             # it): a refusal on the write path names no seq (issue #8, item 10).
             exc.seq = None
             if not isolate:
+                # Name the entry by its place in the batch: nothing of it was appended.
+                exc.public_message = f"batch entry {index}: {exc.public_message}"
                 raise
             results.append(exc)
             continue
