@@ -87,6 +87,14 @@ class StorageError(LedgerError):
     code = "storage"
 
 
+class ClockBehind(StorageError):
+    """The server clock is behind the log's last ``recorded_at`` by more than the allowed
+    skew: the log refuses to append rather than pin its time (issue #8, item 8). The
+    operator must fix the clock; it is the service's fault, never the caller's."""
+
+    code = "clock-behind"
+
+
 class KeystoreError(LedgerError):
     """A key could not be created, opened or used (wrong passphrase, missing file...)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -20,10 +21,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.crypto import Signer
 from ledger.entries import ZERO_HASH, make_leaf, parse_submission
-from ledger.errors import ConfigError, Conflict, LedgerError, StorageError
+from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, StorageError
 from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.reducer import Context, apply
-from ledger.state import Change, State
+from ledger.state import CLOCK_SKEW, Change, State
 from ledger.store import projections
 from ledger.store.db import write_transaction
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
@@ -131,6 +132,35 @@ def _append_locked(
     return appended
 
 
+def _recorded_time(clock_now: str, last: str | None) -> datetime:
+    """The time the log records: the clock, never before the last entry's time.
+
+    Within :data:`CLOCK_SKEW` of the last entry the log keeps ``recorded_at`` monotonic by
+    using the last time. Further behind, the clock (or the last entry's time) is wrong:
+    taking the later of the two would pin every later entry to a time that a clock once
+    ran fast to, and the replay window would then refuse every normal append. So the log
+    refuses to append, with a typed error and an alert, until an operator fixes the
+    clock (issue #8, item 8).
+    """
+    now_dt = parse_time(clock_now)
+    if last is None:
+        return now_dt
+    last_dt = parse_time(last)
+    if now_dt >= last_dt:
+        return now_dt
+    if last_dt - now_dt > CLOCK_SKEW:
+        log.error(
+            "alert_clock_behind_log",
+            behind_s=round((last_dt - now_dt).total_seconds(), 3),
+            allowed_s=CLOCK_SKEW.total_seconds(),
+        )
+        raise ClockBehind(
+            "the server clock is behind the log's last recorded time by more than the "
+            "allowed skew; nothing was appended (fix the server clock)"
+        )
+    return last_dt  # the log's clock never runs backwards
+
+
 def _append_items(
     conn: Connection,
     items: Sequence[BatchItem],
@@ -145,10 +175,7 @@ def _append_items(
     head = conn.execute(select(log_state)).first()
     size = head.size if head else 0
     prev_hash = head.head_hash if head else ZERO_HASH
-    recorded = clock()
-    if head is not None and recorded < head.last_recorded_at:
-        recorded = head.last_recorded_at  # the log's clock never runs backwards
-    recorded_dt = parse_time(recorded)
+    recorded_dt = _recorded_time(clock(), head.last_recorded_at if head is not None else None)
     recorded = format_time(recorded_dt)
 
     state = State(loader=projections.db_loader(conn))
