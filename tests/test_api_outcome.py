@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from ledger.store.db import write_transaction
 from ledger.store.group_commit import GroupCommitter
 from ledger.store.log import _lock
@@ -62,3 +64,22 @@ def test_a_refused_write_outcome_is_its_refusal(world: World) -> None:
     r = w.client.post("/stock/receive", json=receipt(quantity="0 t"), headers=headers)
     assert r.status_code == 422
     assert w.client.get("/entries/outcome/refused-1", headers=w.auth("olga")).status_code == 404
+
+
+pg_world = api_fixtures.pg_world
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_both_engines_refuse_nul_and_bidi_text_the_same_way(engine: str, request: pytest.FixtureRequest) -> None:
+    """Issue #8, items 2 and 4: PostgreSQL answered 503 for a NUL in free text (and spoiled
+    its neighbours' writes), SQLite 201. Both now refuse it at the schema: 422 naming the
+    field, nothing written."""
+    w: World = request.getfixturevalue("world" if engine == "sqlite" else "pg_world")
+    before = w.entry_count()
+    for bad in ("Lynas\x00", "Evil\u202etxt.exe", "Ly\u200bnas"):
+        r = w.client.post("/stock/receive", json=receipt(supplier=bad), headers=w.auth("olga"))
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == "entry.supplier"
+    ok = w.client.post("/stock/receive", json=receipt(supplier="Lynas Rare Earths"), headers=w.auth("olga"))
+    assert ok.status_code == 201, ok.text
+    assert w.entry_count() == before + 1
