@@ -31,7 +31,7 @@ import msgspec
 from ledger.canonical import canonical, parse_json, require_canonical
 from ledger.crypto import Signer, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
-from ledger.kinds.base import TEXT_FIELD_PREFIX, B64Sig, Hex64, Seq, Time, free_text_fields
+from ledger.kinds.base import B64Sig, Hex64, Seq, Time, check_free_text, free_text_fields
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
 from ledger.kinds.release import RELEASE_KINDS
 from ledger.kinds.stock import STOCK_KINDS
@@ -88,7 +88,6 @@ class Leaf(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 _AT = re.compile(r" - at `\$\.?(.*)`$")
-_TEXT = re.compile(re.escape(TEXT_FIELD_PREFIX) + r"([a-z_]+): (.*)$")
 
 
 def _convert(value: Any, typ: type[Any]) -> Any:
@@ -99,10 +98,6 @@ def _convert(value: Any, typ: type[Any]) -> Any:
         m = _AT.search(text)
         field = m.group(1) if m else None
         reason = text[: m.start()] if m else text
-        t = _TEXT.match(reason)
-        if t is not None:  # a free-text rule (ledger.text): name the field itself
-            field = f"{field}.{t.group(1)}" if field else t.group(1)
-            reason = f"free text {t.group(2)}"
         raise InvalidEntry(reason, field=field or None) from None
 
 
@@ -196,6 +191,7 @@ def parse_submission(data: bytes | dict[str, Any]) -> tuple[Signed, dict[str, An
     if not isinstance(raw, dict):
         raise InvalidEntry("an entry is a JSON object")
     signed: Signed = _convert(raw, Signed)
+    check_free_text(signed.entry, path="entry")  # issue #8, item 4 (ledger.text)
     body_bytes = canonical(raw["entry"])
     if len(body_bytes) > MAX_LEAF_BYTES - 1024:
         raise InvalidEntry(f"entry larger than {MAX_LEAF_BYTES} bytes", field="entry")

@@ -113,3 +113,17 @@ def test_ordinary_international_text_passes() -> None:
         check(text)
     with pytest.raises(TextRefused):
         check("a\ud800")
+
+
+def test_history_signed_before_the_rule_still_decodes() -> None:
+    """The rule binds submissions; a leaf already in a log (SQLite accepted such text)
+    still decodes, so the verifier does not retroactively reject signed history."""
+    from ledger.entries import decode_leaf, make_leaf
+
+    body = {**new_body("owner.registered", "admin", code="JP-RESERVE", country="JP"), "name": "Evil\u202etxt"}
+    sub = sign_body(body, [SIGNER])
+    line = make_leaf(seq=3, prev_hash="0" * 64, recorded_at="2026-01-01T00:00:00Z", body=body, sigs=sub["sigs"])
+    leaf, _ = decode_leaf(line)
+    assert leaf.entry.name == "Evil\u202etxt"  # type: ignore[union-attr]
+    with pytest.raises(InvalidEntry):
+        parse_submission(sub)

@@ -9,10 +9,11 @@ import msgspec
 
 from ledger import text as free_text
 from ledger.canonical import MAX_SAFE_INT
+from ledger.errors import InvalidEntry
 from ledger.timefmt import RFC3339_Z
 
 # Free text (names, reasons, purposes...): shown to people, so checked by ledger.text (no
-# control, bidi or zero-width character, NFC only) in ``__post_init__`` below. The marker
+# control, bidi or zero-width character, NFC only) by ``check_free_text`` below. The marker
 # in Meta.extra is how a field says it is free text rather than a code.
 FREE_TEXT: Final = {"free_text": True}
 
@@ -60,19 +61,24 @@ def free_text_fields(cls: type) -> tuple[str, ...]:
     return names
 
 
-def check_free_text(obj: msgspec.Struct) -> None:
-    """Raise ValueError naming the first bad free-text field; msgspec turns it into a
-    ValidationError at the struct's path (``ledger.entries`` adds the field name)."""
+def check_free_text(obj: msgspec.Struct, *, path: str) -> None:
+    """None, or :class:`ledger.errors.InvalidEntry` naming the first bad free-text field
+    of ``obj`` or of a struct inside it (``entry.evidence.reason``).
+
+    Run on what is submitted (``ledger.entries.parse_submission``), not in the schema's
+    ``__post_init__``: the rule binds new entries, and a history signed before it existed
+    stays verifiable."""
+    for name in obj.__struct_fields__:
+        value = getattr(obj, name)
+        if isinstance(value, msgspec.Struct):
+            check_free_text(value, path=f"{path}.{name}")
     for name in free_text_fields(type(obj)):
         value = getattr(obj, name)
         if isinstance(value, str):
             try:
                 free_text.check(value)
             except free_text.TextRefused as exc:
-                raise ValueError(f"{TEXT_FIELD_PREFIX}{name}: {exc}") from None
-
-
-TEXT_FIELD_PREFIX: Final = "free text field "
+                raise InvalidEntry(f"free text {exc}", field=f"{path}.{name}") from None
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, tag_field="kind"):
@@ -82,6 +88,3 @@ class Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     id: EntryId
     author: UserName
     created_at: Time
-
-    def __post_init__(self) -> None:
-        check_free_text(self)

@@ -25,7 +25,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from ledger.kinds.base import FREE_TEXT, Body, Code, EntryId, Hex64, Text, Time, check_free_text
+from ledger.kinds.base import FREE_TEXT, Body, Code, EntryId, Hex64, Text, Time
 from ledger.kinds.stock import Name, Percent, Qty
 
 Regime = Literal["emergency_release", "price_spike_sale", "ordinary_sale", "loan"]
@@ -107,9 +107,6 @@ class EmergencyOverride(
     confirm the override explicitly."""
 
     reason: Reason
-
-    def __post_init__(self) -> None:
-        check_free_text(self)
 
 
 Evidence = ExhaustionDeclaration | PriceCrossing | EmergencyOverride
