@@ -168,10 +168,13 @@ def _append_items(
     log_signer: Signer,
     clock: Any,
     isolate: bool,
+    savepoints: bool = False,
 ) -> tuple[list[Any], AppendResult | None]:
     """The reducer and the writes, under the append lock. With ``isolate`` a refused
     entry is answered with its error and the others still go in (group commit);
-    without it the first refusal refuses the whole batch."""
+    without it the first refusal refuses the whole batch. With ``savepoints`` each entry
+    is written at once in its own SAVEPOINT, so a database failure refuses that entry
+    only; without, the batch is written at the end in bulk (fast, all or nothing)."""
     head = conn.execute(select(log_state)).first()
     size = head.size if head else 0
     prev_hash = head.head_hash if head else ZERO_HASH
@@ -230,7 +233,7 @@ def _append_items(
             "leaf_hash": lh,
             "leaf": leaf,
         }
-        if isolate:
+        if savepoints:
             failure = _write_item(conn, row, nodes, changes, item.also, seq)
             if failure is not None:
                 tree = before  # the item's nodes were rolled back with its savepoint
@@ -260,7 +263,7 @@ def _append_items(
         signer=log_signer,
         key_name=info.log_id,
     )
-    if not isolate:  # isolated items were written one by one, each in its savepoint
+    if not savepoints:  # else each entry was written in its own savepoint
         conn.execute(insert(entries), entry_rows)
         conn.execute(insert(tree_nodes), node_rows)
         projections.write_changes(conn, all_changes)
@@ -321,13 +324,28 @@ def append_batch(
 ) -> list[Any]:
     """Group commit: one transaction, one checkpoint, many independent submissions. Each
     result is the entry's seq, a precheck's answer, or the LedgerError that refused it.
-    Each item is written in its own savepoint, so its failure is its own; only a failure
-    of the group's own writes (head, checkpoint, commit) fails them all (nothing written)."""
+
+    One entry's failure is its own (issue #8, item 2). The group is first written in bulk
+    inside a SAVEPOINT (the common case, at the cost of one atomic append). If the
+    database, a sealing callback or an idempotency insert refuses anything, that savepoint
+    is rolled back and the group is decided again with one SAVEPOINT per entry (the reducer
+    re-runs, since later entries may have relied on the failed one). Only a failure of the
+    group's own writes (head, checkpoint, commit) fails them all; nothing is then written.
+    """
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
+            try:
+                with conn.begin_nested():
+                    results, _ = _append_items(
+                        conn, items, log_signer=log_signer, clock=clock, isolate=True
+                    )
+                return results
+            except (LedgerError, DBAPIError, OverflowError) as exc:
+                orig = getattr(exc, "orig", None) or exc
+                log.warning("group_commit_isolating", error_class=type(orig).__name__, size=len(items))
             results, _ = _append_items(
-                conn, items, log_signer=log_signer, clock=clock, isolate=True
+                conn, items, log_signer=log_signer, clock=clock, isolate=True, savepoints=True
             )
             return results
     except LedgerError:
