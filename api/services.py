@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
 from keys import open_keystore
+from ledger.entries import warm_up
 from ledger.errors import ConfigError
 from ledger.service import Ledger
 from ledger.store.db import make_engine
@@ -53,6 +54,7 @@ def build_services(
     settings: ApiSettings, *, passphrase: bytes | Callable[[], bytes]
 ) -> Services:
     """``passphrase`` (or a function asked for it) is used by the file keystore only."""
+    warm_up()  # msgspec types inspected before any request thread runs (issue #8, item 1)
     backend = open_keystore(
         settings.ledger, passphrase=passphrase if callable(passphrase) else lambda: passphrase
     )

@@ -454,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Rejected as exc:
-        print(f"refused ({exc.rule}): {exc}", file=sys.stderr)
+        # A refusal names no seq: the entry was not appended (issue #8, item 10).
+        print(f"refused ({exc.rule}), the entry was not appended: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except LedgerError as exc:
         print(f"refused: {exc}", file=sys.stderr)

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
+import typing
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -34,7 +36,7 @@ import msgspec
 from ledger.canonical import canonical, parse_json, require_canonical
 from ledger.crypto import Signer, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
-from ledger.kinds.base import B64Sig, Hex64, Seq, Time
+from ledger.kinds.base import B64Sig, Hex64, Seq, Time, check_free_text, free_text_fields
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
 from ledger.kinds.release import RELEASE_KINDS
 from ledger.kinds.stock import STOCK_KINDS
@@ -45,6 +47,16 @@ SIG_VERSIONS: Final = (1, 2)
 MAX_LEAF_BYTES: Final = 64 * 1024  # a typed document, never a file: refuse anything larger
 ZERO_HASH: Final = "0" * 64  # prev_hash of seq 0
 LOG_PRINCIPAL: Final = "log"  # author of entries signed by the log key itself
+# Names of the service's own keys in the keystore (the log key and its rotations
+# ``log-N``, the token issuer, the sealing key's file): never a user's name, or
+# registering that user would make the service's key theirs (issue #8, item 10).
+RESERVED_PRINCIPALS: Final = frozenset({LOG_PRINCIPAL, "token-issuer", "sealing"})
+_ROTATED_LOG_KEY = re.compile(r"log-[0-9]+")
+
+
+def is_reserved_principal(name: str) -> bool:
+    """True for a name the service's own keys use (see RESERVED_PRINCIPALS)."""
+    return name in RESERVED_PRINCIPALS or _ROTATED_LOG_KEY.fullmatch(name) is not None
 
 AnyBody = (
     Genesis
@@ -102,6 +114,40 @@ def parse_sig(data: Any) -> Sig:
     return sig
 
 
+def _structs(typ: Any) -> list[type[msgspec.Struct]]:
+    """Every Struct type reachable from ``typ`` (unions, lists, fields)."""
+    out: list[type[msgspec.Struct]] = []
+    todo = [typ]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, type) and issubclass(t, msgspec.Struct):
+            if t in out:
+                continue
+            out.append(t)
+            todo.extend(typing.get_type_hints(t).values())
+        else:
+            todo.extend(typing.get_args(t))
+    return out
+
+
+def warm_up() -> None:
+    """Build every msgspec type's decoder now, in one thread, before serving.
+
+    msgspec inspects a type on its first use and caches the result on the class; two
+    threads doing that first use at once crashed the service with SIGSEGV (issue #8,
+    item 1). Building a decoder for each top-level type does that inspection eagerly;
+    the free-text field tables are filled here too. Idempotent and cheap (milliseconds);
+    called at import of this module and again by the service before it starts.
+    """
+    for typ in (Signed, Leaf):
+        msgspec.json.Decoder(typ)
+        for struct in _structs(typ):
+            free_text_fields(struct)
+        # A conversion that fails on purpose runs the converter's own first-use paths.
+        with contextlib.suppress(msgspec.ValidationError):
+            msgspec.convert({}, typ, strict=True)
+
+
 def signing_message(body_canonical: bytes, *, log_id: str) -> bytes:
     """What an author signs (v2): ``ENTRY_DOMAIN || log_id || "\\n" || JCS(body)``.
 
@@ -129,9 +175,15 @@ def sign_message(signer: Signer, message: bytes) -> dict[str, str]:
 
 def _raw_sig(s: Sig, i: int) -> bytes:
     try:
-        return base64.b64decode(s.sig, validate=True)
+        raw = base64.b64decode(s.sig, validate=True)
     except binascii.Error:
         raise SignatureInvalid("signature is not base64", field=f"sigs[{i}]") from None
+    if base64.b64encode(raw).decode("ascii") != s.sig:
+        # Non-zero padding bits decode to the same bytes: a second spelling of one
+        # signature would change the leaf bytes and hash (issue #8, item 10; RFC 4648
+        # section 3.5 lets decoders refuse it, as checkpoints already do).
+        raise SignatureInvalid("signature is not canonical base64", field=f"sigs[{i}]")
+    return raw
 
 
 def _check_unique(sigs: list[Sig]) -> None:
@@ -209,6 +261,7 @@ def parse_submission(
     if not isinstance(raw, dict):
         raise InvalidEntry("an entry is a JSON object")
     signed: Signed = _convert(raw, Signed)
+    check_free_text(signed.entry, path="entry")  # issue #8, item 4 (ledger.text)
     body_bytes = canonical(raw["entry"])
     if len(body_bytes) > MAX_LEAF_BYTES - 1024:
         raise InvalidEntry(f"entry larger than {MAX_LEAF_BYTES} bytes", field="entry")
@@ -256,3 +309,6 @@ def leaf_signature_version(
     if isinstance(leaf.entry, Genesis):
         log_id = leaf.entry.log_id
     return signature_version(leaf.sigs, canonical(raw["entry"]), log_id=log_id, try_first=try_first)
+
+
+warm_up()

@@ -15,14 +15,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from ledger.crypto import Signer, SignerSource
-from ledger.entries import LOG_PRINCIPAL, sign_body
-from ledger.errors import ConfigError, KeystoreError, NotFound, VerificationFailed
+from ledger.entries import LOG_PRINCIPAL, is_reserved_principal, sign_body
+from ledger.errors import ConfigError, InvalidEntry, KeystoreError, NotFound, VerificationFailed
 from ledger.locations import Location, Opening, Sealer
 from ledger.state import KeyRecord, LogInfo
 from ledger.store import projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
 from ledger.store.schema import entries, log_state
+from ledger.text import normalise as normalise_text
 from ledger.timefmt import now
 
 Also = Callable[[Connection, int], None]
@@ -40,13 +41,25 @@ def both(first: Also | None, second: Also | None) -> Also | None:
     return run
 
 
+def _nfc(value: Any) -> Any:
+    if isinstance(value, str):
+        return normalise_text(value)
+    if isinstance(value, list):
+        return [_nfc(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nfc(v) for k, v in value.items()}
+    return value
+
+
 def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
+    """A body to sign. Text is NFC-normalised here, before signing, because the log
+    refuses non-NFC free text rather than change signed bytes (``ledger.text``)."""
     return {
         "kind": kind,
         "id": secrets.token_hex(16),
         "author": author,
         "created_at": now(),
-        **fields,
+        **{k: _nfc(v) for k, v in fields.items()},
     }
 
 
@@ -126,6 +139,8 @@ class Ledger:
     ) -> AppendResult:
         """Create the schema, the log key and the first admin key, and append genesis
         (marked ``demo`` only by ``reserve demo``)."""
+        if is_reserved_principal(admin):
+            raise InvalidEntry(f"'{admin}' is reserved for the service's own keys", field="admin")
         migrate(self.engine)
         with self.engine.connect() as conn:
             if conn.execute(select(log_state.c.size)).first() is not None:
@@ -165,6 +180,10 @@ class Ledger:
     ) -> AppendResult:
         """Register ``user``'s key: the given public key, else the keystore's (created
         if missing: the embedded default keeps custodial user keys)."""
+        if is_reserved_principal(user):
+            # Before the keystore is touched: loading "token-issuer" here would register
+            # the service's own key as this user's (issue #8, item 10).
+            raise InvalidEntry(f"'{user}' is reserved for the service's own keys", field="user")
         custody = "self"
         if public_key is None:
             signer = (

@@ -22,17 +22,18 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from ledger.entries import ZERO_HASH, decode_leaf, leaf_signature_version
-from ledger.errors import LedgerError, VerificationFailed
+from ledger.errors import HeldCheckpointInvalid, LedgerError, VerificationFailed
 from ledger.kinds.keys import Genesis
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
 from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, KeyRecord, State
-from ledger.timefmt import format_time, parse_time
+from ledger.timefmt import parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ def verify_history(
     cps: Iterator[tuple[int, str]] = iter(checkpoints)
     next_cp = next(cps, None)
     prev_hash = ZERO_HASH
-    prev_time = ""
+    prev_time: datetime | None = None
     seq = -1
     last_cp_size = 0
     anchor_cp = _parse_anchor(anchor) if anchor is not None else None
@@ -159,7 +160,10 @@ def verify_history(
             )
         if leaf.prev_hash != prev_hash:
             raise _fail(seq, "hash chain broken: prev_hash is not the hash of the previous entry")
-        if leaf.recorded_at < prev_time:
+        # Compared as times, not strings: RFC 3339 allows 0-6 fractional digits, and
+        # "00Z" sorts after "00.5Z" as text (issue #8, item 10).
+        recorded = parse_time(leaf.recorded_at)
+        if prev_time is not None and recorded < prev_time:
             raise _fail(seq, "recorded_at runs backwards")
         lh = leaf_hash(row.line)
         if row.columns is not None:
@@ -175,7 +179,6 @@ def verify_history(
             except LedgerError as exc:
                 raise _fail(seq, _describe(exc)) from None
         last_version = version
-        recorded = parse_time(leaf.recorded_at)
         try:
             changes = apply(
                 state,
@@ -194,16 +197,20 @@ def verify_history(
             report.log_keys.append(info.log_key)
         tree.append(lh)
         prev_hash = lh.hex()
-        prev_time = leaf.recorded_at
+        prev_time = recorded
         state.forget_ids_before(recorded - REPLAY_WINDOW - CLOCK_SKEW)
         if seq % 4096 == 0:
             # Movements past their reversal window can no longer be reversed.
             state.forget(
-                "movements", keep=_recent_movement(format_time(recorded - REVERSAL_WINDOW))
+                "movements", keep=_recent_movement(recorded - REVERSAL_WINDOW)
             )
 
-        if anchor_cp is not None and anchor_cp.size == seq + 1 and tree.root() != anchor_cp.root:
-            raise _fail(seq, f"the history differs from the checkpoint you hold for size {anchor_cp.size}: it was rewritten")
+        if anchor_cp is not None and anchor_cp.size == seq + 1:
+            # The held note first, the log second: a note that this log never signed says
+            # nothing about it, so it must not make the log look rewritten (issue #8, item 6).
+            _check_anchor(anchor or "", anchor_cp, info.log_id, report.log_keys, trusted_log_key)
+            if tree.root() != anchor_cp.root:
+                raise _fail(seq, f"the history differs from the checkpoint you hold for size {anchor_cp.size}: it was rewritten")
         while next_cp is not None and next_cp[0] <= seq + 1:
             cp_size, note = next_cp
             if cp_size < seq + 1:
@@ -222,9 +229,8 @@ def verify_history(
             f"history truncated: a checkpoint covers {next_cp[0]} entries but only {size} are present",
         )
     if anchor_cp is not None and size < anchor_cp.size:
+        _check_anchor(anchor or "", anchor_cp, report.log_id, report.log_keys, trusted_log_key)
         raise _fail(size, f"the history is shorter than the checkpoint you hold ({anchor_cp.size} entries): rolled back")
-    if anchor_cp is not None:
-        _check_anchor_signature(anchor, anchor_cp, report)
     if expected_size is not None and size < expected_size:
         raise _fail(
             size,
@@ -252,24 +258,34 @@ def _parse_anchor(note: str) -> Checkpoint:
     try:
         return parse_checkpoint(note)
     except LedgerError as exc:
-        raise VerificationFailed(f"the checkpoint you hold is malformed: {exc.public_message}") from None
+        raise HeldCheckpointInvalid(
+            f"the held checkpoint is not valid for this log: it is malformed ({exc.public_message})"
+        ) from None
 
 
-def _check_anchor_signature(note: str | None, cp: Checkpoint, report: Report) -> None:
-    """The held checkpoint must be signed by one of this log's keys (else it proves
-    nothing about this log)."""
-    for key in report.log_keys:
+def _check_anchor(
+    note: str, cp: Checkpoint, log_id: str, log_keys: list[str], trusted: bytes | None
+) -> None:
+    """The held checkpoint must name this log and be signed by one of its keys (those the
+    history has had so far, or the auditor's trusted one); else it proves nothing about
+    this log, and the error says so instead of blaming the log."""
+    if cp.origin != log_id:
+        raise HeldCheckpointInvalid("the held checkpoint is not valid for this log: it names another log")
+    keys = [bytes.fromhex(k) for k in log_keys] + ([trusted] if trusted is not None else [])
+    for key in keys:
         try:
-            verify_checkpoint(note or "", public_key=bytes.fromhex(key), key_name=report.log_id)
+            verify_checkpoint(note, public_key=key, key_name=log_id)
             return
         except LedgerError:
             continue
-    raise VerificationFailed("the checkpoint you hold is not signed by this log's key")
+    raise HeldCheckpointInvalid(
+        "the held checkpoint is not valid for this log: its signature does not verify with this log's keys"
+    )
 
 
-def _recent_movement(horizon: str) -> Callable[[Any], bool]:
+def _recent_movement(horizon: datetime) -> Callable[[Any], bool]:
     def keep(m: Any) -> bool:
-        return bool(m.recorded_at >= horizon)
+        return parse_time(m.recorded_at) >= horizon
 
     return keep
 

@@ -232,6 +232,9 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/loans/overdue"): (STOCK_READERS, _get("/loans/overdue")),
     # writes
     ("POST", "/entries"): (EVERYONE, _signed_entry),
+    # the outcome of a write answered 202 (issue #8): an unknown key is a 404 past the role check
+    ("GET", "/entries/outcome/{idempotency_key}"): (
+        EVERYONE, lambda w, user, token: Req("GET", "/entries/outcome/m-unknown", passed=frozenset({404}))),
     ("POST", "/stock/{action}"): (frozenset({OPERATOR}), _movement),
     ("POST", "/reference/{collection}"): (frozenset({ADMIN, OPERATOR, OFFICIAL}), _reference),
     ("POST", "/sites"): (frozenset({ADMIN}), _new_site),

@@ -115,3 +115,18 @@ def test_signature_is_domain_separated() -> None:
 def test_not_json_is_refused() -> None:
     with pytest.raises(InvalidEntry, match="not valid JSON"):
         parse_submission(b"{nope", log_id=LOG)
+
+
+def test_a_signature_with_nonzero_padding_bits_is_refused() -> None:
+    """Issue #8, item 10: the last base64 digit before "==" carries 4 padding bits; a
+    flipped one decodes to the same signature but is another leaf. Strict decoding only."""
+    sub = submission()
+    sig = sub["sigs"][0]["sig"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(sig[85])
+    assert last % 16 == 0  # canonical: padding bits zero
+    sub["sigs"][0]["sig"] = sig[:85] + alphabet[last | 1] + "=="
+    assert base64.b64decode(sub["sigs"][0]["sig"]) == base64.b64decode(sig)
+    with pytest.raises(SignatureInvalid) as exc:
+        parse_submission(sub, log_id=LOG)
+    assert exc.value.field == "sigs[0]"

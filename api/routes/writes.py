@@ -18,7 +18,14 @@ from api.services import TOKEN_KEY_NAME, Services
 from keys.filestore import validate_key_name
 from ledger.canonical import canonical
 from ledger.entries import parse_submission, sign_body
-from ledger.errors import Forbidden, InvalidEntry, KeystoreError
+from ledger.errors import (
+    Forbidden,
+    InvalidEntry,
+    KeystoreError,
+    LedgerError,
+    NotFound,
+    OutcomePending,
+)
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
 from ledger.service import both, new_body
 from ledger.store import idempotency
@@ -303,3 +310,29 @@ def revoke_key(
     return _custodial(
         svc, p, "key.revoked", {"key_id": key_id, "reason": body.reason}, idempotency_key
     )
+
+
+@router.get("/entries/outcome/{idempotency_key}", **roles(OPERATOR, OFFICIAL, "minister", ADMIN, "auditor"))
+def write_outcome(
+    idempotency_key: str,
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    """The outcome of the caller's write sent with this Idempotency-Key, for a write that
+    was answered 202 (issue #8, item 2): 200 with the write's response once appended, 202
+    while it is still queued, the refusal's problem if it was refused, 404 if no write
+    with this key was appended (never received, or refused before a restart)."""
+    if not 1 <= len(idempotency_key) <= 128:
+        raise InvalidEntry("Idempotency-Key must be 1 to 128 characters", field="idempotency_key")
+    late = svc.committer.outcome((p.user, idempotency_key))
+    if late is not None and not late.done():
+        raise OutcomePending("the write is still queued", idempotency_key=idempotency_key)
+    with svc.reader.connect() as conn:
+        stored = idempotency.stored_response(conn, user=p.user, key=idempotency_key)
+    if stored is not None:
+        return JSONResponse({"outcome": "appended", "status": stored[0], **stored[1]}, status_code=200)
+    if late is not None and isinstance(late.exception(), LedgerError):
+        exc = late.exception()
+        assert isinstance(exc, LedgerError)
+        raise exc
+    raise NotFound("no write with this Idempotency-Key was appended")

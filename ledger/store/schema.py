@@ -183,6 +183,7 @@ transfers = Table(
     Column("to_site", String(64), nullable=False),
     Column("quantity", BigInteger, nullable=False),
     Column("dispatched_seq", BigInteger, nullable=False),
+    Column("dispatched_at", String(32), nullable=True),  # migration 0005
 )
 
 loans = Table(
@@ -212,6 +213,7 @@ movements = Table(
     Column("recorded_at", String(32), nullable=False),
     Column("postings", Text, nullable=False),
     Column("reversed_by", BigInteger, nullable=True),
+    Column("occurred_at", String(32), nullable=True),  # migration 0005
 )
 
 # Every leg of every movement, with the account's balance after it: a balance as of any

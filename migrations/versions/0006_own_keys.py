@@ -10,7 +10,7 @@ demo mark of the log head, login nonces, co-signature proposals.
   of the log until complete. A signer signs a proposal once, and a key signs it once.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-29
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
