@@ -12,10 +12,12 @@ from sqlalchemy import Engine
 
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
+from api.refusals import RefusalRecorder
 from keys import FileKeystore
 from keys.sealing import load_or_create_sealer
 from ledger.errors import ConfigError
 from ledger.service import Ledger
+from ledger.store.access import record_many
 from ledger.store.db import make_engine
 from ledger.store.group_commit import GroupCommitter
 from ledger.store.projections import read_log_info
@@ -36,6 +38,7 @@ class Services:
     log_id: str
     hmac_key: bytes
     committer: GroupCommitter
+    refusals: RefusalRecorder
 
     def is_revoked(self, jti: str) -> bool:
         with self.reader.connect() as conn:
@@ -71,6 +74,12 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
         log_id=info.log_id,
         hmac_key=sealer.derive_key(b"reserve-ledger/access-log-hmac"),
         committer=GroupCommitter(led.engine, led.log_signer),
+        refusals=RefusalRecorder(
+            lambda events: record_many(
+                led.engine, events, log_signer=led.log_signer(), log_id=info.log_id
+            ),
+            settings.refusals,
+        ),
     )
     services.verifier = TokenVerifier(
         settings.token, local_keys=local, is_revoked=services.is_revoked

@@ -114,6 +114,7 @@ def access_log_page(
     limit: int = Query(default=100, ge=1, le=1000),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
+    svc.refusals.flush()  # refusals still buffered are written first: the auditor sees them
     with svc.reader.connect() as conn:
         events = [json.loads(line) for line in iter_access(conn, start=start, limit=limit)]
     return {"events": events}
@@ -122,6 +123,7 @@ def access_log_page(
 @router.get("/access/verify", **roles(AUDITOR))
 def access_log_verify(svc: Services = Depends(services)) -> dict[str, Any]:
     """Chain and checkpoints of the access log, against the log's keys."""
+    svc.refusals.flush()
     keys = [bytes.fromhex(k.public_key) for k in svc.ledger.registered_keys() if k.user == "log"]
     with svc.reader.connect() as conn:
         report = verify_access_log(
