@@ -190,6 +190,11 @@ class TokenVerifier:
             return jwk.key
         raise Unauthenticated("the token's signing key is not known")
 
+    @property
+    def may_fetch(self) -> bool:
+        """Whether :meth:`verify` may block on the network (a JWKS fetch)."""
+        return self._jwks is not None
+
     def _jwks_key(self, kid: str) -> Any:
         """The identity provider's key ``kid``. PyJWKClient refetches the JWKS for a kid
         its cached set lacks; a kid it could not find is remembered as unknown for
