@@ -30,6 +30,7 @@ from keys import Ed25519Signer
 from ledger.crypto import Signer
 from ledger.entries import sign_body
 from ledger.errors import InvalidEntry, InvalidQuery, NotFound, Rejected
+from ledger.policy import StockScope
 from ledger.records import LOSS, TRANSIT, holding, is_holding
 from ledger.service import Ledger, new_body
 from ledger.store import reports
@@ -685,6 +686,13 @@ def test_overdue_loans(scenario: Scenario) -> None:
         assert reports.overdue_loans(conn, now=later, owners=[EU]) == []
         assert reports.overdue_loans(conn, now=later, sites=[SITE_B]) == []
         assert reports.overdue_loans(conn, now=later, sites=[]) == []
+        # A caller's scope is either-or (their owners' stock, or stock at their sites).
+        def scoped(owners: set[str], sites: set[str]) -> list[Any]:
+            scope = StockScope(owners=frozenset(owners), sites=frozenset(sites))
+            return reports.overdue_loans(conn, now=later, scope=scope)
+
+        assert scoped({JP}, set()) == scoped(set(), {SITE_A}) == scoped({EU}, {SITE_A}) == [row]
+        assert scoped({EU}, {SITE_B}) == scoped(set(), set()) == []
 
 
 def test_open_transfers(scenario: Scenario) -> None:

@@ -224,9 +224,9 @@ def crma(
 
 @router.get("/loans/overdue", **roles(*STOCK_READERS))
 def overdue(p: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
-    policy.require_stock_reader(p)
+    scope = policy.stock_scope(p)
     with svc.reader.connect() as conn:
-        rows = reports.overdue_loans(conn, now=now())
+        rows = reports.overdue_loans(conn, now=now(), scope=scope)
     return {
         "loans": [_jsonable(asdict(r)) for r in rows if policy.holding_visible(p, r.owner, r.site)]
     }

@@ -656,14 +656,20 @@ def overdue_loans(
     now: str,
     owners: Sequence[str] | None = None,
     sites: Sequence[str] | None = None,
+    scope: StockScope | None = None,
 ) -> list[LoanRow]:
-    """Open loans whose due date is before ``now``, most overdue first."""
+    """Open loans whose due date is before ``now``, most overdue first; ``scope`` (a
+    user's :func:`ledger.policy.stock_scope`) is part of the query."""
     t = parse_time(now, field="now")
     q = select(loans)
     if owners is not None:
         q = q.where(loans.c.owner.in_(list(owners)) if owners else false())
     if sites is not None:
         q = q.where(loans.c.site.in_(list(sites)) if sites else false())
+    if scope is not None:
+        q = q.where(
+            or_(loans.c.owner.in_(sorted(scope.owners)), loans.c.site.in_(sorted(scope.sites)))
+        )
     out: list[LoanRow] = []
     for r in conn.execute(q):
         due = parse_time(r.due_at)
