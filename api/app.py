@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.audit import refusal_event
@@ -20,6 +20,16 @@ from ledger.errors import LedgerError, Rejected
 
 log = structlog.get_logger("api")
 REFUSALS = (401, 403, 404)
+# Rule refusals that are about scope ("site-owner" reads alike for a site out of scope and
+# a missing one, issue #8 item 7): recorded as access refusals too.
+SCOPE_RULES = ("role", "site-scope", "owner-scope", "site-owner")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # At shutdown: the refusals still buffered go to the access log.
+    app.state.services.refusals.close()
 
 
 def create_app(svc: Services) -> FastAPI:
@@ -28,6 +38,7 @@ def create_app(svc: Services) -> FastAPI:
         version="1",
         description="Signed, append-only ledger of strategic reserve stock. Every route lists the roles "
         "allowed to call it (x-roles). Errors are RFC 9457 problem details.",
+        lifespan=_lifespan,
     )
     app.state.services = svc
     errors.install(app)
@@ -36,14 +47,12 @@ def create_app(svc: Services) -> FastAPI:
     async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         response = errors.ledger_problem(exc)
         # Refusals for scope or role by the rules are access refusals too.
-        scope_rule = isinstance(exc, Rejected) and exc.rule in ("role", "site-scope", "owner-scope")
+        scope_rule = isinstance(exc, Rejected) and exc.rule in SCOPE_RULES
         if response.status_code in REFUSALS or scope_rule:
-            # Every refused request goes to the access log (issue #4). If that write
-            # fails the refusal still stands; we log that it could not be recorded.
-            try:
-                await run_in_threadpool(refusal_event, svc, request, response.status_code, exc.code)
-            except LedgerError:
-                log.error("refusal_not_recorded", status=response.status_code)
+            # Every refused request goes to the access log (issue #4), batched and limited
+            # per client (issue #8, api.refusals); if a batch cannot be written the
+            # refusals still stand and that is logged.
+            refusal_event(svc, request, response.status_code, exc.code)
         return response
 
     @app.middleware("http")

@@ -12,7 +12,8 @@ Embedded default: the service issues tokens itself with an Ed25519 key from the 
 (``token-issuer``), signed through the ``Signer`` protocol so the private key never
 leaves the keystore object. Production: tokens from the organisation's identity provider,
 whose keys come from its JWKS URL (PyJWT's ``PyJWKClient``: cached, refetched on an
-unknown ``kid``).
+unknown ``kid`` at most once per cooldown; a kid still unknown is remembered as such for
+a while, so made-up kids cost no fetch, issue #8).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ KID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "nbf", "iat", "sub", "jti"]
 LOCAL_ALGORITHMS = ("EdDSA",)
 IDP_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+UNKNOWN_KID_SECONDS = 60.0  # a key the IdP publishes later is accepted after this
+UNKNOWN_KID_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,14 @@ class TokenVerifier:
         self._is_revoked = is_revoked
         self._jwks = jwks_client
         if self._jwks is None and settings.jwks_url:
+            # At most one forced refetch per 30 s for a kid the cached set lacks.
             self._jwks = jwt.PyJWKClient(
-                settings.jwks_url, cache_keys=True, lifespan=300, timeout=5
+                settings.jwks_url, cache_keys=True, lifespan=300, timeout=5, cooldown_duration=30
             )
+        # Key ids the JWKS did not have, until when (monotonic): a token naming one is
+        # refused without asking PyJWKClient, which would refetch (issue #8 item 9).
+        self._unknown_kids: dict[str, float] = {}
+        self._unknown_lock = threading.Lock()
         self._algorithms = list(IDP_ALGORITHMS if self._jwks is not None else LOCAL_ALGORITHMS)
         # Verified tokens by their exact bytes: the same token verifies the same way until
         # it expires, so a repeat skips the signature (expiry and revocation are checked
@@ -175,15 +184,38 @@ class TokenVerifier:
                 raise Unauthenticated("token algorithm does not match its key")
             return self._local[kid]
         if self._jwks is not None:
-            try:
-                # PyJWKClient refetches the JWKS when the kid is not in its cache.
-                jwk = self._jwks.get_signing_key(kid)
-            except jwt.PyJWKClientError:
-                raise Unauthenticated("the token's signing key is not known") from None
+            jwk = self._jwks_key(kid)
             if jwk.algorithm_name != alg:
                 raise Unauthenticated("token algorithm does not match its key")
             return jwk.key
         raise Unauthenticated("the token's signing key is not known")
+
+    @property
+    def may_fetch(self) -> bool:
+        """Whether :meth:`verify` may block on the network (a JWKS fetch)."""
+        return self._jwks is not None
+
+    def _jwks_key(self, kid: str) -> Any:
+        """The identity provider's key ``kid``. PyJWKClient refetches the JWKS for a kid
+        its cached set lacks; a kid it could not find is remembered as unknown for
+        ``UNKNOWN_KID_SECONDS`` (at most ``UNKNOWN_KID_MAX`` of them), so a flood of
+        tokens naming made-up kids costs no fetch each."""
+        assert self._jwks is not None
+        t = time.monotonic()
+        with self._unknown_lock:
+            until = self._unknown_kids.get(kid)
+            if until is not None and until > t:
+                raise Unauthenticated("the token's signing key is not known")
+        try:
+            return self._jwks.get_signing_key(kid)
+        except jwt.PyJWKClientError:
+            with self._unknown_lock:
+                if len(self._unknown_kids) >= UNKNOWN_KID_MAX:
+                    self._unknown_kids = {k: u for k, u in self._unknown_kids.items() if u > t}
+                    if len(self._unknown_kids) >= UNKNOWN_KID_MAX:
+                        self._unknown_kids.clear()
+                self._unknown_kids[kid] = t + UNKNOWN_KID_SECONDS
+            raise Unauthenticated("the token's signing key is not known") from None
 
     def verify(self, token: str, *, check_revoked: bool = True) -> Claims:
         claims = self._cache.get(token)

@@ -11,35 +11,53 @@ from typing import Any
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.services import Services
 from ledger.errors import Unauthenticated
 from ledger.policy import Principal, require_role
+from ledger.state import KeyRecord
 from ledger.store.projections import read_user_keys
 from ledger.store.tokens import is_revoked
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a plain function dependency in its thread pool, a hop every
+    # request would pay for nothing here.
     svc: Services = request.app.state.services
     return svc
 
 
-def principal(
+def _registry(svc: Services, jti: str, sub: str) -> list[KeyRecord]:
+    with svc.reader.connect() as conn:  # one connection for both lookups
+        if is_revoked(conn, jti):
+            raise Unauthenticated("token was revoked")
+        return read_user_keys(conn, sub)
+
+
+async def principal(
     request: Request,
     creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
     svc: Services = Depends(services),
 ) -> Principal:
     """The caller: a valid token whose subject has active keys in the registry. Scope
-    comes from the registry (the log), not from the token's own claims."""
+    comes from the registry (the log), not from the token's own claims.
+
+    The token is checked on the event loop (CPU only, no I/O: verified tokens are
+    cached, a refused one costs a parse and at most one signature check), so a flood of
+    bad tokens never queues for the thread pool the writes use (issue #8 item 9); only
+    a valid token's registry lookup goes to a thread."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthenticated("send a bearer token (Authorization: Bearer ...)")
-    claims = svc.verifier.verify(creds.credentials, check_revoked=False)
-    with svc.reader.connect() as conn:  # one connection for both lookups
-        if is_revoked(conn, claims.jti):
-            raise Unauthenticated("token was revoked")
-        records = read_user_keys(conn, claims.sub)
+    if svc.verifier.may_fetch:  # an identity provider's JWKS may be fetched: not here
+        claims = await run_in_threadpool(
+            svc.verifier.verify, creds.credentials, check_revoked=False
+        )
+    else:
+        claims = svc.verifier.verify(creds.credentials, check_revoked=False)
+    records = await run_in_threadpool(_registry, svc, claims.jti, claims.sub)
     p = Principal.from_keys(claims.sub, records)
     if not p.roles:
         raise Unauthenticated("the token's subject has no active key in this ledger")
@@ -53,7 +71,7 @@ def principal(
 def roles(*allowed: str) -> dict[str, Any]:
     """Route keyword arguments declaring (and enforcing) who may call it."""
 
-    def check(p: Principal = Depends(principal)) -> None:
+    async def check(p: Principal = Depends(principal)) -> None:
         require_role(p, *allowed, what="this request")
 
     return {

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.body import BodyRejected
 from ledger import errors as E
 
 PROBLEM_BASE = "https://reserve-ledger.example/problems/"
@@ -23,6 +24,7 @@ MEDIA_TYPE = "application/problem+json"
 
 STATUS: dict[type[E.LedgerError], int] = {
     E.InvalidEntry: 422,
+    E.InvalidQuery: 422,
     E.SignatureInvalid: 422,
     E.KeyNotAuthorised: 403,
     E.Rejected: 409,
@@ -99,10 +101,16 @@ def install(app: FastAPI) -> None:
     async def _ledger(request: Request, exc: E.LedgerError) -> JSONResponse:
         return ledger_problem(exc)
 
+    @app.exception_handler(BodyRejected)
+    async def _body(request: Request, exc: BodyRejected) -> JSONResponse:
+        return problem(422, "invalid-body", str(exc.detail), field=exc.field)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        if first.get("type") == "json_invalid":  # its "loc" is a character offset, no field
+            return problem(422, "invalid-body", "the body is not valid JSON")
+        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header"))
         return problem(
             422, "invalid-request", str(first.get("msg", "invalid request")), field=field or None
         )

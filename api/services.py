@@ -13,10 +13,12 @@ from sqlalchemy import Engine
 
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
+from api.refusals import RefusalRecorder
 from keys import open_keystore
 from ledger.entries import warm_up
 from ledger.errors import ConfigError
 from ledger.service import Ledger
+from ledger.store.access import record_many
 from ledger.store.db import make_engine
 from ledger.store.group_commit import GroupCommitter
 from ledger.store.projections import read_log_info
@@ -41,6 +43,7 @@ class Services:
     hmac_key: bytes  # the access log's (keyed hashes of clients and paths)
     idempotency_hmac_key: bytes  # idempotency's request hashes: a key of its own (HKDF)
     committer: GroupCommitter
+    refusals: RefusalRecorder
     # Issues the tokens of key login (issue #9): the embedded issuer, or with an identity
     # provider a local issuer whose tokens only this service accepts.
     login_issuer: TokenIssuer | None = None
@@ -86,6 +89,12 @@ def build_services(
         hmac_key=sealer.derive_key(ACCESS_LOG_HMAC_LABEL),
         idempotency_hmac_key=sealer.derive_key(IDEMPOTENCY_HMAC_LABEL),
         committer=GroupCommitter(led.engine, led.log_signer),
+        refusals=RefusalRecorder(
+            lambda events: record_many(
+                led.engine, events, log_signer=led.log_signer(), log_id=info.log_id
+            ),
+            settings.refusals,
+        ),
         login_issuer=login_issuer,
     )
     services.verifier = TokenVerifier(

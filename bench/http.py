@@ -133,6 +133,7 @@ def _prepare(url: str, home: Path, env: dict[str, str]) -> list[str]:
     assert svc.issuer is not None
     tokens = [svc.issuer.issue(op) for op in ops]
     svc.committer.close()
+    svc.refusals.close()
     svc.ledger.engine.dispose()
     svc.reader.dispose()
     return tokens

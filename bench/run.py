@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood")
 
 
 def _log(msg: str) -> None:
@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import group_commit
 
                 rows += group_commit.run(cfg, workdir, _log)
+            elif name == "flood":
+                from bench import flood
+
+                rows += flood.run(cfg, workdir, _log)
             timings[name] = time.perf_counter() - t0
             other_load[name] = meter.other_cores()
             _log(

@@ -369,9 +369,7 @@ def show_balances(engine: Any, a: argparse.Namespace) -> int:
     from ledger.store import reports
 
     with engine.begin() as conn:
-        seq = a.as_of_seq
-        if a.as_of is not None:
-            seq = reports.seq_at_time(conn, a.as_of)
+        seq = reports.resolve_as_of(conn, as_of_seq=a.as_of_seq, as_of=a.as_of)
         rows = reports.balances(
             conn, owner=a.owner, site=a.site, material=a.material, lot=a.lot, as_of_seq=seq
         )

@@ -42,6 +42,13 @@ class InvalidEntry(LedgerError):
     code = "invalid-entry"
 
 
+class InvalidQuery(LedgerError):
+    """A read asks for something outside its documented range (a seq past the end of the
+    log, a time before its genesis, a year out of bounds); ``field`` names the parameter."""
+
+    code = "invalid-query"
+
+
 class SignatureInvalid(LedgerError):
     """A signature does not verify over the entry's canonical bytes."""
 

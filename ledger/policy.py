@@ -98,6 +98,26 @@ def holding_visible(p: Principal, owner: str, site: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class StockScope:
+    """The holdings a caller may see: those of ``owners`` or at ``sites`` (either)."""
+
+    owners: frozenset[str]
+    sites: frozenset[str]
+
+
+def stock_scope(p: Principal) -> StockScope | None:
+    """:func:`holding_visible` as a filter a query can carry (``None``: everything), so a
+    read never fetches what the caller may not see (issue #8 item 7: no timing oracle)."""
+    require_stock_reader(p)
+    if p.has(AUDITOR):
+        return None
+    return StockScope(
+        owners=p.owners if p.has(OFFICIAL, MINISTER) else frozenset(),
+        sites=p.sites if p.has(OPERATOR) else frozenset(),
+    )
+
+
 def owner_scope(p: Principal) -> frozenset[str] | None:
     """Owners an aggregate may cover (``None``: all). Aggregates are for officials,
     ministers and auditors."""

@@ -49,6 +49,7 @@ import keys.factory
 from api.app import create_app
 from api.auth import TOKEN_TYPE, TokenSettings
 from api.config import ApiSettings
+from api.refusals import RefusalLimits
 from api.services import TOKEN_KEY_NAME, Services, build_services
 from keys import Ed25519Signer, FileKeystore
 from keys.sealing import SEALING_KEY_FILE, load_or_create_sealer
@@ -230,11 +231,13 @@ class World:
             return int(conn.execute(select(func.count()).select_from(entries)).scalar_one())
 
     def access_events(self) -> list[dict[str, Any]]:
+        self.svc.refusals.flush()  # refusals are written in batches (issue #8)
         with self.svc.reader.connect() as conn:
             rows = conn.execute(select(access_log.c.leaf).order_by(access_log.c.seq))
             return [json.loads(bytes(r.leaf)) for r in rows]
 
     def access_leaves(self) -> list[bytes]:
+        self.svc.refusals.flush()
         with self.svc.reader.connect() as conn:
             rows = conn.execute(select(access_log.c.leaf).order_by(access_log.c.seq))
             return [bytes(r.leaf) for r in rows]
@@ -244,6 +247,7 @@ class World:
         committer = getattr(self.svc, "committer", None)  # the group-commit thread
         if committer is not None:
             committer.close()
+        self.svc.refusals.close()
         self.svc.ledger.engine.dispose()
         self.svc.reader.dispose()
 
@@ -440,6 +444,9 @@ def api_settings(home: Path, db_url: str, **token: Any) -> ApiSettings:
         ledger=Settings(home=home, db_url=db_url, user=None, log_level="info"),
         token=TokenSettings(**token),
         unsafe_demo_login=False,
+        # Every test request comes from one address: no refusal budget here
+        # (tests/test_api_refusals.py tests it).
+        refusals=RefusalLimits(per_client=10**9),
     )
 
 

@@ -75,3 +75,22 @@ def test_location_never_leaves_the_sealed_table(home: Path, tmp_path: Path) -> N
     blobs = [p.read_bytes() for p in out.iterdir()] + [p.read_bytes() for p in home.glob("ledger.db*")]
     for value in ("Bunker Nord 7", "Via Segreta", "46.123456", "11.654321"):
         assert not any(value.encode() in b for b in blobs), value
+
+
+def test_points_in_time_the_log_cannot_answer_are_refused(home: Path) -> None:
+    """Issue #8 item 10: the CLI refuses what the API refuses (one shared check)."""
+    ok = run(home, "balances", "--as-of-seq", "0")
+    assert ok.returncode == 0, ok.stderr
+    for args, field in (
+        (("--as-of-seq", "100000"), "as_of_seq"),
+        (("--as-of-seq", "-5"), "as_of_seq"),
+        (("--as-of", "1999-01-01T00:00:00Z"), "as_of"),
+    ):
+        proc = run(home, "balances", *args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert_one_line_error(proc)
+        assert field in proc.stderr
+    for year in ("0", "-5", "10000"):
+        proc = run(home, "report", "crma", "--year", year)
+        assert proc.returncode == 1, (year, proc.stderr)
+        assert "year" in proc.stderr

@@ -29,7 +29,8 @@ from sqlalchemy import Connection, event, func, select
 from keys import Ed25519Signer
 from ledger.crypto import Signer
 from ledger.entries import sign_body
-from ledger.errors import InvalidEntry, NotFound, Rejected
+from ledger.errors import InvalidEntry, InvalidQuery, NotFound, Rejected
+from ledger.policy import StockScope
 from ledger.records import LOSS, TRANSIT, holding, is_holding
 from ledger.service import Ledger, new_body
 from ledger.store import reports
@@ -226,10 +227,10 @@ def test_balances_as_of_every_seq_equal_both_replays(scenario: Scenario) -> None
             got = as_dict(reports.balances(conn, as_of_seq=seq, include_virtual=True))
             assert got == postings_replay(conn, seq) == naive[seq], f"seq {seq}"
             assert as_dict(reports.balances(conn, as_of_seq=seq)) == holdings_only(naive[seq])
-        # beyond the head: the present
-        assert as_dict(
-            reports.balances(conn, as_of_seq=size + 100, include_virtual=True)
-        ) == nonzero(scenario.data["balances"])
+        # beyond the head: refused, not silently the present (issue #8 item 10)
+        for past_end in (size, size + 100):
+            with pytest.raises(InvalidQuery):
+                reports.balances(conn, as_of_seq=past_end, include_virtual=True)
 
 
 def test_balances_as_of_the_transfer_in_flight(scenario: Scenario) -> None:
@@ -400,7 +401,8 @@ def test_seq_at_time_on_an_empty_log(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert reports.seq_at_time(conn, now()) == -1
         assert reports.balances(conn, include_virtual=True) == []
-        assert reports.balances(conn, as_of_seq=3) == []
+        with pytest.raises(InvalidQuery):  # an empty log has no seq 3 to answer for
+            reports.balances(conn, as_of_seq=3)
 
 
 # -- trace_lot ------------------------------------------------------------------------
@@ -684,6 +686,13 @@ def test_overdue_loans(scenario: Scenario) -> None:
         assert reports.overdue_loans(conn, now=later, owners=[EU]) == []
         assert reports.overdue_loans(conn, now=later, sites=[SITE_B]) == []
         assert reports.overdue_loans(conn, now=later, sites=[]) == []
+        # A caller's scope is either-or (their owners' stock, or stock at their sites).
+        def scoped(owners: set[str], sites: set[str]) -> list[Any]:
+            scope = StockScope(owners=frozenset(owners), sites=frozenset(sites))
+            return reports.overdue_loans(conn, now=later, scope=scope)
+
+        assert scoped({JP}, set()) == scoped(set(), {SITE_A}) == scoped({EU}, {SITE_A}) == [row]
+        assert scoped({EU}, {SITE_B}) == scoped(set(), set()) == []
 
 
 def test_open_transfers(scenario: Scenario) -> None:

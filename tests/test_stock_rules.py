@@ -138,6 +138,25 @@ def test_transfer_to_same_site_or_site_not_holding_for_owner(led: Ledger) -> Non
     refused(led, "site-owner", dispatch, led, 5, "SITE-E")
 
 
+def test_dispatch_refusals_do_not_tell_whether_the_destination_exists(led: Ledger) -> None:
+    """Issue #8 item 7: the destination is checked last, and a missing one reads exactly
+    like one that does not hold for the owner, so no refusal lists real sites."""
+    def attempt(to: str, **over: Any) -> Rejected:
+        fields = dict(site="SITE-A", owner="JP", lot=LOT, quantity=5, occurred_at=now(), to_site=to, reference="T1")
+        fields.update(over)
+        with pytest.raises(Rejected) as info:
+            led.act("olga", "stock.dispatch", **fields)
+        return info.value
+
+    def seen(err: Rejected, to: str) -> tuple[str, str, str | None]:
+        return err.rule, str(err).replace(to, "<dest>"), err.field
+
+    for over in ({"lot": "NO-SUCH-LOT"}, {"quantity": 10**12}):
+        answers = {seen(attempt(to, **over), to) for to in ("SITE-B", "SITE-E", "SITE-Z")}
+        assert len(answers) == 1, answers
+    assert seen(attempt("SITE-E"), "SITE-E") == seen(attempt("SITE-Z"), "SITE-Z")
+
+
 def test_arrival_rules(led: Ledger) -> None:
     t = dispatch(led)
     refused(led, "wrong-site", arrive, led, t, 400, site="SITE-A")

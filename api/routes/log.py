@@ -14,7 +14,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 
 from api.audit import access_event
+from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
+from api.params import MAX_SAFE_INT, SeqQuery, SizeQuery
 from api.services import Services
 from ledger import policy
 from ledger.access_log import verify_access_log
@@ -26,7 +28,7 @@ from ledger.store.log import head
 from ledger.store.proofs import prove_consistency, prove_inclusion
 from ledger.store.schema import checkpoints
 
-router = APIRouter(prefix="/log", tags=["log"])
+router = APIRouter(prefix="/log", tags=["log"], route_class=StrictJSONRoute)
 
 
 def _b64(items: list[bytes]) -> list[str]:
@@ -47,7 +49,7 @@ def latest_checkpoint(svc: Services = Depends(services)) -> str:
 
 
 @router.get("/checkpoints/{size}", response_class=PlainTextResponse, **roles(*policy.ALL_ROLES))
-def checkpoint_at(size: int = Path(ge=1, le=2**53), svc: Services = Depends(services)) -> str:
+def checkpoint_at(size: int = Path(ge=1, le=MAX_SAFE_INT), svc: Services = Depends(services)) -> str:
     with svc.reader.connect() as conn:
         row = conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).first()
     if row is None:
@@ -57,7 +59,7 @@ def checkpoint_at(size: int = Path(ge=1, le=2**53), svc: Services = Depends(serv
 
 @router.get("/proofs/inclusion", **roles(*policy.ALL_ROLES))
 def inclusion(
-    seq: int = Query(ge=0), size: int = Query(ge=1), svc: Services = Depends(services)
+    seq: SeqQuery, size: SizeQuery, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     with svc.reader.connect() as conn:
         n, leaf, path = prove_inclusion(conn, seq=seq, size=size)
@@ -66,7 +68,7 @@ def inclusion(
 
 @router.get("/proofs/consistency", **roles(*policy.ALL_ROLES))
 def consistency(
-    old: int = Query(ge=1), new: int = Query(ge=1), svc: Services = Depends(services)
+    old: SizeQuery, new: SizeQuery, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     with svc.reader.connect() as conn:
         n, proof = prove_consistency(conn, old_size=old, new_size=new)
@@ -75,7 +77,7 @@ def consistency(
 
 @router.get("/entries", **roles(AUDITOR))
 def entries_page(
-    start: int = Query(default=0, ge=0),
+    start: SeqQuery = 0,
     limit: int = Query(default=100, ge=1, le=1000),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -108,10 +110,11 @@ def export(
 
 @router.get("/access", **roles(AUDITOR))
 def access_log_page(
-    start: int = Query(default=0, ge=0),
+    start: SeqQuery = 0,
     limit: int = Query(default=100, ge=1, le=1000),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
+    svc.refusals.flush()  # refusals still buffered are written first: the auditor sees them
     with svc.reader.connect() as conn:
         events = [json.loads(line) for line in iter_access(conn, start=start, limit=limit)]
     return {"events": events}
@@ -120,6 +123,7 @@ def access_log_page(
 @router.get("/access/verify", **roles(AUDITOR))
 def access_log_verify(svc: Services = Depends(services)) -> dict[str, Any]:
     """Chain and checkpoints of the access log, against the log's keys."""
+    svc.refusals.flush()
     keys = [bytes.fromhex(k.public_key) for k in svc.ledger.registered_keys() if k.user == "log"]
     with svc.reader.connect() as conn:
         report = verify_access_log(

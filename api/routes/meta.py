@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
+from api.params import IDEMPOTENCY_KEY, MAX_SAFE_INT, USER_NAME
 from api.services import Services
 from ledger import policy
 from ledger.errors import Forbidden, NotFound
@@ -19,7 +21,7 @@ from ledger.store.db import write_transaction
 from ledger.store.projections import read_user_keys
 from ledger.store.tokens import revoke
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=StrictJSONRoute)
 log = structlog.get_logger("api")
 
 
@@ -45,7 +47,7 @@ def jwks(svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 class LoginIn(BaseModel):
-    user: str
+    user: str = Field(pattern=USER_NAME, max_length=64)
 
 
 @router.post("/auth/demo-login")
@@ -77,8 +79,8 @@ def me(p: Principal = Depends(principal)) -> dict[str, Any]:
 
 
 class RevokeTokenIn(BaseModel):
-    jti: str = Field(min_length=1, max_length=128)
-    expires_at: int | None = Field(default=None, ge=0, le=2**53)
+    jti: str = Field(pattern=IDEMPOTENCY_KEY, min_length=1, max_length=128)
+    expires_at: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
 
 
 @router.post("/tokens/revoke", status_code=204, **roles(*policy.ALL_ROLES))

@@ -8,12 +8,14 @@ import base64
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.audit import access_event
+from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
+from api.params import CodePath, CodeQuery, SeqQuery, TimeQuery, YearQuery
 from api.services import Services
 from ledger import policy
 from ledger.errors import KeystoreError, VerificationFailed
@@ -24,7 +26,7 @@ from ledger.store.projections import read_table
 from ledger.timefmt import now
 from ledger.units import format_quantity
 
-router = APIRouter(tags=["reads"])
+router = APIRouter(tags=["reads"], route_class=StrictJSONRoute)
 STOCK_READERS = (OPERATOR, OFFICIAL, MINISTER, AUDITOR)
 AGGREGATE_READERS = (OFFICIAL, MINISTER, AUDITOR)
 
@@ -57,7 +59,7 @@ def list_sites(
 
 @router.get("/sites/{code}", **roles(*policy.ALL_ROLES))
 def get_site(
-    code: str, p: Principal = Depends(principal), svc: Services = Depends(services)
+    code: CodePath, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     with svc.reader.connect() as conn:
         site = policy.require_site(p, read_table(conn, "sites").get(code), code)
@@ -74,7 +76,7 @@ class RevealIn(BaseModel):
 
 @router.post("/sites/{code}/reveal", **roles(OPERATOR, OFFICIAL, MINISTER))
 def reveal_location(
-    code: str,
+    code: CodePath,
     body: RevealIn,
     request: Request,
     p: Principal = Depends(principal),
@@ -118,22 +120,25 @@ def reveal_location(
 
 @router.get("/balances", **roles(*STOCK_READERS))
 def balances(
-    owner: str | None = None,
-    site: str | None = None,
-    material: str | None = None,
-    lot: str | None = None,
-    as_of_seq: int | None = Query(default=None, ge=0, le=2**53),
-    as_of: str | None = Query(default=None, description="RFC 3339 UTC; as recorded by the log"),
+    owner: CodeQuery = None,
+    site: CodeQuery = None,
+    material: CodeQuery = None,
+    lot: CodeQuery = None,
+    as_of_seq: SeqQuery | None = None,
+    as_of: TimeQuery = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    """Holdings by owner, site, material and lot, now or as of a past seq or time."""
-    policy.require_stock_reader(p)
+    """Holdings by owner, site, material and lot, now or as of a past seq (0 to the last
+    seq) or time (RFC 3339 UTC, not before the first entry); your scope is part of the
+    query, so nothing outside it is read."""
+    scope = policy.stock_scope(p)
     with svc.reader.connect() as conn:
-        seq = reports.seq_at_time(conn, as_of) if as_of is not None else as_of_seq
+        seq = reports.resolve_as_of(conn, as_of_seq=as_of_seq, as_of=as_of)
         rows = reports.balances(
-            conn, owner=owner, site=site, material=material, lot=lot, as_of_seq=seq
+            conn, owner=owner, site=site, material=material, lot=lot, as_of_seq=seq, scope=scope
         )
+    # A second line of defence; the query already left out-of-scope rows unread.
     visible = [r for r in rows if r.owner and r.site and policy.holding_visible(p, r.owner, r.site)]
     return {
         "as_of_seq": seq,
@@ -153,7 +158,7 @@ def balances(
 
 @router.get("/lots/{lot}/trace", **roles(*STOCK_READERS))
 def trace(
-    lot: str, p: Principal = Depends(principal), svc: Services = Depends(services)
+    lot: CodePath, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Where every gram of a lot went, as far as your scope reaches: the movements that
     touch a holding you can see (all of them for an auditor)."""
@@ -194,7 +199,7 @@ def trace(
 
 @router.get("/cover", **roles(*AGGREGATE_READERS))
 def cover(
-    at: str | None = None, p: Principal = Depends(principal), svc: Services = Depends(services)
+    at: TimeQuery = None, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     owners = policy.owner_scope(p)
     with svc.reader.connect() as conn:
@@ -206,7 +211,7 @@ def cover(
 
 @router.get("/reports/crma", **roles(*AGGREGATE_READERS))
 def crma(
-    year: int | None = None, p: Principal = Depends(principal), svc: Services = Depends(services)
+    year: YearQuery = None, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """The EU CRMA Art. 22 aggregate for the owners in your scope; no site is named."""
     owners = policy.owner_scope(p)
@@ -219,9 +224,9 @@ def crma(
 
 @router.get("/loans/overdue", **roles(*STOCK_READERS))
 def overdue(p: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
-    policy.require_stock_reader(p)
+    scope = policy.stock_scope(p)
     with svc.reader.connect() as conn:
-        rows = reports.overdue_loans(conn, now=now())
+        rows = reports.overdue_loans(conn, now=now(), scope=scope)
     return {
         "loans": [_jsonable(asdict(r)) for r in rows if policy.holding_visible(p, r.owner, r.site)]
     }

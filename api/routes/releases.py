@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Header
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
+from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
+from api.params import EntryIdPath, IdempotencyKey
 from api.routes.reads import _jsonable
 from api.routes.writes import _custodial
 from api.services import Services
@@ -20,7 +22,7 @@ from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.timefmt import now
 
-router = APIRouter(prefix="/releases", tags=["releases"])
+router = APIRouter(prefix="/releases", tags=["releases"], route_class=StrictJSONRoute)
 VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
 
 
@@ -32,7 +34,7 @@ def _scope(p: Principal) -> list[str] | None:
 @router.post("/prices", status_code=201, **roles(OFFICIAL))
 def observe_price(
     fields: dict[str, Any] = Body(...),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -45,7 +47,7 @@ def request_release(
     fields: dict[str, Any] = Body(
         ..., description='owner, material, quantity ("20 t"), recipient, regime, purpose, evidence'
     ),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -54,9 +56,9 @@ def request_release(
 
 @router.post("/requests/{request_id}/approve", status_code=201, **roles(OFFICIAL))
 def approve(
-    request_id: str,
+    request_id: EntryIdPath,
     fields: dict[str, Any] = Body(default={}, description='optional "cap" and "comment"'),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -70,7 +72,7 @@ def order(
     fields: dict[str, Any] = Body(
         ..., description="request, cap, valid_from, valid_until, sites, regime, report_to"
     ),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -79,9 +81,9 @@ def order(
 
 @router.post("/orders/{order_id}/revoke", status_code=201, **roles(MINISTER))
 def revoke(
-    order_id: str,
+    order_id: EntryIdPath,
     fields: dict[str, Any] = Body(..., description='"reason"'),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -110,7 +112,7 @@ def orders(p: Principal = Depends(principal), svc: Services = Depends(services))
 
 @router.get("/orders/{order_id}/report", **roles(*VIEWERS))
 def order_report(
-    order_id: str, p: Principal = Depends(principal), svc: Services = Depends(services)
+    order_id: EntryIdPath, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """The report owed to the parliament or committee for an order: site codes only."""
     with svc.reader.connect() as conn:

@@ -9,11 +9,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
+from api.params import IDEMPOTENCY_KEY, IdempotencyKey, KeyIdPath
 from api.services import TOKEN_KEY_NAME, Services
 from keys.filestore import validate_key_name
 from ledger.canonical import canonical
@@ -32,7 +34,7 @@ from ledger.store import idempotency
 from ledger.store.projections import read_user_keys
 from ledger.units import parse_quantity
 
-router = APIRouter(tags=["writes"])
+router = APIRouter(tags=["writes"], route_class=StrictJSONRoute)
 
 # Fields given as "12.5 t" strings in custodial requests; converted exactly to grams.
 QUANTITY_FIELDS = (
@@ -90,8 +92,10 @@ def _write(
 
     if idem_key is None:
         return JSONResponse(response(svc.committer.submit(submission, also=seal)), status_code=201)
-    if not 1 <= len(idem_key) <= 128:
-        raise InvalidEntry("Idempotency-Key must be 1 to 128 characters", field="Idempotency-Key")
+    if not re.fullmatch(IDEMPOTENCY_KEY, idem_key):  # stored as given: no control chars
+        raise InvalidEntry(
+            "Idempotency-Key must be 1 to 128 printable ASCII characters", field="Idempotency-Key"
+        )
     h = _request_hash(svc, payload)
     result = svc.committer.submit(
         submission,
@@ -139,7 +143,7 @@ def submit_signed(
     submission: dict[str, Any] = Body(
         ..., description="{entry, sigs}: signed by the caller's own key"
     ),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -157,7 +161,7 @@ def record_movement(
     fields: dict[str, Any] = Body(
         ..., description='the movement\'s fields; quantities as "12.5 t"'
     ),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -178,7 +182,7 @@ def record_movement(
 def register_reference(
     collection: str,
     fields: dict[str, Any] = Body(...),
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -207,7 +211,7 @@ class SiteIn(BaseModel):
 def register_site(
     site: SiteIn,
     request: Request,
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -252,7 +256,7 @@ class KeyIn(BaseModel):
 @router.post("/keys", status_code=201, **roles(ADMIN))
 def register_key(
     key: KeyIn,
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -300,9 +304,9 @@ class RevokeIn(BaseModel):
     **roles(ADMIN, OPERATOR, OFFICIAL, "minister", "auditor"),
 )
 def revoke_key(
-    key_id: str,
+    key_id: KeyIdPath,
     body: RevokeIn,
-    idempotency_key: str | None = Header(default=None),
+    idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:

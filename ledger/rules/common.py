@@ -57,9 +57,24 @@ def require_owner_scope(signers: Signers, role: str, owner: str, ctx: Context) -
 
 def site_holds_for(site: SiteRec, owner: str, ctx: Context, field: str = "entry.owner") -> None:
     if owner != site.custodian and owner not in site.owners:
-        raise refuse(
-            "site-owner", f"site {site.code} does not hold stock for owner '{owner}'", ctx, field
-        )
+        raise _not_for_owner(site.code, owner, ctx, field)
+
+
+def require_site_for_owner(
+    state: StateView, code: str, owner: str, ctx: Context, *, field: str
+) -> SiteRec:
+    """A site named for ``owner``'s stock by someone scoped by owner (a minister's order, a
+    dispatch's destination). A site that does not exist and one that does not hold for the
+    owner are refused with the same rule and the same words, so the refusal is no oracle
+    for which sites exist (DESIGN.md "Who may do and see what"; issue #8 item 7)."""
+    site: SiteRec | None = state.get("sites", code)
+    if site is None or (owner != site.custodian and owner not in site.owners):
+        raise _not_for_owner(code, owner, ctx, field)
+    return site
+
+
+def _not_for_owner(code: str, owner: str, ctx: Context, field: str) -> Rejected:
+    return refuse("site-owner", f"site {code} does not hold stock for owner '{owner}'", ctx, field)
 
 
 def policy_in_force(

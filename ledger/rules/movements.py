@@ -45,6 +45,7 @@ from ledger.rules.common import (
     need,
     policy_in_force,
     refuse,
+    require_site_for_owner,
     require_site_scope,
     site_holds_for,
 )
@@ -121,19 +122,13 @@ def dispatch(state: StateView, body: Dispatch, signers: Signers, ctx: Context) -
     site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
     if body.to_site == site.code:
         raise refuse("same-site", "a transfer goes to another site", ctx, "entry.to_site")
-    dest: SiteRec | None = state.get("sites", body.to_site)
-    if dest is None or (body.owner != dest.custodian and body.owner not in dest.owners):
-        # The same words whether the destination exists or not: no existence oracle.
-        raise refuse(
-            "site-owner",
-            f"site {body.to_site} does not hold stock for owner '{body.owner}'",
-            ctx,
-            "entry.to_site",
-        )
     book = Book(state, ctx)
     lot = book.lot(body.lot, "entry.lot")
     book.post(holding(body.owner, site.code), body.lot, -body.quantity)
     book.post(TRANSIT, body.lot, body.quantity)
+    # The destination is checked last: every other refusal comes first and reads the
+    # same whatever the destination, so no refusal tells whether it exists (issue #8).
+    dest = require_site_for_owner(state, body.to_site, body.owner, ctx, field="entry.to_site")
     transfer = TransferRec(
         body.id,
         body.owner,

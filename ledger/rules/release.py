@@ -57,9 +57,9 @@ from ledger.kinds.release import (
     ReleaseOrdered,
     ReleaseRequested,
 )
-from ledger.records import OrderRec, PolicyRec, PolicyVersion, PriceRec, RequestRec, SiteRec
+from ledger.records import OrderRec, PolicyRec, PolicyVersion, PriceRec, RequestRec
 from ledger.reducer import Context, Signers, require_role, rule
-from ledger.rules.common import need, refuse, site_holds_for
+from ledger.rules.common import need, refuse, require_site_for_owner
 from ledger.state import CLOCK_SKEW, Change, Put, StateView
 from ledger.timefmt import format_time, parse_time
 
@@ -489,9 +489,6 @@ def release_ordered(
         raise refuse("order-window", "the order must end after it starts", ctx, "entry.valid_until")
     if len(set(body.sites)) != len(body.sites):
         raise refuse("order-sites", "list each eligible site once", ctx, "entry.sites")
-    for i, code in enumerate(body.sites):
-        site: SiteRec = need(state, "sites", code, ctx, what="site", field=f"entry.sites[{i}]")
-        site_holds_for(site, req.owner, ctx, f"entry.sites[{i}]")
     if req.evidence_type == "override" and not body.confirm_override:
         raise refuse(
             "override-confirmation",
@@ -506,6 +503,10 @@ def release_ordered(
             ctx,
             "entry.confirm_override",
         )
+    # Eligible sites last, each refused alike whether it does not exist or does not hold
+    # for the owner: no refusal tells a minister which sites exist (issue #8 item 7).
+    for i, code in enumerate(body.sites):
+        require_site_for_owner(state, code, req.owner, ctx, field=f"entry.sites[{i}]")
     order = OrderRec(
         id=body.id,
         seq=ctx.seq,

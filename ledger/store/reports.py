@@ -37,7 +37,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, false, or_, select, true
 
 from ledger import timefmt
-from ledger.errors import NotFound
+from ledger.errors import InvalidQuery, NotFound
+from ledger.policy import StockScope
 from ledger.records import HOLDING_PREFIX, is_holding, split_holding
 from ledger.store.schema import (
     balances as balances_t,
@@ -56,6 +57,8 @@ from ledger.timefmt import format_time, parse_time
 
 DAYS_PER_YEAR = 365
 TREND_YEARS = 5
+# Report years (CRMA Art. 22): four-digit years whose trend (year-4) is still one.
+YEAR_MIN, YEAR_MAX = 1970, 9999
 
 # -- results --------------------------------------------------------------------------
 
@@ -236,6 +239,37 @@ def seq_at_time(conn: Connection, time: str) -> int:
     return lo - 1
 
 
+def resolve_as_of(conn: Connection, *, as_of_seq: int | None, as_of: str | None) -> int | None:
+    """The seq a point-in-time read is taken at (``None``: now), refusing what the log
+    cannot answer rather than answering something else (issue #8 item 10): a seq past
+    its end (not today's balances) or a time before its genesis (not "seq -1"). The CLI
+    and the API both call this, so they agree."""
+    if as_of_seq is not None and as_of is not None:
+        raise InvalidQuery("give a seq or a time, not both", field="as_of")
+    size = _log_size(conn)
+    if as_of is not None:
+        seq = seq_at_time(conn, format_time(parse_time(as_of, field="as_of")))
+        if seq < 0:
+            raise InvalidQuery("that time is before the log's first entry", field="as_of")
+        return seq
+    if as_of_seq is not None:
+        _check_seq(as_of_seq, size)
+    return as_of_seq
+
+
+def _check_seq(seq: int, size: int) -> None:
+    if not 0 <= seq < size:
+        raise InvalidQuery(
+            f"seq {seq} is not in the log: its entries are 0 to {size - 1}", field="as_of_seq"
+        )
+
+
+def check_year(year: int) -> int:
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        raise InvalidQuery(f"year must be {YEAR_MIN} to {YEAR_MAX}", field="year")
+    return year
+
+
 # -- balances -------------------------------------------------------------------------
 
 
@@ -250,10 +284,17 @@ def _account_filters(
     owners: Sequence[str] | None,
     sites: Sequence[str] | None,
     include_virtual: bool,
+    scope: StockScope | None = None,
 ) -> ColumnElement[bool]:
     acct = balances_t.c.account
-    holdings_only = not include_virtual or any(x is not None for x in (owner, site, owners, sites))
+    holdings_only = not include_virtual or any(
+        x is not None for x in (owner, site, owners, sites, scope)
+    )
     conds: list[ColumnElement[bool]] = []
+    if scope is not None:
+        either = [acct.startswith(_owner_prefix(o), autoescape=True) for o in sorted(scope.owners)]
+        either += [acct.endswith(f"/{s}", autoescape=True) for s in sorted(scope.sites)]
+        conds.append(or_(*either) if either else false())
     if holdings_only:
         conds.append(acct.startswith(HOLDING_PREFIX, autoescape=True))
     if owner is not None:
@@ -280,13 +321,15 @@ def _in_scope(
     site: str | None,
     owners: Sequence[str] | None,
     sites: Sequence[str] | None,
+    scope: StockScope | None = None,
 ) -> bool:
     """The same filter in Python, as a second line of defence for scoping."""
     if not is_holding(account):
-        return owner is None and site is None and owners is None and sites is None
+        return owner is None and site is None and owners is None and sites is None and scope is None
     o, s = split_holding(account)
     return (
-        (owner is None or o == owner)
+        (scope is None or o in scope.owners or s in scope.sites)
+        and (owner is None or o == owner)
         and (site is None or s == site)
         and (owners is None or o in owners)
         and (sites is None or s in sites)
@@ -304,16 +347,26 @@ def balances(
     include_virtual: bool = False,
     owners: Sequence[str] | None = None,
     sites: Sequence[str] | None = None,
+    scope: StockScope | None = None,
 ) -> list[BalanceRow]:
     """Non-zero balances, by account and lot: now, or just after entry ``as_of_seq``.
 
     ``owner``/``site`` filter physical holdings; ``owners``/``sites`` are the caller's
-    scope (``None`` = unrestricted). Virtual accounts are included only with
-    ``include_virtual`` and no owner or site filter or scope."""
+    scope (``None`` = unrestricted), as is ``scope`` (a user's :func:`ledger.policy.stock_scope`,
+    in the query itself so nothing out of scope is read). Virtual accounts are included
+    only with ``include_virtual`` and no owner or site filter or scope. A seq past the
+    end of the log is refused (:func:`resolve_as_of`)."""
     b = balances_t
     where = _account_filters(
-        owner=owner, site=site, owners=owners, sites=sites, include_virtual=include_virtual
+        owner=owner,
+        site=site,
+        owners=owners,
+        sites=sites,
+        include_virtual=include_virtual,
+        scope=scope,
     )
+    if as_of_seq is not None and as_of_seq >= 0:
+        _check_seq(as_of_seq, _log_size(conn))
     if material is not None:
         where = and_(where, b.c.material == material)
     if lot is not None:
@@ -337,7 +390,9 @@ def balances(
         q = select(b.c.account, b.c.lot, b.c.material, last.label("qty")).where(where)
     rows: list[BalanceRow] = []
     for r in conn.execute(q.order_by(b.c.account, b.c.lot)):
-        if r.qty is None or int(r.qty) == 0 or not _in_scope(r.account, owner, site, owners, sites):
+        if r.qty is None or int(r.qty) == 0:
+            continue
+        if not _in_scope(r.account, owner, site, owners, sites, scope):
             continue
         o, s = split_holding(r.account) if is_holding(r.account) else (None, None)
         rows.append(BalanceRow(r.account, o, s, r.material, r.lot, int(r.qty)))
@@ -501,6 +556,7 @@ def crma_report(
     weighted purity and the tonnes held at the end of each of the years ``year-4`` to
     ``year``. Physical holdings of the owners in scope only; no site appears.
     ``at`` (default: now) is the report time, for the validity of targets."""
+    check_year(year)
     generated_at = at or timefmt.now()
     when = parse_time(generated_at, field="at")
     # Every figure as of one seq, even while appenders commit (READ COMMITTED).
@@ -600,14 +656,20 @@ def overdue_loans(
     now: str,
     owners: Sequence[str] | None = None,
     sites: Sequence[str] | None = None,
+    scope: StockScope | None = None,
 ) -> list[LoanRow]:
-    """Open loans whose due date is before ``now``, most overdue first."""
+    """Open loans whose due date is before ``now``, most overdue first; ``scope`` (a
+    user's :func:`ledger.policy.stock_scope`) is part of the query."""
     t = parse_time(now, field="now")
     q = select(loans)
     if owners is not None:
         q = q.where(loans.c.owner.in_(list(owners)) if owners else false())
     if sites is not None:
         q = q.where(loans.c.site.in_(list(sites)) if sites else false())
+    if scope is not None:
+        q = q.where(
+            or_(loans.c.owner.in_(sorted(scope.owners)), loans.c.site.in_(sorted(scope.sites)))
+        )
     out: list[LoanRow] = []
     for r in conn.execute(q):
         due = parse_time(r.due_at)
