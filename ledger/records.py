@@ -276,9 +276,10 @@ class RequestRec:
     recipient: str
     regime: str
     purpose: str
-    evidence_type: str  # "" (none), exhaustion_declaration, price_observation, override
-    evidence: str  # the document hash, the observation id, or the override reason
-    evidence_detail: str  # what the evidence showed when the request was recorded
+    declaration: str  # SHA-256 of the recipient's exhaustion declaration ("" for a loan)
+    evidence_type: str  # the regime's trigger: "" (none), price_observation, override
+    evidence: str  # the observation id, or the override reason
+    evidence_detail: str  # what the price showed when the request was recorded
     # (user, key_id, seq, recorded_at, cap or None)
     approvals: tuple[tuple[str, str, int, str, int | None], ...]
 
@@ -308,6 +309,7 @@ class OrderRec:
     recipient: str
     purpose: str
     quantity_requested: int
+    declaration: str
     evidence_type: str
     evidence: str
     evidence_detail: str
