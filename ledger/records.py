@@ -208,6 +208,7 @@ class PolicyVersion(NamedTuple):
     regimes: tuple[str, ...]
     admin: str
     minister: str
+    assay_tolerance_pct: str | None = None  # None: the default (issue #12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +233,10 @@ class PolicyRec:
         for v in self.versions:
             if v[0] <= at:
                 found = v
-        return PolicyVersion._make(found) if found is not None else None
+        return PolicyVersion(*found) if found is not None else None
 
     def upcoming(self, at: str) -> list[PolicyVersion]:
-        return [PolicyVersion._make(v) for v in self.versions if v[0] > at]
+        return [PolicyVersion(*v) for v in self.versions if v[0] > at]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ def policy_body(
     threshold: str = "100",
     index: str = "IDX-NDPR",
     currency: str = "USD",
+    **extra: Any,
 ) -> dict[str, Any]:
     return new_body(
         "policy.set",
@@ -50,6 +51,7 @@ def policy_body(
         count_tolerance_pct=tolerance,
         regimes=list(regimes),
         effective_at=effective_at,
+        **extra,
     )
 
 

@@ -57,6 +57,9 @@ class PolicySet(Body, tag="policy.set", frozen=True):
     count_tolerance_pct: Percent
     regimes: Annotated[list[Regime], msgspec.Meta(max_length=4)]
     effective_at: Time
+    # Percentage points a receipt's accepted purity may differ from its lot's assay
+    # without a stated reason (issue #12); absent: the default 0.5.
+    assay_tolerance_pct: Percent | None = None
 
 
 class PriceObserved(Body, tag="price.observed", frozen=True):

@@ -145,6 +145,7 @@ def policy_set(state: StateView, body: PolicySet, signers: Signers, ctx: Context
             regimes=tuple(body.regimes),
             admin=signers.author.user,
             minister=minister.user,
+            assay_tolerance_pct=body.assay_tolerance_pct,
         )
     )
     kept.sort(key=lambda v: (v.effective_at, v.seq))
