@@ -420,10 +420,21 @@ def _releases(led: Ledger) -> None:
             report_to=REPORT_TO[owner],
         )
 
-    # A full emergency release: a magnet maker's own NdPr inventory is exhausted.
+    # A full emergency release: the NdPr price has reached the crisis threshold and a
+    # magnet maker's own inventory is exhausted (both, as the seed's rule asks).
     declaration = hashlib.sha256(
         b"Demo Magnetics KK: declaration of exhausted inventory"
     ).hexdigest()
+    crisis_price = act(
+        "fumio",
+        "price.observed",
+        index="FASTMARKETS-NDPR-CIF",
+        material="NDPR-OXIDE",
+        value="131.5",
+        currency="USD",
+        observed_at=now(),
+        source="Fastmarkets daily assessment (demo figure)",
+    )
     emergency = authorised(
         "JP-RESERVE",
         "NDPR-OXIDE",
@@ -433,7 +444,10 @@ def _releases(led: Ledger) -> None:
         ["SITE-7F3K", "SITE-2B9Q"],
         ("fumio", ["fiona", "felix"], "mina"),
         "keep the motor-magnet lines running through the export restrictions",
-        evidence={"type": "exhaustion_declaration", "document_sha256": declaration},
+        evidence=[
+            {"type": "exhaustion_declaration", "document_sha256": declaration},
+            {"type": "price_observation", "observation": crisis_price},
+        ],
     )
     for user, site, qty in (("olga", "SITE-7F3K", 12_000_000), ("omar", "SITE-2B9Q", 8_000_000)):
         act(
@@ -457,6 +471,12 @@ def _releases(led: Ledger) -> None:
         ["SITE-5M1D"],
         ("frida", ["felix"], "marc"),
         "rotation of ageing magnesium stock by tender",
+        evidence={
+            "type": "exhaustion_declaration",
+            "document_sha256": hashlib.sha256(
+                b"Demo Die-casting SpA: declaration of exhausted inventory"
+            ).hexdigest(),
+        },
     )
     act(
         "omar",

@@ -90,21 +90,22 @@ def request(led: Ledger, a: argparse.Namespace, user: str) -> int:
         regime=a.regime,
         purpose=a.purpose,
     )
+    evidence: list[dict[str, str]] = []
     if a.declaration:
         digest = hashlib.sha256(_read_file(a.declaration, "declaration")).hexdigest()
-        fields["evidence"] = {"type": "exhaustion_declaration", "document_sha256": digest}
+        evidence.append({"type": "exhaustion_declaration", "document_sha256": digest})
     elif a.declaration_sha256:
-        fields["evidence"] = {
-            "type": "exhaustion_declaration",
-            "document_sha256": a.declaration_sha256.lower(),
-        }
-    elif a.price_observation:
-        fields["evidence"] = {
-            "type": "price_observation",
-            "observation": led.entry_ref(a.price_observation),
-        }
+        evidence.append(
+            {"type": "exhaustion_declaration", "document_sha256": a.declaration_sha256.lower()}
+        )
+    if a.price_observation:
+        evidence.append(
+            {"type": "price_observation", "observation": led.entry_ref(a.price_observation)}
+        )
     elif a.override:
-        fields["evidence"] = {"type": "override", "reason": a.override}
+        evidence.append({"type": "override", "reason": a.override})
+    if evidence:
+        fields["evidence"] = evidence
     return _done("release.requested", led.act(user, "release.requested", **fields))
 
 
@@ -171,6 +172,8 @@ def _print_request(r: Any) -> None:
         f"to '{r.recipient}'"
     )
     print(f"  purpose: {r.purpose}")
+    if r.declaration:
+        print(f"  declaration: exhaustion declaration sha256 {r.declaration}")
     if r.evidence_type:
         detail = f" ({r.evidence_detail})" if r.evidence_detail else ""
         print(f"  evidence: {r.evidence_type} {r.evidence}{detail}")
@@ -356,11 +359,18 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
         sp.add_argument(opt, required=True)
     sp.add_argument("--qty", required=True, help='e.g. "2.5 t"')
     sp.add_argument("--regime", required=True, choices=REGIMES)
+    # Issue #12: a release or sale carries the declaration; an emergency release or a
+    # price-spike sale also the crisis price, or an override in its place.
     ev = sp.add_mutually_exclusive_group()
     ev.add_argument("--declaration", help="the recipient's exhaustion declaration (file)")
     ev.add_argument("--declaration-sha256", help="... or its SHA-256 in hex")
-    ev.add_argument("--price-observation", help="seq or id of the price observation")
-    ev.add_argument("--override", metavar="REASON", help="an emergency override, with reason")
+    trigger = sp.add_mutually_exclusive_group()
+    trigger.add_argument(
+        "--price-observation", help="seq or id of the price observation at the crisis threshold"
+    )
+    trigger.add_argument(
+        "--override", metavar="REASON", help="an emergency override in place of the price"
+    )
 
     sp = acting("approve", approve, "approve a request (another official of the owner)")
     sp.add_argument("request", help="seq or entry id of the request")

@@ -37,6 +37,7 @@ from ledger.canonical import canonical, parse_json, require_canonical
 from ledger.crypto import Signer, verify_signature
 from ledger.errors import InvalidEntry, SignatureInvalid
 from ledger.kinds.base import B64Sig, Hex64, Seq, Time, check_free_text, free_text_fields
+from ledger.kinds.formats import describe_pattern
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated, TestMovement
 from ledger.kinds.release import RELEASE_KINDS
 from ledger.kinds.stock import STOCK_KINDS
@@ -95,6 +96,7 @@ class Leaf(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 _AT = re.compile(r" - at `\$\.?(.*)`$")
+_REGEX = re.compile(r"Expected `str` matching regex '(.*)'$", re.DOTALL)
 
 
 def _convert(value: Any, typ: type[Any]) -> Any:
@@ -105,6 +107,10 @@ def _convert(value: Any, typ: type[Any]) -> Any:
         m = _AT.search(text)
         field = m.group(1) if m else None
         reason = text[: m.start()] if m else text
+        pattern = _REGEX.match(reason)
+        if pattern is not None:  # words, never the regular expression (issue #12)
+            # msgspec shows the pattern as a Python repr: backslashes doubled
+            reason = f"expected {describe_pattern(pattern.group(1).replace(chr(92) * 2, chr(92)))}"
         raise InvalidEntry(reason, field=field or None) from None
 
 

@@ -212,6 +212,7 @@ class PolicyVersion(NamedTuple):
     regimes: tuple[str, ...]
     admin: str
     minister: str
+    assay_tolerance_pct: str | None = None  # None: the default (issue #12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +237,10 @@ class PolicyRec:
         for v in self.versions:
             if v[0] <= at:
                 found = v
-        return PolicyVersion._make(found) if found is not None else None
+        return PolicyVersion(*found) if found is not None else None
 
     def upcoming(self, at: str) -> list[PolicyVersion]:
-        return [PolicyVersion._make(v) for v in self.versions if v[0] > at]
+        return [PolicyVersion(*v) for v in self.versions if v[0] > at]
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +281,10 @@ class RequestRec:
     recipient: str
     regime: str
     purpose: str
-    evidence_type: str  # "" (none), exhaustion_declaration, price_observation, override
-    evidence: str  # the document hash, the observation id, or the override reason
-    evidence_detail: str  # what the evidence showed when the request was recorded
+    declaration: str  # SHA-256 of the recipient's exhaustion declaration ("" for a loan)
+    evidence_type: str  # the regime's trigger: "" (none), price_observation, override
+    evidence: str  # the observation id, or the override reason
+    evidence_detail: str  # what the price showed when the request was recorded
     # (user, key_id, seq, recorded_at, cap or None)
     approvals: tuple[tuple[str, str, int, str, int | None], ...]
 
@@ -312,6 +314,7 @@ class OrderRec:
     recipient: str
     purpose: str
     quantity_requested: int
+    declaration: str
     evidence_type: str
     evidence: str
     evidence_detail: str

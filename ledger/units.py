@@ -60,3 +60,27 @@ def format_quantity(grams: int) -> str:
             value = Decimal(grams) / Decimal(factor)
             return f"{value.normalize():f} {unit}"
     return f"{grams} g"
+
+
+_PURITY = re.compile(r"\s*([0-9]{1,3}(?:\.[0-9]{1,12})?)\s*(%?)\s*")
+
+
+def parse_purity(text: str, *, field: str = "purity") -> str:
+    """A purity as the log keeps it, a percentage (``"99.5"``), from what people write:
+    ``"99.5%"``, ``"99.5"`` or the fraction ``"0.995"`` (a number below 1 without ``%`` is
+    a fraction; issue #12). Exact: more than 6 decimals of a percent is refused."""
+    m = _PURITY.fullmatch(text)
+    if not m:
+        raise InvalidEntry(
+            "write a purity as a percentage (99.5 or 99.5%) or a fraction (0.995)", field=field
+        )
+    number, percent_sign = m.groups()
+    value = Decimal(number)
+    if not percent_sign and value < 1 and "." in number:
+        value *= 100
+    if value > 100:
+        raise InvalidEntry(f"a purity of {text.strip()} is more than 100 %", field=field)
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -6:
+        raise InvalidEntry("a purity has at most 6 decimals of a percent", field=field)
+    return format(value.normalize(), "f")

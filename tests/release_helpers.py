@@ -15,6 +15,7 @@ from typing import Any
 
 from ledger.service import Ledger, new_body
 from ledger.store.log import AppendResult
+from ledger.store.projections import read_table
 from ledger.timefmt import format_time, now, parse_time
 
 ALL_REGIMES = ["emergency_release", "price_spike_sale", "ordinary_sale", "loan"]
@@ -36,6 +37,7 @@ def policy_body(
     threshold: str = "100",
     index: str = "IDX-NDPR",
     currency: str = "USD",
+    **extra: Any,
 ) -> dict[str, Any]:
     return new_body(
         "policy.set",
@@ -49,6 +51,7 @@ def policy_body(
         count_tolerance_pct=tolerance,
         regimes=list(regimes),
         effective_at=effective_at,
+        **extra,
     )
 
 
@@ -72,6 +75,22 @@ def set_policy(
     return res
 
 
+DECLARATION = {"type": "exhaustion_declaration", "document_sha256": "ee" * 32}
+
+
+def crisis_price(led: Ledger, official: str, material: str) -> str:
+    """The latest IDX-NDPR price of ``material`` (observed now at 100000 USD if none is)."""
+    with led.engine.connect() as conn:
+        latest = read_table(conn, "prices").get(("IDX-NDPR", material, "USD"))
+    if latest is not None:
+        return str(latest.entry_id)
+    res = led.act(
+        official, "price.observed", index="IDX-NDPR", material=material, value="100000",
+        currency="USD", observed_at=now(), source="test crisis price",
+    )
+    return entry_id(led, res)
+
+
 def request(
     led: Ledger,
     requester: str,
@@ -81,9 +100,13 @@ def request(
     recipient: str,
     regime: str,
     *,
-    evidence: dict[str, Any] | None = None,
+    evidence: dict[str, Any] | list[dict[str, Any]] | None = None,
+    declaration: bool = True,
     purpose: str = "test",
 ) -> str:
+    """A request with the evidence its regime needs (issue #12): the recipient's
+    declaration for every release or sale (unless ``declaration=False``) plus ``evidence``;
+    an emergency release without ``evidence`` gets a fresh crisis price on IDX-NDPR."""
     fields: dict[str, Any] = dict(
         owner=owner,
         material=material,
@@ -92,10 +115,13 @@ def request(
         regime=regime,
         purpose=purpose,
     )
-    if evidence is not None:
-        fields["evidence"] = evidence
-    elif regime == "emergency_release":
-        fields["evidence"] = {"type": "exhaustion_declaration", "document_sha256": "ee" * 32}
+    items = [evidence] if isinstance(evidence, dict) else list(evidence or [])
+    if evidence is None and regime == "emergency_release":
+        items.append({"type": "price_observation", "observation": crisis_price(led, requester, material)})
+    if declaration and regime != "loan" and DECLARATION not in items:
+        items.insert(0, DECLARATION)
+    if items:
+        fields["evidence"] = items
     return entry_id(led, led.act(requester, "release.requested", **fields))
 
 

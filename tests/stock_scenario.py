@@ -263,6 +263,12 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
             recipient=recipient,
             regime=regime,
             purpose=f"{regime.replace('_', ' ')} to {recipient}",
+            # issue #12: every sale to a company carries its exhaustion declaration
+            **(
+                {"evidence": {"type": "exhaustion_declaration", "document_sha256": "de" * 32}}
+                if regime == "ordinary_sale"
+                else {}
+            ),
         )
         seqs[f"{name}_request"] = req.first_seq
         request_id = _entry_id(led, req.first_seq)

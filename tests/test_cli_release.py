@@ -53,15 +53,21 @@ def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
     past = run(home, *policy, "--cosign", "mina", "--effective-at", "2020-01-01T00:00:00Z")
     assert_one_line_error(past)
     assert "only at a future time" in past.stderr
-    effective = datetime.now(UTC) + timedelta(seconds=3)
+    effective = datetime.now(UTC) + timedelta(seconds=8)  # a loaded machine is slow
     ok(home, *policy, "--cosign", "mina", "--effective-at", format_time(effective))
     assert "to come" in ok(home, "release", "policies")
     while datetime.now(UTC) <= effective:
         time.sleep(0.1)
 
-    req = seq_of(ok(home, "release", "request", "--owner", "JP-RESERVE", "--material", "NDPR-OXIDE", "--qty", "2 t",
-                    "--recipient", "Demo Magnetics KK", "--regime", "emergency_release",
-                    "--purpose", "magnet lines idle", "--declaration", str(declaration), "--as", "fiona"))
+    price = seq_of(ok(home, "release", "price", "--index", "FASTMARKETS-NDPR", "--material", "NDPR-OXIDE",
+                      "--value", "131.5", "--currency", "USD", "--source", "Fastmarkets", "--as", "felix"))
+    ask = ["release", "request", "--owner", "JP-RESERVE", "--material", "NDPR-OXIDE", "--qty", "2 t",
+           "--recipient", "Demo Magnetics KK", "--regime", "emergency_release", "--purpose", "magnet lines idle",
+           "--as", "fiona"]
+    no_price = run(home, *ask, "--declaration", str(declaration))  # issue #12: the crisis price too
+    assert_one_line_error(no_price)
+    assert "must carry the price observation" in no_price.stderr
+    req = seq_of(ok(home, *ask, "--declaration", str(declaration), "--price-observation", price))
     listed = ok(home, "release", "list")
     assert "open requests: 1" in listed and "still needs: 1 more approval(s)" in listed
 

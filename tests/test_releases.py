@@ -27,7 +27,7 @@ from ledger.store.schema import entries, log_state
 from ledger.timefmt import format_time, now, parse_time
 from ledger.verify import verify_history
 from tests.conftest import make_ledger
-from tests.release_helpers import entry_id, order, policy_body, request, set_policy
+from tests.release_helpers import crisis_price, entry_id, order, policy_body, request, set_policy
 
 JP, EU = "JP", "EU"
 NDPR, GA = "NDPR-OXIDE", "GA-METAL"
@@ -68,6 +68,7 @@ def _setup(led: Ledger) -> Ledger:
         led.act(user, "stock.receipt", site=site, owner=owner, lot=lot, quantity=qty, occurred_at=now(), supplier="S",
                 accepted_purity="99.5", reference="DN")
     set_policy(led, JP, NDPR, minister="mina", quorum=2, tolerance="2", threshold="150")
+    crisis_price(led, "felix", NDPR)  # emergency requests point at it (issue #12)
     return led
 
 
@@ -174,7 +175,8 @@ def test_emergency_release_and_loan_end_to_end(ledger: Ledger, tmp_path: Path) -
         assert rep.report_to == REPORT_TO and rep.requester == "fiona" and rep.order.minister == "mina"
         assert [(e.site, e.quantity) for e in rep.executions] == [(SITE_A, 250_000), (SITE_B, 150_000)]
         assert [a.user for a in rep.approvals] == ["felix", "frank"] and rep.quorum == 2
-        assert rep.evidence_type == "exhaustion_declaration" and rep.evidence == "ee" * 32
+        assert rep.declaration == "ee" * 32 and rep.evidence_type == "price_observation"
+        assert "IDX-NDPR 100000 USD" in rep.evidence_detail
         text = json.dumps(asdict(rep))
         assert "H/" not in text and "ab" * 32 not in text  # site codes only
         loan_rep = releases.order_report(conn, loan_order, owners=None, at=now())
@@ -300,12 +302,55 @@ def test_request_rules(led: Ledger) -> None:
     assert "a loan is not open for JP GA-METAL" in str(err)
     err = refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "price_spike_sale")
     assert "must carry the price observation" in str(err)
-    refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+    refused(led, "price-evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
             evidence={"type": "price_observation", "observation": "0" * 32})
     refused(led, "evidence", request, led, "fiona", JP, GA, 1, RECIPIENT, "ordinary_sale",
             evidence={"type": "override", "reason": "because"})
     refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
             evidence={"type": "override", "reason": "   "})
+
+
+def test_seed_rule_emergency_release_needs_declaration_and_crisis_price(led: Ledger) -> None:
+    """Issue #12: reserves go to a company only once its own inventory is exhausted and the
+    price has reached the crisis threshold (or the minister confirms an override)."""
+    price = {"type": "price_observation", "observation": crisis_price(led, "felix", NDPR)}
+    err = refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+                  evidence=price, declaration=False)
+    assert "declaration that its own inventory is exhausted" in str(err)
+    err = refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+                  evidence=[])
+    assert "must carry the price observation" in str(err)
+    refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+            evidence=[price, {"type": "override", "reason": "both"}])
+    refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+            evidence=[price, price])
+    # a price below the threshold is no crisis
+    low = entry_id(led, led.act("felix", "price.observed", index="IDX-NDPR", material=NDPR, value="149.99",
+                                currency="USD", observed_at=now(), source="LME"))
+    refused(led, "price-evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+            evidence={"type": "price_observation", "observation": low})
+    high = entry_id(led, led.act("felix", "price.observed", index="IDX-NDPR", material=NDPR, value="150",
+                                 currency="USD", observed_at=now(), source="LME"))
+    req = request(led, "fiona", JP, NDPR, 1_000, RECIPIENT, "emergency_release",
+                  evidence={"type": "price_observation", "observation": high})
+    with led.engine.connect() as conn:
+        (r,) = [r for r in releases.open_requests(conn, owners=[JP], at=now()) if r.id == req]
+    assert (r.declaration, r.evidence_type, r.evidence) == ("ee" * 32, "price_observation", high)
+    # an override stands in for the price, never for the declaration
+    refused(led, "evidence", request, led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+            evidence={"type": "override", "reason": "hospital magnets"}, declaration=False)
+    request(led, "fiona", JP, NDPR, 1, RECIPIENT, "emergency_release",
+            evidence={"type": "override", "reason": "hospital magnets"})
+
+
+def test_seed_rule_every_sale_carries_the_declaration(led: Ledger) -> None:
+    set_policy(led, JP, GA, minister="mina", regimes=["ordinary_sale", "loan"])
+    err = refused(led, "evidence", request, led, "fiona", JP, GA, 1, RECIPIENT, "ordinary_sale", declaration=False)
+    assert "declaration" in str(err)
+    request(led, "fiona", JP, GA, 1, RECIPIENT, "ordinary_sale")
+    refused(led, "evidence", request, led, "fiona", JP, GA, 1, RECIPIENT, "loan",
+            evidence={"type": "exhaustion_declaration", "document_sha256": "ee" * 32})
+    request(led, "fiona", JP, GA, 1, RECIPIENT, "loan")
 
 
 def test_emergency_override_needs_the_ministers_confirmation(led: Ledger) -> None:

@@ -295,3 +295,22 @@ def test_whole_history_verifies_and_conserves(led: Ledger) -> None:
     for (_, lot), rec in bal.items():
         per_lot[lot] = per_lot.get(lot, 0) + rec.quantity
     assert set(per_lot.values()) == {0}
+
+
+# -- assays (issue #12) ---------------------------------------------------------------------
+
+def test_receipt_purity_is_checked_against_the_lots_assay(led: Ledger) -> None:
+    # LOT is assayed at 99.5 % TREO; the default tolerance is 0.5 points
+    receive(led, LOT, 10, accepted_purity="99.0")
+    receive(led, LOT, 10, accepted_purity="100")
+    err = refused(led, "assay", receive, led, LOT, 10, accepted_purity="98.9")
+    assert err.field == "entry.accepted_purity"
+    assert "differs from lot LOT-A's assay of 99.5% TREO by 0.6 points" in str(err)
+    refused(led, "assay", receive, led, LOT, 10, accepted_purity="98.9", purity_deviation_reason="   ")
+    receive(led, LOT, 10, accepted_purity="98.9", purity_deviation_reason="supplier's re-assay, sample 4411")
+
+
+def test_the_policy_in_force_sets_the_assay_tolerance(led: Ledger) -> None:
+    set_policy(led, "JP", "NDPR-OXIDE", minister="mina", regimes=["loan"], assay_tolerance_pct="0.1")
+    refused(led, "assay", receive, led, LOT, 10, accepted_purity="99.3")
+    receive(led, LOT, 10, accepted_purity="99.4")

@@ -32,7 +32,7 @@ from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
 from ledger.service import both, new_body
 from ledger.store import idempotency
 from ledger.store.projections import read_user_keys
-from ledger.units import parse_quantity
+from ledger.units import parse_purity, parse_quantity
 
 router = APIRouter(tags=["writes"], route_class=StrictJSONRoute)
 
@@ -46,6 +46,8 @@ QUANTITY_FIELDS = (
     "annual_quantity",
     "cap",
 )
+# Purities given as "99.5%", "99.5" or "0.995"; the log keeps the percentage (issue #12).
+PURITY_FIELDS = ("purity", "accepted_purity")
 # Movement actions (URL) and entry kinds.
 STOCK_ACTIONS = {
     "receive": "stock.receipt",
@@ -113,6 +115,9 @@ def _custodial_fields(fields: dict[str, Any]) -> dict[str, Any]:
     for name in QUANTITY_FIELDS:
         if isinstance(out.get(name), str):
             out[name] = parse_quantity(out[name], field=f"entry.{name}")
+    for name in PURITY_FIELDS:
+        if isinstance(out.get(name), str):
+            out[name] = parse_purity(out[name], field=f"entry.{name}")
     return out
 
 

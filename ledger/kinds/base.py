@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Annotated, Any, Final, Literal
 
@@ -39,6 +40,8 @@ CLEARANCE_ORDER: Final[dict[str, int]] = {
 
 
 def _is_free_text(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # Text | None
+        return any(_is_free_text(a) for a in typing.get_args(annotation))
     if typing.get_origin(annotation) is not Annotated:
         return False
     return any(
@@ -72,6 +75,10 @@ def check_free_text(obj: msgspec.Struct, *, path: str) -> None:
         value = getattr(obj, name)
         if isinstance(value, msgspec.Struct):
             check_free_text(value, path=f"{path}.{name}")
+        elif isinstance(value, list | tuple):  # e.g. a request's list of evidence
+            for i, item in enumerate(value):
+                if isinstance(item, msgspec.Struct):
+                    check_free_text(item, path=f"{path}.{name}[{i}]")
     for name in free_text_fields(type(obj)):
         value = getattr(obj, name)
         if isinstance(value, str):

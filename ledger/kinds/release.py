@@ -57,6 +57,9 @@ class PolicySet(Body, tag="policy.set", frozen=True):
     count_tolerance_pct: Percent
     regimes: Annotated[list[Regime], msgspec.Meta(max_length=4)]
     effective_at: Time
+    # Percentage points a receipt's accepted purity may differ from its lot's assay
+    # without a stated reason (issue #12); absent: the default 0.5.
+    assay_tolerance_pct: Percent | None = None
 
 
 class PriceObserved(Body, tag="price.observed", frozen=True):
@@ -110,13 +113,23 @@ class EmergencyOverride(
 
 
 Evidence = ExhaustionDeclaration | PriceCrossing | EmergencyOverride
+# One item, or several of different types (issue #12: an emergency release carries the
+# recipient's declaration *and* the crisis price, or an override in place of the price).
+EvidenceList = Annotated[list[Evidence], msgspec.Meta(min_length=1, max_length=3)]
 
 
 class ReleaseRequested(Body, tag="release.requested", frozen=True):
     """An official asks for ``quantity`` grams of ``material`` of ``owner`` to go to
-    ``recipient`` under ``regime``. Emergency releases carry an exhaustion declaration,
-    price-spike sales a price observation (either may carry an override instead);
-    ordinary sales and loans carry no evidence."""
+    ``recipient`` under ``regime``, with the evidence the regime needs (the seed's rule,
+    modelled on JOGMEC: reserves go to a company only once its own inventory is exhausted,
+    and the emergency regimes open only when the price reaches the crisis threshold):
+
+    * emergency release and price-spike sale: the recipient's exhaustion declaration and
+      the price observation that reached the policy's crisis threshold, or an override in
+      place of the price that the minister's order must confirm;
+    * ordinary sale: the recipient's exhaustion declaration;
+    * loan: no evidence (it comes back).
+    """
 
     owner: Code
     material: Code
@@ -124,7 +137,7 @@ class ReleaseRequested(Body, tag="release.requested", frozen=True):
     recipient: Name
     regime: Regime
     purpose: Reason
-    evidence: Evidence | None = None
+    evidence: Evidence | EvidenceList | None = None
 
 
 class ReleaseApproved(Body, tag="release.approved", frozen=True):

@@ -111,6 +111,9 @@ class Receipt(Body, tag="stock.receipt", frozen=True):
     supplier: Name
     accepted_purity: Percent
     reference: Name
+    # Why the accepted purity differs from the lot's assay beyond the policy's tolerance
+    # (issue #12); required then, optional otherwise.
+    purity_deviation_reason: Name | None = None
 
 
 class Dispatch(Body, tag="stock.dispatch", frozen=True):

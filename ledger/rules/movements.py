@@ -33,6 +33,7 @@ from ledger.records import (
     ROTATION,
     TRANSIT,
     LoanRec,
+    LotRec,
     MovementRec,
     SiteRec,
     TransferRec,
@@ -59,6 +60,7 @@ REVERSAL_WINDOW = timedelta(days=30)
 # Stock-count tolerance, in percent of the book quantity, where no release policy
 # (issue #5) is in force for the owner and material.
 DEFAULT_COUNT_TOLERANCE = Decimal("0.5")
+DEFAULT_ASSAY_TOLERANCE = Decimal("0.5")  # percentage points of purity
 # Kinds a reversal may mirror; see ``reversal`` for why the others are not.
 REVERSIBLE = (
     "stock.receipt",
@@ -111,7 +113,8 @@ def receipt(state: StateView, body: Receipt, signers: Signers, ctx: Context) -> 
     site = _site_for_movement(state, signers, body.site, body.occurred_at, ctx)
     site_holds_for(site, body.owner, ctx)
     book = Book(state, ctx)
-    book.lot(body.lot, "entry.lot")
+    lot = book.lot(body.lot, "entry.lot")
+    _check_assay(state, body, lot, ctx)
     book.post(virtual("supplier", body.supplier), body.lot, -body.quantity)
     book.post(holding(body.owner, site.code), body.lot, body.quantity)
     return _movement("stock.receipt", body.id, site.code, book, ctx, body.occurred_at)
@@ -382,6 +385,31 @@ def conversion(state: StateView, body: Conversion, signers: Signers, ctx: Contex
     book.post(CONVERSION, body.lot_out, -body.quantity_out)
     book.post(holder, body.lot_out, body.quantity_out)
     return _movement("stock.conversion", body.id, site.code, book, ctx, body.occurred_at)
+
+
+def assay_tolerance(state: StateView, owner: str, material: str, at: datetime) -> Decimal:
+    """Percentage points a receipt's purity may differ from its lot's assay without a
+    stated reason: the release policy's in force at ``at``, else the default 0.5."""
+    policy = policy_in_force(state, owner, material, at)
+    if policy is None or policy.assay_tolerance_pct is None:
+        return DEFAULT_ASSAY_TOLERANCE
+    return Decimal(policy.assay_tolerance_pct)
+
+
+def _check_assay(state: StateView, body: Receipt, lot: LotRec, ctx: Context) -> None:
+    """A receipt's accepted purity is checked against its lot's certified assay (same
+    basis): a difference beyond the tolerance needs a stated reason (issue #12)."""
+    difference = abs(Decimal(body.accepted_purity) - Decimal(lot.purity))
+    tolerance = assay_tolerance(state, body.owner, lot.material, ctx.recorded_at)
+    if difference > tolerance and not (body.purity_deviation_reason or "").strip():
+        raise refuse(
+            "assay",
+            f"accepted purity {body.accepted_purity}% differs from lot {lot.code}'s assay of "
+            f"{lot.purity}% {lot.basis} by {difference} points, more than the tolerance of "
+            f"{tolerance}; state the reason (purity_deviation_reason) if it is right",
+            ctx,
+            "entry.accepted_purity",
+        )
 
 
 def count_tolerance(state: StateView, owner: str, material: str, at: datetime) -> Decimal:

@@ -12,12 +12,12 @@ Decisions, in one place:
   ``effective_at`` not after T. Without a policy in force no regime is open: requests
   (and orders) are refused. A policy change does not touch orders already made.
 * **Requests** come from an official of the owner, for a regime open under the policy in
-  force, with the regime's evidence: emergency release, the recipient's exhaustion
-  declaration (a document hash); price-spike sale, the *latest* price observation on the
-  policy's crisis index and currency, at or above its threshold. Either may instead carry
-  an emergency override with a reason, which the minister's order must then confirm
-  explicitly. Ordinary sales and loans carry no evidence. A request lapses 30 days after
-  it is recorded if no order executes it.
+  force, with the regime's evidence (issue #12, the seed's rule): every release or sale
+  carries the recipient's exhaustion declaration (a document hash); an emergency release
+  or a price-spike sale also carries the *latest* price observation on the policy's
+  crisis index and currency, at or above its threshold, or instead an emergency override
+  with a reason, which the minister's order must then confirm explicitly. Loans carry no
+  evidence. A request lapses 30 days after it is recorded if no order executes it.
 * **Approvals** come from officials of the owner: never the requester, each person once
   (a user's keys are one person), each key once. A revoked key signs nothing (the reducer
   refuses it), and an approval whose key is revoked before the order no longer counts.
@@ -41,10 +41,10 @@ Decisions, in one place:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from ledger.kinds.release import (
     EmergencyOverride,
@@ -145,6 +145,7 @@ def policy_set(state: StateView, body: PolicySet, signers: Signers, ctx: Context
             regimes=tuple(body.regimes),
             admin=signers.author.user,
             minister=minister.user,
+            assay_tolerance_pct=body.assay_tolerance_pct,
         )
     )
     kept.sort(key=lambda v: (v.effective_at, v.seq))
@@ -217,51 +218,84 @@ def open_policy(
 # -- requests and approvals ------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What a request's evidence established: the declaration's hash (or ""), the trigger
+    that opened the regime (``price_observation`` or ``override``, or "") with its
+    reference (observation id or override reason) and what the price showed."""
+
+    declaration: str = ""
+    trigger_type: str = ""
+    trigger: str = ""
+    detail: str = ""
+
+
+# Which evidence each regime needs (issue #12, the seed's rule): a company gets reserves
+# only once its own inventory is exhausted (every release or sale carries the recipient's
+# declaration), and the emergency regimes open only at the crisis price (or by an override
+# the minister must confirm). A loan comes back, so it needs neither.
+_NEEDS_DECLARATION: Final = frozenset({"emergency_release", "price_spike_sale", "ordinary_sale"})
+_NEEDS_TRIGGER: Final = frozenset({"emergency_release", "price_spike_sale"})
+
+
 def _evidence(
     state: StateView, body: ReleaseRequested, policy: PolicyVersion, ctx: Context
-) -> tuple[str, str, str]:
-    """(type, reference, detail) of the request's evidence, checked against its regime."""
-    ev = body.evidence
+) -> _Evidence:
+    """The request's evidence, checked against its regime."""
     regime = body.regime
-    if regime in ("ordinary_sale", "loan"):
-        if ev is not None:
-            raise refuse(
-                "evidence",
-                f"{REGIME_WORDS[regime]} needs no evidence; remove it",
-                ctx,
-                "entry.evidence",
-            )
-        return "", "", ""
-    what = (
-        "the recipient's declaration that its own inventory is exhausted"
-        if regime == "emergency_release"
-        else f"the price observation on {policy.crisis_index} that reached the crisis threshold"
+    items: list[Any] = (
+        [] if body.evidence is None
+        else list(body.evidence) if isinstance(body.evidence, list)
+        else [body.evidence]
     )
-    if ev is None:
+    field = "entry.evidence"
+    by_type: dict[type, Any] = {}
+    for item in items:
+        if type(item) in by_type:
+            raise refuse("evidence", "each kind of evidence may be given once", ctx, field)
+        by_type[type(item)] = item
+    declaration = by_type.get(ExhaustionDeclaration)
+    price_ev = by_type.get(PriceCrossing)
+    override = by_type.get(EmergencyOverride)
+    what_price = f"the price observation on {policy.crisis_index} that reached the crisis threshold"
+    if regime not in _NEEDS_DECLARATION and declaration is not None:
+        raise refuse("evidence", f"{REGIME_WORDS[regime]} needs no declaration; remove it", ctx, field)
+    if regime not in _NEEDS_TRIGGER and (price_ev is not None or override is not None):
         raise refuse(
             "evidence",
-            f"a request for {REGIME_WORDS[regime]} must carry {what}, or an emergency override with a stated reason",
+            f"{REGIME_WORDS[regime]} needs no price observation or override; remove it",
             ctx,
-            "entry.evidence",
+            field,
         )
-    if isinstance(ev, EmergencyOverride):
-        if not ev.reason.strip():
-            raise refuse(
-                "evidence", "state the reason for the override", ctx, "entry.evidence.reason"
-            )
-        return "override", ev.reason, ""
-    if regime == "emergency_release":
-        if not isinstance(ev, ExhaustionDeclaration):
-            raise refuse(
-                "evidence",
-                f"an emergency release is justified by {what}, not by a price",
-                ctx,
-                "entry.evidence",
-            )
-        return "exhaustion_declaration", ev.document_sha256, ""
-    if not isinstance(ev, PriceCrossing):
+    if regime in _NEEDS_DECLARATION and declaration is None:
         raise refuse(
-            "evidence", f"a sale during a price spike is justified by {what}", ctx, "entry.evidence"
+            "evidence",
+            f"a request for {REGIME_WORDS[regime]} must carry the recipient's declaration "
+            "that its own inventory is exhausted",
+            ctx,
+            field,
+        )
+    result = _Evidence(declaration=declaration.document_sha256 if declaration else "")
+    if regime not in _NEEDS_TRIGGER:
+        return result
+    if price_ev is not None and override is not None:
+        raise refuse(
+            "evidence",
+            "give either the crisis price observation or an override, not both",
+            ctx,
+            field,
+        )
+    if override is not None:
+        if not override.reason.strip():
+            raise refuse("evidence", "state the reason for the override", ctx, f"{field}.reason")
+        return _Evidence(result.declaration, "override", override.reason, "")
+    if price_ev is None:
+        raise refuse(
+            "evidence",
+            f"a request for {REGIME_WORDS[regime]} must carry {what_price}, or an emergency "
+            "override with a stated reason",
+            ctx,
+            field,
         )
     index, cur, threshold = policy.crisis_index, policy.crisis_currency, policy.crisis_threshold
     price: PriceRec | None = state.get("prices", (index, body.material, cur))
@@ -273,7 +307,7 @@ def _evidence(
             ctx,
             field,
         )
-    if price.entry_id != ev.observation:
+    if price.entry_id != price_ev.observation:
         raise refuse(
             "price-evidence",
             f"that is not the latest {index} price of {body.material} in {cur}; the latest is "
@@ -293,7 +327,7 @@ def _evidence(
         f"{index} {price.value} {cur} observed {price.observed_at} ({price.source}); "
         f"crisis threshold {threshold} {cur} (policy seq {policy.seq})"
     )
-    return "price_observation", ev.observation, detail
+    return _Evidence(result.declaration, "price_observation", price_ev.observation, detail)
 
 
 @rule(ReleaseRequested)
@@ -306,7 +340,7 @@ def release_requested(
     need(state, "owners", body.owner, ctx, what="owner", field="entry.owner")
     need(state, "materials", body.material, ctx, what="material", field="entry.material")
     policy = open_policy(state, body.owner, body.material, body.regime, ctx, "entry.regime")
-    etype, evidence, detail = _evidence(state, body, policy, ctx)
+    ev = _evidence(state, body, policy, ctx)
     rec = RequestRec(
         id=body.id,
         seq=ctx.seq,
@@ -320,9 +354,10 @@ def release_requested(
         recipient=body.recipient,
         regime=body.regime,
         purpose=body.purpose,
-        evidence_type=etype,
-        evidence=evidence,
-        evidence_detail=detail,
+        declaration=ev.declaration,
+        evidence_type=ev.trigger_type,
+        evidence=ev.trigger,
+        evidence_detail=ev.detail,
         approvals=(),
     )
     return [Put("release_requests", body.id, rec)]
@@ -522,6 +557,7 @@ def release_ordered(
         recipient=req.recipient,
         purpose=req.purpose,
         quantity_requested=req.quantity,
+        declaration=req.declaration,
         evidence_type=req.evidence_type,
         evidence=req.evidence,
         evidence_detail=req.evidence_detail,

@@ -95,6 +95,7 @@ class RequestView:
     recipient: str
     regime: str
     purpose: str
+    declaration: str
     evidence_type: str
     evidence: str
     evidence_detail: str
@@ -158,6 +159,7 @@ class OrderReport:
     requester: str
     quantity_requested: int
     purpose: str
+    declaration: str
     evidence_type: str
     evidence: str
     evidence_detail: str
@@ -325,6 +327,7 @@ def _request_view(conn: Connection, req: RequestRec, at: str) -> RequestView:
         recipient=req.recipient,
         regime=req.regime,
         purpose=req.purpose,
+        declaration=req.declaration,
         evidence_type=req.evidence_type,
         evidence=req.evidence,
         evidence_detail=req.evidence_detail,
@@ -489,6 +492,7 @@ def order_report(
         requester=o.requester,
         quantity_requested=o.quantity_requested,
         purpose=o.purpose,
+        declaration=o.declaration,
         evidence_type=o.evidence_type,
         evidence=o.evidence,
         evidence_detail=o.evidence_detail,
