@@ -253,7 +253,13 @@ def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
     if svc.issuer is not None and args.print_tokens:
         for k in sorted({k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}):
             print(f"  {k:<10} reserve token --user {k}")
-    uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
+    from cli.witness import start_feeder
+
+    feeder = start_feeder(svc.ledger.engine)  # checkpoints to the witnesses (issue #10)
+    try:
+        uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
+    finally:
+        feeder.stop()
     return 0
 
 
@@ -408,11 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cli import release as cli_release
     from cli import stock as cli_stock
+    from cli import witness as cli_witness
 
     writer = cli_stock.writer_factory(_ledger, _acting_user)
     reader = cli_stock.reader_factory(_reader)
     cli_stock.register(sub, writer=writer, reader=reader)
     cli_release.register(sub, writer=writer, reader=reader)
+    cli_witness.add_parser(sub)
     return p
 
 

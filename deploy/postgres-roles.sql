@@ -19,5 +19,8 @@ BEGIN
     GRANT SELECT, INSERT ON entries, tree_nodes, checkpoints TO ledger_app;
     -- Mutable projections and the head row, rebuilt from the history at will.
     GRANT SELECT, INSERT, UPDATE ON log_state, keys, test_balances TO ledger_app;
+    -- Cosignatures are append-only; the witness list is changed by the admin, not the service.
+    GRANT SELECT, INSERT ON cosignatures TO ledger_app;
+    GRANT SELECT ON witnesses TO ledger_app;
     GRANT SELECT ON alembic_version TO ledger_app;
 END $$;

@@ -11,20 +11,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlalchemy import select
 
 from api.audit import access_event
 from api.deps import principal, roles, services
 from api.services import Services
 from ledger import policy
 from ledger.access_log import verify_access_log
-from ledger.errors import NotFound
 from ledger.policy import AUDITOR, Principal
 from ledger.store.access import iter_access, iter_access_checkpoints
 from ledger.store.audit import db_rows
 from ledger.store.log import head
 from ledger.store.proofs import prove_consistency, prove_inclusion
-from ledger.store.schema import checkpoints
+from ledger.store.witnesses import cosigned_note
 
 router = APIRouter(prefix="/log", tags=["log"])
 
@@ -38,21 +36,13 @@ def latest_checkpoint(svc: Services = Depends(services)) -> str:
     """The newest signed checkpoint (C2SP tlog-checkpoint), public: witnesses and
     monitors read it without an account. It reveals only the size and root."""
     with svc.reader.connect() as conn:
-        row = conn.execute(
-            select(checkpoints.c.note).order_by(checkpoints.c.size.desc()).limit(1)
-        ).first()
-    if row is None:
-        raise NotFound("the log has no checkpoint yet")
-    return str(row.note)
+        return cosigned_note(conn)  # with the witnesses' cosignature lines (issue #10)
 
 
 @router.get("/checkpoints/{size}", response_class=PlainTextResponse, **roles(*policy.ALL_ROLES))
 def checkpoint_at(size: int = Path(ge=1, le=2**53), svc: Services = Depends(services)) -> str:
     with svc.reader.connect() as conn:
-        row = conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).first()
-    if row is None:
-        raise NotFound(f"no checkpoint at size {size}")
-    return str(row.note)
+        return cosigned_note(conn, size)
 
 
 @router.get("/proofs/inclusion", **roles(*policy.ALL_ROLES))
