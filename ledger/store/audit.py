@@ -28,8 +28,8 @@ from ledger.verify import LeafRow, Projections, Report, verify_history
 CHUNK = 2000
 
 
-def db_rows(conn: Connection, *, upto: int) -> Iterator[LeafRow]:
-    next_seq = 0
+def db_rows(conn: Connection, *, upto: int, start: int = 0) -> Iterator[LeafRow]:
+    next_seq = start
     while next_seq < upto:
         rows = conn.execute(
             select(entries)
