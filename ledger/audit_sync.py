@@ -25,7 +25,7 @@ from typing import Protocol
 
 from ledger import audit_state
 from ledger.audit_state import SavedAudit
-from ledger.checkpoint import Checkpoint, parse_checkpoint
+from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from ledger.cosignature import Cosigner, check_quorum
 from ledger.errors import InvalidProof, LedgerError, VerificationFailed
 from ledger.merkle import verify_consistency
@@ -143,8 +143,15 @@ def _advance(
                 f"{old_size} ({exc.public_message}): the history was rewritten"
             ) from None
         if cp.size == old_size:
-            assert saved is not None
-            # Same tree; keep the newer note if it carries more cosignatures.
+            # Same tree; keep the newer note (it may carry more cosignatures) once its
+            # signature by the log key in force is checked.
+            info = old.state.log_info()
+            try:
+                if info is None:
+                    raise VerificationFailed("the saved state knows no log key")
+                verify_checkpoint(note, public_key=bytes.fromhex(info.log_key), key_name=old.log_id)
+            except LedgerError as exc:
+                raise VerificationFailed(f"checkpoint at size {cp.size}: {exc.public_message}") from None
             kept = SavedAudit(checkpoint=note, snapshot=old)
             audit_state.save(state_path, kept)
             return kept, 0

@@ -292,3 +292,20 @@ def test_split_view_is_caught_by_the_witness_quorum(base: tuple[Ledger, Path], t
     assert "0 valid cosignature(s) from the given witnesses; 2 required" in results["bob"]
     # without a quorum the split view would have gone unnoticed: that is the point
     sync(tmp_path / "carol", DbAuditSource(view_b.engine), trusted_log_key=log_key(led))
+
+
+def test_a_forged_note_of_the_same_size_is_refused(base: tuple[Ledger, Path], tmp_path: Path) -> None:
+    led, _ = base
+    state = tmp_path / "audit"
+    sync(state, DbAuditSource(led.engine), trusted_log_key=None)
+    before = (state / STATE_FILE).read_bytes()
+
+    class Forged(DbAuditSource):
+        def checkpoint(self) -> str:
+            note = super().checkpoint()
+            text, _, sig = note.rpartition("\n\n")
+            return text.replace("time 20", "time 19") + "\n\n" + sig
+
+    with pytest.raises(VerificationFailed, match="signature"):
+        sync(state, Forged(led.engine), trusted_log_key=None)
+    assert (state / STATE_FILE).read_bytes() == before
