@@ -261,3 +261,57 @@ def test_http_server_speaks_the_protocol(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _hammer(path: str, seed: int, sizes: list[int], out: object) -> None:
+    """Child process: submit checkpoints of ``sizes`` to a witness over a shared state file."""
+    import random
+
+    log = ToyLog(signer=_LOG_SIGNER)
+    log.grow(max(sizes))
+    origin, key = parse_note_verifier_key(log.vkey)
+    w = Witness(name="w", signer=Ed25519Signer.generate(), logs={origin: [key]}, store=FileWitnessStore(Path(path)))
+    rnd = random.Random(seed)
+    got = []
+    for size in sizes:
+        for _ in range(50):
+            cur = FileWitnessStore(Path(path)).get(origin)
+            old = cur.size if cur else 0
+            if old >= size:
+                break
+            try:
+                submit(w, log, old, size)
+                got.append(size)
+                break
+            except OldSizeMismatch:
+                time_sleep(rnd.random() / 1000)
+    out.put(got)  # type: ignore[attr-defined]
+
+
+def time_sleep(s: float) -> None:
+    import time
+
+    time.sleep(s)
+
+
+_LOG_SIGNER = Ed25519Signer.generate()
+
+
+def test_concurrent_processes_share_one_state_without_rollback(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    path = str(tmp_path / "state.json")
+    plans = [list(range(start, 60, 4)) for start in (1, 2, 3, 4)]
+    procs = [ctx.Process(target=_hammer, args=(path, i, plan, q)) for i, plan in enumerate(plans)]
+    for p in procs:
+        p.start()
+    cosigned = [size for _ in procs for size in q.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=60)
+    log = ToyLog(signer=_LOG_SIGNER)
+    log.grow(60)
+    final = FileWitnessStore(Path(path)).get(log.origin)
+    assert final is not None and final.size == max(cosigned) and final.root == log.root(final.size)
+    assert len(cosigned) == len(set(cosigned))  # each size cosigned at most once: no rollback and redo
