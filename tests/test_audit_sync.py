@@ -61,6 +61,10 @@ def test_growth_verifies_only_what_is_new(base: tuple[Ledger, Path], tmp_path: P
     assert r2.old_size == r1.size and r2.verified == r2.size - r1.size == 7
     full = verify_database(led.engine, trusted_log_key=log_key(led), progress=False)
     assert (r2.size, r2.root) == (full.size, full.root)
+    saved = load(state / STATE_FILE)
+    assert saved is not None and full.snapshot is not None
+    assert saved.snapshot.state.parts() == full.snapshot.state.parts()  # resumed == replayed
+    assert saved.snapshot.tree.frontier == full.snapshot.tree.frontier
     again = sync(state, DbAuditSource(led.engine), trusted_log_key=None)
     assert again.verified == 0 and again.size == full.size
     assert not (state / PROGRESS_FILE).exists()
