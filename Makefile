@@ -29,7 +29,7 @@ run: $(STAMP)
 	RESERVE_UNSAFE_DEMO_LOGIN=1 $(BIN)/reserve serve --host 127.0.0.1 --port 8000 --print-tokens
 
 test: $(STAMP)
-	$(BIN)/ruff check ledger keys api cli tests bench migrations
+	$(BIN)/ruff check ledger keys api cli witness tests bench migrations
 	$(BIN)/mypy
 	$(BIN)/pytest
 

@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood", "audit")
 
 
 def _log(msg: str) -> None:
@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import flood
 
                 rows += flood.run(cfg, workdir, _log)
+            elif name == "audit":
+                from bench import audit
+
+                rows += audit.run(cfg, workdir, _log)
             timings[name] = time.perf_counter() - t0
             other_load[name] = meter.other_cores()
             _log(

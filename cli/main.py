@@ -204,12 +204,19 @@ def cmd_move(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, s: Settings) -> int:
+    from cli.quorum import check_note_quorum, witness_policy
     from ledger.store.audit import verify_database
+    from ledger.store.witnesses import cosigned_note
 
+    _witnesses, quorum = witness_policy(args)  # a usage error before, not after, the long run
     trusted = _trust(args.trust) if args.trust else None
+    reader = _reader(_with_db(args, s))
     report = verify_database(
-        _reader(_with_db(args, s)), trusted_log_key=trusted, jobs=args.jobs, anchor=_read_anchor(args.checkpoint)
+        reader, trusted_log_key=trusted, jobs=args.jobs, anchor=_read_anchor(args.checkpoint)
     )
+    if quorum:
+        with reader.connect() as conn:
+            check_note_quorum(args, cosigned_note(conn, report.size))
     _print_report(report)
     if trusted is None:
         print("note: no --trust key given; the log key was taken from the database's own genesis")
@@ -217,17 +224,31 @@ def cmd_verify(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, s: Settings) -> int:
+    from ledger.store.access import record
     from ledger.store.audit import export_bundle
+    from ledger.store.log import head
 
-    size, root = export_bundle(_reader(_with_db(args, s)), Path(args.dir))
+    settings = _with_db(args, s)
+    led = _ledger(settings)  # the log key signs the access log's checkpoint
+    reader = _reader(settings)
+    # Every export is in the access log (issue #10), written first: no record, no export.
+    h = head(reader)
+    if h is None:
+        raise ConfigError("the database holds no log: run 'reserve init' first")
+    event = {"actor": s.user or "local-admin", "action": "export", "outcome": "started",
+             "size": int(h.size), "via": "cli"}
+    record(led.engine, event, log_signer=led.log_signer(), log_id=h.log_id)
+    size, root = export_bundle(reader, Path(args.dir))
     print(f"exported {size} entries to {args.dir} (root {root.hex()})")
     return 0
 
 
 def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
+    from cli.quorum import check_bundle_quorum, witness_policy
     from ledger.bundle import Bundle
     from ledger.verify import verify_history
 
+    witness_policy(args)
     b = Bundle(Path(args.dir))
     b.check_files()
     report = verify_history(
@@ -239,6 +260,7 @@ def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
         expected_size=b.manifest.get("size"),
         anchor=_read_anchor(args.checkpoint),
     )
+    check_bundle_quorum(args, Path(args.dir) / "checkpoint.note", report)
     _print_report(report)
     return 0
 
@@ -273,7 +295,13 @@ def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
     if svc.issuer is not None and args.print_tokens:
         for k in sorted({k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}):
             print(f"  {k:<10} reserve token --user {k}")
-    uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
+    from cli.witness import start_feeder
+
+    feeder = start_feeder(svc.ledger.engine)  # checkpoints to the witnesses (issue #10)
+    try:
+        uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
+    finally:
+        feeder.stop()
     return 0
 
 
@@ -321,6 +349,8 @@ def _trust(path: str) -> bytes:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cli.quorum import add_quorum_args
+
     p = argparse.ArgumentParser(
         prog="reserve", description="Signed ledger of strategic reserve stock."
     )
@@ -402,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=1, help="processes for signature checks (default 1)"
     )
     sp.add_argument("--checkpoint", help="a signed checkpoint kept from an earlier audit; the log must extend it")
+    add_quorum_args(sp)
 
     sp = add("export", cmd_export, "write an audit bundle to DIR")
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
@@ -418,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--jobs", type=int, default=1, help="processes for signature checks (default 1)"
     )
+    add_quorum_args(sp)
 
     add("demo", cmd_demo, "initialise if needed and write a sample history")
 
@@ -428,15 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
+    from cli import audit as cli_audit
     from cli import ops as cli_ops
     from cli import release as cli_release
     from cli import stock as cli_stock
+    from cli import witness as cli_witness
 
     writer = cli_stock.writer_factory(_ledger, _acting_user)
     reader = cli_stock.reader_factory(_reader)
     cli_stock.register(sub, writer=writer, reader=reader)
     cli_release.register(sub, writer=writer, reader=reader)
     cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
+    cli_witness.add_parser(sub)
+    cli_audit.add_parser(sub)
     return p
 
 

@@ -13,7 +13,7 @@
 --   expiring     spent and purged (login nonces): SELECT, INSERT, UPDATE, DELETE
 --   projections  materialised state, rebuilt from the log at will (upserts; a resolved
 --                transfer or a zero test balance is deleted): SELECT, INSERT, UPDATE, DELETE
---   alembic_version: SELECT
+--   readonly     changed by administrators only (the witness list), and alembic_version: SELECT
 -- A table of the schema in no class gets nothing, and a WARNING says so.
 --
 -- Run as the schema owner, in the ledger's database, with search_path set to the
@@ -26,6 +26,10 @@ DECLARE
     history CONSTANT text[] := ARRAY['entries', 'tree_nodes', 'checkpoints', 'postings',
         'site_locations', 'access_log', 'access_checkpoints'];
     service CONSTANT text[] := ARRAY['idempotency_keys', 'revoked_tokens'];
+    -- Witness cosignatures are append-only (issue #10); the witness list is changed by the
+    -- admin's `reserve witness add` (the migration role), the service only reads it.
+    appended CONSTANT text[] := ARRAY['cosignatures'];
+    readonly CONSTANT text[] := ARRAY['witnesses'];
     heads CONSTANT text[] := ARRAY['log_state', 'access_state'];
     -- Working state that is not history (issue #9): co-signature proposals change status
     -- (a proposal enters the log only when complete, as an entry); login nonces are
@@ -43,7 +47,7 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, app);
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, app);
     FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = s LOOP
-        IF t = ANY(history) OR t = ANY(service) THEN
+        IF t = ANY(history) OR t = ANY(service) OR t = ANY(appended) THEN
             EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO %I', s, t, app);
         ELSIF t = ANY(heads) THEN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.%I TO %I', s, t, app);
@@ -51,7 +55,7 @@ BEGIN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.%I TO %I', s, t, app);
         ELSIF t = ANY(expiring) OR t = ANY(projections) THEN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I', s, t, app);
-        ELSIF t = 'alembic_version' THEN
+        ELSIF t = 'alembic_version' OR t = ANY(readonly) THEN
             EXECUTE format('GRANT SELECT ON %I.%I TO %I', s, t, app);
         ELSE
             RAISE WARNING 'table %.% has no grant class in postgres-roles.sql: % gets nothing', s, t, app;

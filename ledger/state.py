@@ -275,3 +275,27 @@ class State:
 
     def table(self, name: str) -> dict[Hashable, Any]:
         return {k: v for k, v in self._tables[name].items() if v is not None}
+
+    # -- saving and restoring (incremental audits, issue #10) -------------------------
+    def parts(
+        self,
+    ) -> tuple[LogInfo | None, dict[str, KeyRecord], dict[str, dict[Hashable, Any]], list[tuple[datetime, str]]]:
+        """Everything a verifier's state holds, for ``ledger.audit_state`` to save."""
+        return self._log, dict(self._keys), self._tables, list(self._id_queue)
+
+    @classmethod
+    def restored(
+        cls,
+        log: LogInfo | None,
+        keys: dict[str, KeyRecord],
+        tables: dict[str, dict[Hashable, Any]],
+        ids: list[tuple[datetime, str]],
+    ) -> State:
+        """A verifier's state as :meth:`parts` described it."""
+        st = cls()
+        st._log = log
+        st._keys = dict(keys)
+        st._tables = {t: dict(tables.get(t, {})) for t in TABLES}
+        st._id_queue = deque(ids)
+        st._recent_ids = {i for _, i in ids}
+        return st

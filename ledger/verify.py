@@ -33,7 +33,7 @@ from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
 from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, KeyRecord, State
-from ledger.timefmt import parse_time
+from ledger.timefmt import format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +55,29 @@ class Projections:
 
 
 @dataclass
+class Snapshot:
+    """Where a verification stands after ``tree.size`` entries: everything it needs to
+    continue with entry ``tree.size`` (``ledger.audit_state`` saves it for incremental
+    audits, issue #10)."""
+
+    state: State
+    tree: CompactRange
+    prev_hash: str
+    prev_time: str
+    log_id: str
+    log_keys: list[str]
+    checkpoints: int
+    last_cp_size: int
+
+
+@dataclass
 class Report:
     size: int = 0
     root: bytes = b""
     checkpoints: int = 0
     log_id: str = ""
     log_keys: list[str] = field(default_factory=list)
+    snapshot: Snapshot | None = None
 
 
 CHUNK = 1000
@@ -124,6 +141,8 @@ def verify_history(
     progress: bool | None = None,
     expected_size: int | None = None,
     anchor: str | None = None,
+    resume: Snapshot | None = None,
+    complete: bool = True,
 ) -> Report:
     """Verify a whole history; return the report or raise :class:`VerificationFailed`
     naming the first bad ``seq`` and what is wrong with it.
@@ -135,23 +154,36 @@ def verify_history(
     ``trusted_log_key`` is the auditor's anchor: the genesis log key, or a key the log
     later rotated to. ``None`` skips the anchor (``reserve verify`` on the server's own
     database trusts the genesis it finds, and says so).
+
+    ``resume`` continues a verification from where a :class:`Snapshot` left it: ``rows``
+    then start at ``resume.tree.size``. With ``complete=False`` the end-of-history checks
+    (coverage by a checkpoint, truncation, projections) are skipped, for a verification
+    that goes on later; the report's ``snapshot`` says where it stopped.
     """
     if progress is None:
         progress = sys.stderr.isatty()
     prog = _Progress(progress)
-    state = State()
-    tree = CompactRange()
+    state = resume.state if resume is not None else State()
+    tree = resume.tree if resume is not None else CompactRange()
     report = Report()
     cps: Iterator[tuple[int, str]] = iter(checkpoints)
     next_cp = next(cps, None)
-    prev_hash = ZERO_HASH
-    prev_time: datetime | None = None
-    seq = -1
-    last_cp_size = 0
+    prev_hash = resume.prev_hash if resume is not None else ZERO_HASH
+    prev_time: datetime | None = (
+        parse_time(resume.prev_time) if resume is not None and resume.prev_time else None
+    )
+    seq = tree.size - 1
+    last_cp_size = resume.last_cp_size if resume is not None else 0
+    if resume is not None:
+        report.log_id, report.log_keys = resume.log_id, list(resume.log_keys)
+        report.checkpoints = resume.checkpoints
     anchor_cp = _parse_anchor(anchor) if anchor is not None else None
 
     last_version = 2
-    for seq, row, sig_error, version in _with_signature_checks(rows, jobs):
+    checked = _with_signature_checks(
+        rows, jobs, start=tree.size, log_id=resume.log_id if resume is not None else None
+    )
+    for seq, row, sig_error, version in checked:
         leaf, raw = _decode(seq, row.line)
         if leaf.seq != seq:
             raise _fail(
@@ -223,6 +255,19 @@ def verify_history(
 
     prog.done()
     size = seq + 1
+    report.snapshot = Snapshot(
+        state,
+        tree,
+        prev_hash,
+        format_time(prev_time) if prev_time is not None else "",
+        report.log_id,
+        report.log_keys,
+        report.checkpoints,
+        last_cp_size,
+    )
+    if not complete:
+        report.size, report.root = size, tree.root()
+        return report
     if next_cp is not None:
         raise _fail(
             size,
@@ -350,23 +395,25 @@ def _compare_projections(state: State, proj: Projections) -> None:
 
 
 def _with_signature_checks(
-    rows: Iterable[LeafRow], jobs: int
+    rows: Iterable[LeafRow], jobs: int, *, start: int = 0, log_id: str | None = None
 ) -> Iterator[tuple[int, LeafRow, str | None, int | None]]:
-    """Yield (seq, row, signature error or None, signature form or None). With
-    ``jobs > 1`` the signatures are checked ahead in worker processes (bound to the log id
-    the genesis names); otherwise the caller checks them inline (form ``None``)."""
+    """Yield (seq, row, signature error or None, signature form or None) from ``start``.
+    With ``jobs > 1`` the signatures are checked ahead in worker processes (bound to
+    ``log_id``, else to the log id the genesis names); otherwise the caller checks them
+    inline (form ``None``)."""
     if jobs <= 1:
-        for seq, row in enumerate(rows):
+        for seq, row in enumerate(rows, start):
             yield seq, row, None, None
         return
     pending: deque[tuple[list[LeafRow], Future[ChunkResult]]] = deque()
     it = iter(rows)
-    first = next(it, None)
-    if first is None:
-        return
-    log_id = _genesis_log_id(first.line)
-    it = itertools.chain([first], it)
-    base = 0
+    if log_id is None:
+        first = next(it, None)
+        if first is None:
+            return
+        log_id = _genesis_log_id(first.line)
+        it = itertools.chain([first], it)
+    base = start
     with ProcessPoolExecutor(max_workers=jobs) as pool:
 
         def submit() -> bool:

@@ -266,6 +266,8 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/log/proofs/consistency"): (EVERYONE, _get("/log/proofs/consistency?old=1&new=5")),
     ("GET", "/log/entries"): (frozenset({AUDITOR}), _get("/log/entries?start=0&limit=5")),
     ("GET", "/log/export"): (frozenset({AUDITOR}), _get("/log/export")),
+    ("GET", "/log/leaves"): (frozenset({AUDITOR}), _get("/log/leaves?start=0&end=2")),
+    ("GET", "/log/bundle"): (frozenset({AUDITOR}), _get("/log/bundle")),
     ("GET", "/log/access"): (frozenset({AUDITOR}), _get("/log/access")),
     ("GET", "/log/access/verify"): (frozenset({AUDITOR}), _get("/log/access/verify")),
 }

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path as FsPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlalchemy import select
 
 from api.audit import access_event
 from api.body import StrictJSONRoute
@@ -20,13 +22,14 @@ from api.params import MAX_SAFE_INT, SeqQuery, SizeQuery
 from api.services import Services
 from ledger import policy
 from ledger.access_log import verify_access_log
-from ledger.errors import NotFound
+from ledger.bundle_tar import tar_stream
+from ledger.errors import InvalidEntry
 from ledger.policy import AUDITOR, Principal
 from ledger.store.access import iter_access, iter_access_checkpoints
-from ledger.store.audit import db_rows
+from ledger.store.audit import db_rows, export_bundle
 from ledger.store.log import head
 from ledger.store.proofs import prove_consistency, prove_inclusion
-from ledger.store.schema import checkpoints
+from ledger.store.witnesses import cosigned_note
 
 router = APIRouter(prefix="/log", tags=["log"], route_class=StrictJSONRoute)
 
@@ -40,21 +43,13 @@ def latest_checkpoint(svc: Services = Depends(services)) -> str:
     """The newest signed checkpoint (C2SP tlog-checkpoint), public: witnesses and
     monitors read it without an account. It reveals only the size and root."""
     with svc.reader.connect() as conn:
-        row = conn.execute(
-            select(checkpoints.c.note).order_by(checkpoints.c.size.desc()).limit(1)
-        ).first()
-    if row is None:
-        raise NotFound("the log has no checkpoint yet")
-    return str(row.note)
+        return cosigned_note(conn)  # with the witnesses' cosignature lines (issue #10)
 
 
 @router.get("/checkpoints/{size}", response_class=PlainTextResponse, **roles(*policy.ALL_ROLES))
 def checkpoint_at(size: int = Path(ge=1, le=MAX_SAFE_INT), svc: Services = Depends(services)) -> str:
     with svc.reader.connect() as conn:
-        row = conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).first()
-    if row is None:
-        raise NotFound(f"no checkpoint at size {size}")
-    return str(row.note)
+        return cosigned_note(conn, size)
 
 
 @router.get("/proofs/inclusion", **roles(*policy.ALL_ROLES))
@@ -85,9 +80,8 @@ def entries_page(
     with svc.reader.connect() as conn:
         size = int(head(svc.reader).size)
         rows = []
-        for row in db_rows(conn, upto=min(size, start + limit)):
-            if row.columns is not None and row.columns["seq"] >= start:
-                rows.append(json.loads(row.line))
+        for row in db_rows(conn, upto=min(size, start + limit), start=start):
+            rows.append(json.loads(row.line))
     return {"size": size, "entries": rows}
 
 
@@ -106,6 +100,55 @@ def export(
                 yield row.line + b"\n"
 
     return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+@router.get("/leaves", **roles(AUDITOR))
+def leaves(
+    request: Request,
+    start: int = Query(ge=0, le=2**53),
+    end: int = Query(ge=1, le=2**53),
+    svc: Services = Depends(services),
+) -> StreamingResponse:
+    """Entries ``start`` to ``end - 1`` as stored, one canonical leaf per line (JSON
+    lines), streamed: what ``reserve audit sync`` fetches beyond its last checkpoint.
+    Recorded in the access log as an export."""
+    size = int(head(svc.reader).size)
+    if not start < end <= size:
+        raise InvalidEntry(f"entries must lie within the log's {size} entries, start < end", field="end")
+    access_event(svc, request, action="export", outcome="started", size=end, start=start, format="leaves")
+
+    def lines() -> Iterator[bytes]:
+        with svc.reader.connect() as conn:
+            for row in db_rows(conn, upto=end, start=start):
+                yield row.line + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+@router.get("/bundle", **roles(AUDITOR))
+def bundle(request: Request, svc: Services = Depends(services)) -> StreamingResponse:
+    """The whole bundle ``reserve export`` writes, as a tar stream of ``bundle/<file>``
+    (``curl ... | tar x``, or ``reserve audit fetch DIR``), for ``reserve verify-bundle``.
+    Recorded in the access log."""
+    work = FsPath(tempfile.mkdtemp(prefix="reserve-bundle-"))
+    try:
+        size, _root = export_bundle(svc.reader, work / "bundle")
+        access_event(svc, request, action="export", outcome="started", size=size, format="bundle")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from tar_stream(work / "bundle")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return StreamingResponse(
+        stream(),
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="bundle-{size}.tar"'},
+    )
 
 
 @router.get("/access", **roles(AUDITOR))

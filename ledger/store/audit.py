@@ -22,13 +22,14 @@ from ledger.state import COMPARED_TABLES
 from ledger.store import projections
 from ledger.store.log import DbNodeReader
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
+from ledger.store.witnesses import cosigned_note
 from ledger.verify import LeafRow, Projections, Report, verify_history
 
 CHUNK = 2000
 
 
-def db_rows(conn: Connection, *, upto: int) -> Iterator[LeafRow]:
-    next_seq = 0
+def db_rows(conn: Connection, *, upto: int, start: int = 0) -> Iterator[LeafRow]:
+    next_seq = start
     while next_seq < upto:
         rows = conn.execute(
             select(entries)
@@ -222,7 +223,8 @@ def export_bundle(engine: Engine, out: Path) -> tuple[int, bytes]:
             for cp_size, note in db_checkpoints(conn, upto=size):
                 f.write(json.dumps({"size": cp_size, "note": note}) + "\n")
                 last_note = note
-        (out / "checkpoint.note").write_text(last_note)
+        # The newest checkpoint with its witnesses' cosignatures (issue #10).
+        (out / "checkpoint.note").write_text(cosigned_note(conn, size) if last_note else "")
         (out / "log.vkey").write_text(
             note_verifier_key(key_name=head.log_id, public_key=bytes.fromhex(head.log_key)) + "\n"
         )

@@ -450,3 +450,24 @@ proposal_signatures = Table(
     UniqueConstraint("proposal_id", "position", name="proposal_signatures_position"),
     CheckConstraint("position >= 0", name="proposal_signatures_position_nonneg"),
 )
+
+
+# Witnesses and their cosignatures (issue #10, migration 0007). Cosignatures are
+# append-only by trigger, one per checkpoint and witness.
+witnesses = Table(
+    "witnesses",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("url", String(500), nullable=False),
+    Column("vkey", String(300), nullable=False, unique=True),
+    Column("added_at", String(32), nullable=False),
+)
+
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(200), primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)

@@ -2,7 +2,7 @@
 recipient's exhaustion declaration beside the trigger (crisis price or override).
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-29
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

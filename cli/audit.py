@@ -1,0 +1,143 @@
+"""``reserve audit``: the auditor's client commands against the service (issue #10).
+
+``audit sync`` keeps the last verified checkpoint and the verifier's state in ``--state
+DIR`` and verifies only what is new (``ledger.audit_sync``); ``audit fetch`` downloads
+the whole bundle (``GET /log/bundle``) for ``reserve verify-bundle``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from cli.quorum import add_quorum_args, witness_policy
+from ledger.errors import ConfigError, Forbidden, LedgerError, NotFound, Unauthenticated
+
+TIMEOUT = 60.0
+
+
+def auth_header() -> dict[str, str]:
+    """The auditor's credentials for the service: the one place to swap in the client's
+    key login (``reserve login``) once it is merged. Until then a bearer token from
+    ``RESERVE_TOKEN`` (``reserve token --user AUDITOR`` on the server)."""
+    token = os.environ.get("RESERVE_TOKEN", "").strip()
+    if not token:
+        raise ConfigError("sign in first: set RESERVE_TOKEN to an auditor's access token")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    url = (args.from_url or os.environ.get("RESERVE_URL") or "").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("say where the log is: --from URL or RESERVE_URL (http:// or https://)")
+    return url
+
+
+class HttpAuditSource:
+    """:class:`ledger.audit_sync.AuditSource` over the service's log routes."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]):
+        self.base = base_url
+        self.headers = headers
+
+    def _open(self, path: str, **query: int) -> IO[bytes]:
+        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        req = urllib.request.Request(url, headers=self.headers)  # noqa: S310 - http(s) checked
+        try:
+            resp: IO[bytes] = urllib.request.urlopen(req, timeout=TIMEOUT)  # noqa: S310
+            return resp
+        except urllib.error.HTTPError as exc:
+            detail = _problem_detail(exc)
+            if exc.code == 401:
+                raise Unauthenticated(f"the log refused the credentials: {detail}") from None
+            if exc.code == 403:
+                raise Forbidden(f"the log refused: {detail}") from None
+            if exc.code == 404:
+                raise NotFound(f"the log has no {path}: {detail}") from None
+            raise LedgerError(f"the log answered HTTP {exc.code} for {path}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise ConfigError(f"cannot reach the log at {self.base}: {getattr(exc, 'reason', exc)}") from None
+
+    def checkpoint(self) -> str:
+        with self._open("/log/checkpoint") as r:
+            return r.read(1 << 20).decode("utf-8")
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        with self._open("/log/proofs/consistency", old=old_size, new=new_size) as r:
+            body = json.loads(r.read(1 << 20))
+        return [base64.b64decode(h, validate=True) for h in body["proof"]]
+
+    def leaves(self, start: int, end: int) -> Iterator[bytes]:
+        with self._open("/log/leaves", start=start, end=end) as r:
+            for line in r:
+                yield line.rstrip(b"\n")
+
+    def bundle(self) -> IO[bytes]:
+        return self._open("/log/bundle")
+
+
+def _problem_detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read(65536)).get("detail", exc.reason))[:200]
+    except (ValueError, AttributeError):
+        return str(exc.reason)[:200]
+
+
+def cmd_sync(args: argparse.Namespace, s: Any) -> int:
+    from cli.main import _trust
+    from ledger.audit_sync import sync
+
+    witnesses, quorum = witness_policy(args)
+    trusted = _trust(args.trust) if args.trust else None
+    source = HttpAuditSource(_base_url(args), auth_header())
+    result = sync(
+        Path(args.state), source, trusted_log_key=trusted, witnesses=witnesses, quorum=quorum
+    )
+    resumed = " (resumed an interrupted sync)" if result.resumed else ""
+    print(
+        f"OK size {result.size} root {result.root.hex()} log {result.log_id}: verified "
+        f"{result.verified} new entries since size {result.old_size}{resumed}; "
+        f"witness quorum {quorum}/{len(witnesses)}"
+    )
+    if trusted is None and result.old_size == 0:
+        print("note: no --trust key given; the log key was taken from the log's own genesis")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace, s: Any) -> int:
+    from ledger.bundle_tar import extract_bundle
+
+    source = HttpAuditSource(_base_url(args), auth_header())
+    with source.bundle() as stream:
+        names = extract_bundle(stream, Path(args.dir))
+    print(f"fetched a bundle of {len(names)} files into {args.dir}; check it with 'reserve verify-bundle {args.dir} --trust ...'")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``reserve audit ...`` to the top-level parser."""
+    p = sub.add_parser("audit", help="an auditor's incremental verification against the service")
+    g = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+
+    sp = g.add_parser(
+        "sync",
+        help="verify what the log added since the last sync (state kept in --state DIR)",
+    )
+    sp.add_argument("--state", required=True, metavar="DIR", help="where the last verified checkpoint and state live")
+    sp.add_argument("--from", dest="from_url", metavar="URL", help="the service (default RESERVE_URL)")
+    sp.add_argument("--trust", help="the log's public key file to anchor the first sync to")
+    add_quorum_args(sp)
+    sp.set_defaults(fn=cmd_sync)
+
+    sp = g.add_parser("fetch", help="download the whole bundle (GET /log/bundle) into DIR")
+    sp.add_argument("dir")
+    sp.add_argument("--from", dest="from_url", metavar="URL", help="the service (default RESERVE_URL)")
+    sp.set_defaults(fn=cmd_fetch)
