@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    LOG_ID,
     Config,
     Row,
     batched,
@@ -60,7 +61,7 @@ def run(cfg: Config, workdir: Path, log: Any) -> list[Row]:
             try:
                 warm = presign(new_bodies(2 * GROUP), bl.operator)
                 append(bl.engine, warm[:GROUP], log_signer=bl.log_signer)
-                append_batch(bl.engine, [BatchItem(parse_submission(s)) for s in warm[GROUP:]], log_signer=bl.log_signer)
+                append_batch(bl.engine, [BatchItem(parse_submission(s, log_id=LOG_ID)) for s in warm[GROUP:]], log_signer=bl.log_signer)
                 subs = presign(new_bodies(3 * n), bl.operator)
                 groups = list(batched(subs, GROUP))
                 spent = {"bulk": 0.0, "clean": 0.0, "one_bad": 0.0}
@@ -73,7 +74,7 @@ def run(cfg: Config, workdir: Path, log: Any) -> list[Row]:
                         spent[kind] += time.perf_counter() - t0
                         done[kind] += len(group)
                         continue
-                    items = [BatchItem(parse_submission(s)) for s in group]  # append parses too
+                    items = [BatchItem(parse_submission(s, log_id=LOG_ID)) for s in group]  # append parses too
                     if kind == "one_bad":
                         items[len(items) // 2].also = _overflow
                     t0 = time.perf_counter()

@@ -53,7 +53,7 @@ def _configure_logging(level: str) -> None:
             logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
         ),
         logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # tests capture logs after a CLI run configured them
     )
 
 

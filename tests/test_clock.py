@@ -21,7 +21,7 @@ def _at(**delta: float) -> str:
 
 
 def _move(led: Ledger) -> dict[str, Any]:
-    return sign_body(new_body("test.movement", "olga", account="ACC-1", delta=1), [led.signer_for("olga")])
+    return sign_body(new_body("test.movement", "olga", account="ACC-1", delta=1), [led.signer_for("olga")], log_id=led.log_id())
 
 
 def _append(led: Ledger, clock: str) -> Any:

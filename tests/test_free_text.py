@@ -14,6 +14,7 @@ from ledger.service import new_body
 from ledger.text import TextRefused, check
 
 SIGNER = Ed25519Signer.generate()
+LOG = "test.local/ledger"
 LIARS = [
     "\x00",  # NUL: PostgreSQL refuses it, C code truncates at it
     "\n",
@@ -35,7 +36,7 @@ LIARS = [
 
 def signed(kind: str, **fields: Any) -> dict[str, Any]:
     body = new_body(kind, "admin", **fields)
-    return sign_body(body, [SIGNER])
+    return sign_body(body, [SIGNER], log_id=LOG)
 
 
 @pytest.mark.parametrize("bad", LIARS)
@@ -43,7 +44,7 @@ def test_owner_name_refuses_control_bidi_and_invisible(bad: str) -> None:
     sub = signed("owner.registered", code="JP-RESERVE", name="x", country="JP")
     sub["entry"]["name"] = f"Evil{bad}txt.exe"  # schema errors come before signatures
     with pytest.raises(InvalidEntry) as exc:
-        parse_submission(sub)
+        parse_submission(sub, log_id=LOG)
     assert exc.value.field == "entry.name"
     assert bad not in exc.value.public_message  # the message names the code point only
 
@@ -52,9 +53,9 @@ def test_non_nfc_is_refused_in_a_signed_body_not_rewritten() -> None:
     decomposed = "Mu\u0308ller"  # u + combining diaeresis
     assert not unicodedata.is_normalized("NFC", decomposed)
     body = {**new_body("owner.registered", "admin", code="DE-RESERVE", country="DE"), "name": decomposed}
-    sub = sign_body(body, [SIGNER])  # validly signed over the decomposed bytes
+    sub = sign_body(body, [SIGNER], log_id=LOG)  # validly signed over the decomposed bytes
     with pytest.raises(InvalidEntry) as exc:
-        parse_submission(sub)
+        parse_submission(sub, log_id=LOG)
     assert exc.value.field == "entry.name"
     assert "NFC" in exc.value.public_message
 
@@ -62,7 +63,7 @@ def test_non_nfc_is_refused_in_a_signed_body_not_rewritten() -> None:
 def test_clients_normalise_before_signing() -> None:
     body = new_body("owner.registered", "admin", code="DE-RESERVE", name="Mu\u0308ller", country="DE")
     assert body["name"] == "M\u00fcller"
-    parse_submission(sign_body(body, [SIGNER]))
+    parse_submission(sign_body(body, [SIGNER], log_id=LOG), log_id=LOG)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,7 @@ def test_clients_normalise_before_signing() -> None:
 def test_every_free_text_field_is_checked(kind: str, fields: dict[str, Any], field: str) -> None:
     sub = signed(kind, **fields)
     with pytest.raises(InvalidEntry) as exc:
-        parse_submission(sub)
+        parse_submission(sub, log_id=LOG)
     assert exc.value.field == field
 
 
@@ -121,9 +122,9 @@ def test_history_signed_before_the_rule_still_decodes() -> None:
     from ledger.entries import decode_leaf, make_leaf
 
     body = {**new_body("owner.registered", "admin", code="JP-RESERVE", country="JP"), "name": "Evil\u202etxt"}
-    sub = sign_body(body, [SIGNER])
+    sub = sign_body(body, [SIGNER], log_id=LOG)
     line = make_leaf(seq=3, prev_hash="0" * 64, recorded_at="2026-01-01T00:00:00Z", body=body, sigs=sub["sigs"])
     leaf, _ = decode_leaf(line)
     assert leaf.entry.name == "Evil\u202etxt"  # type: ignore[union-attr]
     with pytest.raises(InvalidEntry):
-        parse_submission(sub)
+        parse_submission(sub, log_id=LOG)

@@ -40,7 +40,7 @@ def _overflow(conn: Connection, seq: int) -> None:
 
 
 def _move(led: Ledger, account: str, delta: int) -> dict[str, Any]:
-    return sign_body(new_body("test.movement", "olga", account=account, delta=delta), [led.signer_for("olga")])
+    return sign_body(new_body("test.movement", "olga", account=account, delta=delta), [led.signer_for("olga")], log_id=led.log_id())
 
 
 def test_failing_entries_never_fail_their_neighbours(ledger: Ledger) -> None:

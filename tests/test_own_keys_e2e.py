@@ -191,10 +191,13 @@ def test_everyone_signs_with_their_own_key(site: Site) -> None:
     while now() <= effective:
         time.sleep(0.05)
 
-    # A release request, an approval, the minister's order, and its execution.
+    # The crisis price, a release request, an approval, the minister's order, its execution.
+    price = site.submit(felix, "price.observed", index="IDX-NDPR", material=NDPR, value="140", currency="USD",
+                        observed_at=now(), source="Fastmarkets")
     req = site.submit(fiona, "release.requested", owner=JP, material=NDPR, quantity=5_000_000,
                       recipient="Tokai Magnetics", regime="emergency_release", purpose="supply cut",
-                      evidence={"type": "exhaustion_declaration", "document_sha256": "ee" * 32})
+                      evidence=[{"type": "exhaustion_declaration", "document_sha256": "ee" * 32},
+                                {"type": "price_observation", "observation": price["entry_id"]}])
     site.submit(felix, "release.approved", request=req["entry_id"])
     start = now()
     order = site.submit(mina, "release.ordered", request=req["entry_id"], cap=5_000_000, valid_from=start,

@@ -23,7 +23,7 @@ BURST = textwrap.dedent(
     subs = [
         sign_body(new_body("stock.receipt", "olga", site="S", owner="O", lot="L", quantity=n + 1,
                            occurred_at="2026-01-01T00:00:00Z", supplier="Umicore",
-                           accepted_purity="99.5", reference="r"), [signer])
+                           accepted_purity="99.5", reference="r"), [signer], log_id="t/l")
         for n in range(64)
     ]
     gate = threading.Barrier(32)
@@ -31,7 +31,7 @@ BURST = textwrap.dedent(
     def hit(i):
         gate.wait()
         for s in subs[i::32]:
-            parse_submission(s)
+            parse_submission(s, log_id="t/l")
 
     threads = [threading.Thread(target=hit, args=(i,)) for i in range(32)]
     for t in threads:
