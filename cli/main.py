@@ -112,9 +112,10 @@ def cmd_keys_register(args: argparse.Namespace, s: Settings) -> int:
     led = _ledger(s)
     pub = None
     if args.public_key_file:
+        from cli.files import read_text
         from ledger.pubkey import parse_public_key
 
-        pub = parse_public_key(Path(args.public_key_file).read_text())
+        pub = parse_public_key(read_text(args.public_key_file, what="public key", stdin_ok=False))
     res = led.register_key(
         admin=_acting_user(args, s),
         user=args.user,
@@ -281,20 +282,16 @@ def _with_db(args: argparse.Namespace, s: Settings) -> Settings:
 def _read_anchor(path: str | None) -> str | None:
     if path is None:
         return None
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read checkpoint file {path}") from exc
+    from cli.files import read_text
+
+    return read_text(path, what="checkpoint", stdin_ok=False)
 
 
 def _trust(path: str) -> bytes:
+    from cli.files import read_text
     from ledger.pubkey import parse_public_key
 
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read trust file {path}") from exc
-    return parse_public_key(text)
+    return parse_public_key(read_text(path, what="trust", stdin_ok=False))
 
 
 # -- parser ---------------------------------------------------------------------------

@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.files import read_bytes, read_json
 from ledger.config import Settings
 from ledger.errors import ConfigError, InvalidEntry
 from ledger.timefmt import now
@@ -38,10 +37,20 @@ def _done(kind: str, res: AppendResult) -> int:
 
 
 def _read_file(path: str, what: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} file") from exc
+    return read_bytes(path, what=what)
+
+
+def _containers(path: str | None) -> list[dict[str, Any]]:
+    """The ``--containers`` file: a JSON list of objects, masses as "250 kg"."""
+    if not path:
+        return []
+    containers = read_json(path, what="containers")
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        raise ConfigError('the containers file holds a JSON list of objects: [{"id","type","net_mass"}]')
+    for c in containers:
+        if isinstance(c.get("net_mass"), str):
+            c["net_mass"] = _qty(c["net_mass"], "containers.net_mass")
+    return containers
 
 
 # -- reference data -------------------------------------------------------------------
@@ -68,10 +77,7 @@ def material_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
 
 
 def lot_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    containers = json.loads(_read_file(a.containers, "containers")) if a.containers else []
-    for c in containers:
-        if isinstance(c, dict) and isinstance(c.get("net_mass"), str):
-            c["net_mass"] = _qty(c["net_mass"], "containers.net_mass")
+    containers = _containers(a.containers)
     res = led.act(
         user,
         "lot.registered",
