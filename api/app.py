@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.audit import refusal_event
 from api.routes import log as log_routes
-from api.routes import meta, reads, releases, writes
+from api.routes import login, meta, proposals, reads, releases, writes
 from api.routes import registry as registry_routes
 from api.services import Services
 from ledger.errors import LedgerError, Rejected
@@ -72,7 +72,15 @@ def create_app(svc: Services) -> FastAPI:
         response.headers["X-Request-ID"] = request_id
         return response
 
-    for router in (meta.router, writes.router, reads.router, releases.router, log_routes.router):
+    for router in (
+        meta.router,
+        login.router,
+        proposals.router,
+        writes.router,
+        reads.router,
+        releases.router,
+        log_routes.router,
+    ):
         app.include_router(router)
     app.include_router(registry_routes.router)
     return app

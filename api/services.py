@@ -36,6 +36,9 @@ class Services:
     log_id: str
     hmac_key: bytes
     committer: GroupCommitter
+    # Issues the tokens of key login (issue #9): the embedded issuer, or with an identity
+    # provider a local issuer whose tokens only this service accepts.
+    login_issuer: TokenIssuer | None = None
 
     def is_revoked(self, jti: str) -> bool:
         with self.reader.connect() as conn:
@@ -52,16 +55,15 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
     with reader.connect() as conn:
         info = read_log_info(conn)
     assert info is not None
-    issuer = None
-    local: dict[str, bytes] = {}
-    if settings.token.jwks_url is None:
-        signer = (
-            keystore.load(TOKEN_KEY_NAME)
-            if keystore.exists(TOKEN_KEY_NAME)
-            else keystore.generate(TOKEN_KEY_NAME)
-        )
-        issuer = TokenIssuer(signer, settings.token)
-        local[issuer.kid] = signer.public_key
+    signer = (
+        keystore.load(TOKEN_KEY_NAME)
+        if keystore.exists(TOKEN_KEY_NAME)
+        else keystore.generate(TOKEN_KEY_NAME)
+    )
+    login_issuer = TokenIssuer(signer, settings.token)
+    local = {login_issuer.kid: signer.public_key}
+    # With an identity provider the service issues no tokens of its own except key login's.
+    issuer = login_issuer if settings.token.jwks_url is None else None
     services = Services(
         settings=settings,
         ledger=led,
@@ -71,6 +73,7 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
         log_id=info.log_id,
         hmac_key=sealer.derive_key(b"reserve-ledger/access-log-hmac"),
         committer=GroupCommitter(led.engine, led.log_signer),
+        login_issuer=login_issuer,
     )
     services.verifier = TokenVerifier(
         settings.token, local_keys=local, is_revoked=services.is_revoked

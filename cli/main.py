@@ -280,7 +280,7 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
     if not led.is_initialised():
         from ledger.pubkey import to_pem
 
-        led.init(log_id="reserve.local/demo", admin="admin")
+        led.init(log_id="reserve.local/demo", admin="admin", demo=True)
         s.log_pub_path.write_text(to_pem(led.log_signer().public_key))
     size = run_demo(led)
     print(f"demo history written: {size} entries in {s.db_url}")

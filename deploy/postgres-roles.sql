@@ -20,4 +20,8 @@ BEGIN
     -- Mutable projections and the head row, rebuilt from the history at will.
     GRANT SELECT, INSERT, UPDATE ON log_state, keys, test_balances TO ledger_app;
     GRANT SELECT ON alembic_version TO ledger_app;
+    -- Login nonces and co-signature proposals (migration 0006, issue #9): working state,
+    -- not history (a proposal enters the log only when complete, as an entry).
+    GRANT SELECT, INSERT, UPDATE, DELETE ON auth_nonces TO ledger_app;
+    GRANT SELECT, INSERT, UPDATE ON proposals, proposal_signatures TO ledger_app;
 END $$;

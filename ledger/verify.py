@@ -16,6 +16,7 @@ bounded windows of chunks, while the main process does the rest in order.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -24,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
-from ledger.entries import ZERO_HASH, check_leaf_signatures, decode_leaf
+from ledger.entries import ZERO_HASH, decode_leaf, leaf_signature_version
 from ledger.errors import LedgerError, VerificationFailed
+from ledger.kinds.keys import Genesis
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
@@ -64,15 +66,33 @@ CHUNK = 1000
 _WINDOW = 8  # chunks in flight per worker: bounded read-ahead
 
 
-def _check_chunk(lines: list[bytes]) -> tuple[int, str, str | None] | None:
-    """Worker: verify the signatures of a chunk; the first failure, if any."""
+ChunkResult = tuple[list[int], tuple[int, str, str | None] | None]
+
+
+def _check_chunk(lines: list[bytes], log_id: str) -> ChunkResult:
+    """Worker: the signature form (1 or 2) of each entry of a chunk, up to the first
+    failure, and that failure if any. Which form was still allowed is the reducer's
+    question, asked in order by the main process."""
+    versions: list[int] = []
+    last = 2
     for i, line in enumerate(lines):
         try:
             leaf, raw = decode_leaf(line)
-            check_leaf_signatures(leaf, raw)
+            last = leaf_signature_version(leaf, raw, log_id=log_id, try_first=last)
         except LedgerError as exc:
-            return i, exc.public_message, exc.field
-    return None
+            return versions, (i, exc.public_message, exc.field)
+        versions.append(last)
+    return versions, None
+
+
+def _genesis_log_id(line: bytes) -> str:
+    """The log id a history names in its first entry ("" if it is no genesis: the
+    reducer then refuses that entry anyway)."""
+    try:
+        leaf, _ = decode_leaf(line)
+    except LedgerError:
+        return ""
+    return leaf.entry.log_id if isinstance(leaf.entry, Genesis) else ""
 
 
 def _fail(seq: int, what: str) -> VerificationFailed:
@@ -129,7 +149,8 @@ def verify_history(
     last_cp_size = 0
     anchor_cp = _parse_anchor(anchor) if anchor is not None else None
 
-    for seq, row, sig_error in _with_signature_checks(rows, jobs):
+    last_version = 2
+    for seq, row, sig_error, version in _with_signature_checks(rows, jobs):
         leaf, raw = _decode(seq, row.line)
         if leaf.seq != seq:
             raise _fail(
@@ -145,15 +166,22 @@ def verify_history(
             _check_columns(seq, row.columns, leaf, raw, lh)
         if sig_error is not None:
             raise _fail(seq, sig_error)
-        if jobs <= 1:
+        if version is None:
+            known = state.log_info()
             try:
-                check_leaf_signatures(leaf, raw)
+                version = leaf_signature_version(
+                    leaf, raw, log_id=known.log_id if known else "", try_first=last_version
+                )
             except LedgerError as exc:
                 raise _fail(seq, _describe(exc)) from None
+        last_version = version
         recorded = parse_time(leaf.recorded_at)
         try:
             changes = apply(
-                state, leaf.entry, list(leaf.sigs), Context(seq=seq, recorded_at=recorded)
+                state,
+                leaf.entry,
+                list(leaf.sigs),
+                Context(seq=seq, recorded_at=recorded, sig_version=version),
             )
         except LedgerError as exc:
             raise _fail(seq, f"rule broken: {_describe(exc)}") from None
@@ -307,15 +335,21 @@ def _compare_projections(state: State, proj: Projections) -> None:
 
 def _with_signature_checks(
     rows: Iterable[LeafRow], jobs: int
-) -> Iterator[tuple[int, LeafRow, str | None]]:
-    """Yield (seq, row, signature error or None). With ``jobs > 1`` the signatures are
-    checked ahead in worker processes; otherwise the caller checks them inline."""
+) -> Iterator[tuple[int, LeafRow, str | None, int | None]]:
+    """Yield (seq, row, signature error or None, signature form or None). With
+    ``jobs > 1`` the signatures are checked ahead in worker processes (bound to the log id
+    the genesis names); otherwise the caller checks them inline (form ``None``)."""
     if jobs <= 1:
         for seq, row in enumerate(rows):
-            yield seq, row, None
+            yield seq, row, None, None
         return
-    pending: deque[tuple[list[LeafRow], Future[tuple[int, str, str | None] | None]]] = deque()
+    pending: deque[tuple[list[LeafRow], Future[ChunkResult]]] = deque()
     it = iter(rows)
+    first = next(it, None)
+    if first is None:
+        return
+    log_id = _genesis_log_id(first.line)
+    it = itertools.chain([first], it)
     base = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
 
@@ -323,7 +357,7 @@ def _with_signature_checks(
             chunk = [r for _, r in zip(range(CHUNK), it, strict=False)]
             if not chunk:
                 return False
-            pending.append((chunk, pool.submit(_check_chunk, [r.line for r in chunk])))
+            pending.append((chunk, pool.submit(_check_chunk, [r.line for r in chunk], log_id)))
             return True
 
         more = True
@@ -333,12 +367,10 @@ def _with_signature_checks(
             chunk, fut = pending.popleft()
             if more:
                 more = submit()
-            bad = fut.result()
+            versions, bad = fut.result()
             for i, row in enumerate(chunk):
                 err = None
                 if bad is not None and bad[0] == i:
                     err = f"{bad[1]} ({bad[2]})" if bad[2] else bad[1]
-                yield base + i, row, err
+                yield base + i, row, err, versions[i] if i < len(versions) else None
             base += len(chunk)
-
-

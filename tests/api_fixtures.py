@@ -222,7 +222,7 @@ class World:
         """A submission signed client-side (the author's custodial key, loaded from the
         keystore as the user's own machine would hold it, unless ``signer`` is given)."""
         body = new_body(kind, author, **fields)
-        return sign_body(body, [signer or self.keystore().load(author)])
+        return sign_body(body, [signer or self.keystore().load(author)], log_id=self.svc.log_id)
 
     def entry_count(self) -> int:
         with self.svc.reader.connect() as conn:

@@ -123,7 +123,7 @@ def _custodial(
         held = any(k.custody == "server" and k.revoked_seq is None for k in read_user_keys(conn, p.user))
     if not held:
         raise Forbidden("the service holds no key of yours: submit entries you signed to POST /entries")
-    submission = sign_body(body, [svc.ledger.signer_for(p.user)])
+    submission = sign_body(body, [svc.ledger.signer_for(p.user)], log_id=svc.log_id)
     return _write(svc, p, idem_key, {"kind": kind, **fields}, submission)
 
 
@@ -138,7 +138,7 @@ def submit_signed(
 ) -> JSONResponse:
     """An entry already signed by its author's key (production mode: the server never holds
     it). The token's subject must be the entry's author; the reducer checks the key."""
-    signed, _ = parse_submission(submission)
+    signed, _ = parse_submission(submission, log_id=svc.log_id)
     if signed.entry.author != p.user:
         raise Forbidden("you can only submit entries you authored")
     return _write(svc, p, idempotency_key, submission, submission)

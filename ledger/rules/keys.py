@@ -42,7 +42,14 @@ def apply_genesis(body: Genesis, sigs: list[Sig], ctx: Context) -> list[Change]:
         custody="server",
     )
     return [
-        SetLogInfo(LogInfo(log_id=body.log_id, log_key=body.log_key)),
+        SetLogInfo(
+            LogInfo(
+                log_id=body.log_id,
+                log_key=body.log_key,
+                entry_sig_version=ctx.sig_version,
+                demo=body.demo,
+            )
+        ),
         PutKey(_log_key_record(body.log_key, ctx.seq)),
         PutKey(admin),
     ]
@@ -181,7 +188,7 @@ def log_key_rotated(
             seq=ctx.seq,
         )
     return [
-        SetLogInfo(LogInfo(log_id=info.log_id, log_key=body.new_key)),
+        SetLogInfo(replace(info, log_key=body.new_key)),
         PutKey(_revoked(signers.author, ctx.seq)),
         PutKey(_log_key_record(body.new_key, ctx.seq)),
     ]

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from ledger.crypto import Signer
 from ledger.entries import parse_submission
 from ledger.errors import LedgerError, StorageError
-from ledger.store.log import BatchItem, append_batch
+from ledger.store.log import BatchItem, append_batch, stored_log_id
 
 log = structlog.get_logger("ledger.group_commit")
 
@@ -41,6 +41,7 @@ class GroupCommitter:
         self._engine = engine
         self._log_signer = log_signer
         self._max_batch = max_batch
+        self._log_id: str | None = None  # cached: a log's id never changes
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
@@ -56,7 +57,12 @@ class GroupCommitter:
     ) -> Any:
         """The entry's seq, or ``precheck``'s answer; raises the entry's refusal.
         Edge validation (schema, signatures) runs here, in the caller's thread."""
-        pending = _Pending(BatchItem(parse_submission(submission), also, precheck), dedupe_key)
+        if self._log_id is None:
+            self._log_id = stored_log_id(self._engine)
+        pending = _Pending(
+            BatchItem(parse_submission(submission, log_id=self._log_id), also, precheck),
+            dedupe_key,
+        )
         self._queue.put(pending)
         return pending.future.result(timeout=timeout)
 

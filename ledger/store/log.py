@@ -92,7 +92,8 @@ def append(
     """
     if not submissions:
         raise ConfigError("nothing to append")
-    parsed = [parse_submission(s) for s in submissions]
+    log_id = stored_log_id(engine)
+    parsed = [parse_submission(s, log_id=log_id) for s in submissions]
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
@@ -227,6 +228,8 @@ def _append_items(
     head_values = {
         "log_id": info.log_id,
         "log_key": info.log_key,
+        "entry_sig_version": info.entry_sig_version,
+        "demo": info.demo,
         "size": new_size,
         "head_hash": prev_hash,
         "last_recorded_at": recorded,
@@ -269,6 +272,17 @@ def append_batch(
 
 
 # -- reading -----------------------------------------------------------------------
+
+
+def stored_log_id(engine: Engine) -> str | None:
+    """The log id entry signatures must cover (``None`` before the genesis, which names
+    its own). It never changes once set, so callers may cache it."""
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(log_state.c.log_id)).first()
+    except DBAPIError:  # no schema yet: only a genesis can be appended
+        return None
+    return str(row.log_id) if row is not None else None
 
 
 def head(engine: Engine) -> Any:
