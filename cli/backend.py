@@ -10,7 +10,6 @@ returns, so ``--format json`` prints the same shape in both modes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -73,11 +72,6 @@ class Backend(Protocol):
         ...
 
 
-def is_demo(genesis: dict[str, Any]) -> bool:
-    """Whether a genesis body marks a demo ledger (``reserve demo``)."""
-    return genesis.get("demo") is True
-
-
 @dataclass
 class LocalBackend:
     """The ledger on this machine: database ``RESERVE_DB``, keystore ``RESERVE_HOME``."""
@@ -109,25 +103,13 @@ class LocalBackend:
             self._engine = make_engine(self.settings.db_url, readonly=True)
         return self._engine
 
-    def _is_demo_ledger(self) -> bool:
-        from sqlalchemy import select
-
-        from ledger.store.schema import entries
-
-        with self.ledger().engine.connect() as conn:
-            row = conn.execute(select(entries.c.leaf).where(entries.c.seq == 0)).first()
-        if row is None:
-            return False
-        genesis = json.loads(bytes(row.leaf))["entry"]
-        return isinstance(genesis, dict) and is_demo(genesis)
-
     def append(self, body: dict[str, Any], *, cosigners: Sequence[str] = ()) -> Written:
         led = self.ledger()
         signers = [led.signer_for(body["author"])]
         if cosigners:
             # Nobody signs as somebody else (issue #9 item 4): keys of several people in
             # one keystore prove nothing about what each of them agreed to.
-            if not self._is_demo_ledger():
+            if not led.is_demo():
                 raise Forbidden(
                     "co-signatures come from each signer's own key: run this in client mode "
                     "(RESERVE_URL) to open a proposal that "

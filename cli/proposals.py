@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cli.output import add_format, emit
-from ledger.errors import ConfigError, LedgerError
+from ledger.errors import ConfigError, LedgerError, Rejected
 from ledger.units import format_quantity
 
 if TYPE_CHECKING:
@@ -62,9 +62,16 @@ def _status_line(p: dict[str, Any]) -> str:
     out = f"proposal {p.get('id')}: {p.get('status')}; signed by {signed}; co-signers {waiting}"
     if p.get("expires_at"):
         out += f"; expires {p['expires_at']}"
-    if p.get("outcome"):
-        outcome = p["outcome"]
-        out += f"; outcome: {json.dumps(outcome) if isinstance(outcome, dict | list) else outcome}"
+    outcome = p.get("outcome")
+    if isinstance(outcome, dict) and outcome.get("result") == "appended":
+        out += f"; appended at seq {outcome.get('seq')}"
+    elif isinstance(outcome, dict) and outcome.get("result") == "refused":
+        problem = outcome.get("problem") or {}
+        rule = str(problem.get("type", "")).rsplit("/rule/", 1)
+        why = f" ({rule[1]})" if len(rule) == 2 else ""
+        out += f"; refused{why}: {problem.get('detail')}"
+    elif outcome:
+        out += f"; outcome: {json.dumps(outcome)}"
     return out
 
 
@@ -113,8 +120,18 @@ def cosign(b: Backend, a: argparse.Namespace) -> int:
         print(line)
     _confirm(a.yes)
     sys.stdout.flush()
-    result = r.cosign(a.id, entry)
-    print(_status_line({**p, **result}))
+    result = {**p, **r.cosign(a.id, entry)}
+    outcome = result.get("outcome")
+    if isinstance(outcome, dict) and outcome.get("result") == "refused":
+        # The last signature made the entry complete and the ledger refused it: exit 1
+        # with the rule, as a refused write does in every other command.
+        problem = outcome.get("problem") or {}
+        parts = str(problem.get("type", "")).rsplit("/rule/", 1)
+        detail = str(problem.get("detail") or "refused")
+        if len(parts) == 2:
+            raise Rejected(parts[1], detail, field=problem.get("field"))
+        raise LedgerError(detail)
+    print(_status_line(result))
     return 0
 
 

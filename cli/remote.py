@@ -207,29 +207,12 @@ class TokenCache:
         self.path.unlink(missing_ok=True)
 
 
-def login_message(*, log_id: str, nonce: str) -> bytes:
-    """What a login signs (``ledger.login``): never valid as an entry or checkpoint."""
-    try:
-        from ledger.login import login_message as build  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise ConfigError(
-            "this installation has no key login; set RESERVE_TOKEN to a token from your identity provider"
-        ) from None
-    message: bytes = build(log_id=log_id, nonce=nonce)
-    return message
-
-
 def sign_entry(body: dict[str, Any], signers: list[Signer], *, log_id: str) -> dict[str, Any]:
     """The submission ``{"entry", "sigs"}``, signed for this log (v2 signatures bind the
     log id, issue #9 item 6)."""
-    import inspect
-
     from ledger.entries import sign_body
 
-    if "log_id" in inspect.signature(sign_body).parameters:
-        submission: dict[str, Any] = sign_body(body, signers, log_id=log_id)  # type: ignore[call-arg,unused-ignore]
-        return submission
-    return sign_body(body, signers)  # before v2 signatures: the log's verifiers accept v1
+    return sign_body(body, signers, log_id=log_id)
 
 
 @dataclass
@@ -299,6 +282,8 @@ class RemoteBackend:
         if status == 401 or not isinstance(ch, dict):
             raise Unauthenticated(str(ch.get("detail") if isinstance(ch, dict) else "login refused"))
         nonce, log_id = str(ch.get("nonce", "")), str(ch.get("log_id", ""))
+        from ledger.login import login_message
+
         signature = signer.sign(login_message(log_id=log_id, nonce=nonce))
         status, tok = self.http.call(
             "POST",
