@@ -17,16 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
-
 from ledger.errors import ConfigError, Forbidden
 
 if TYPE_CHECKING:
     from ledger.config import Settings
     from ledger.service import Ledger
-
-log = structlog.get_logger("reserve.cli")
-
 
 class ServiceFailed(Exception):
     """The service answered 5xx: its failure, not the user's (the CLI exits 70)."""
@@ -116,7 +111,11 @@ class LocalBackend:
                     + ", ".join(cosigners)
                     + " signs; one keystore may sign for several people only on a demo ledger"
                 )
-            log.warning("unsafe_cosign_from_one_keystore", cosigners=list(cosigners))
+            import structlog
+
+            structlog.get_logger("reserve.cli").warning(
+                "unsafe_cosign_from_one_keystore", cosigners=list(cosigners)
+            )
             print(
                 "warning: demo ledger: the co-signatures come from this one keystore and are "
                 "not independent",

@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from cli.backend import ServiceFailed
 from cli.output import add_format
 from ledger.config import Settings, load_settings
@@ -34,6 +32,10 @@ EXIT_UNEXPECTED = 70
 
 
 def _configure_logging(level: str) -> None:
+    # Imported here, after argument parsing: structlog (and the asyncio it pulls in)
+    # costs ~60 ms that ``reserve --help`` and usage errors need not pay.
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -137,7 +139,7 @@ def _keys_generate_own(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_keys_register(b: Backend, args: argparse.Namespace) -> int:
-    from ledger.service import new_body
+    from ledger.bodies import new_body
 
     pub = None
     if args.public_key_file:
@@ -174,7 +176,7 @@ def cmd_keys_register(b: Backend, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(b: Backend, args: argparse.Namespace) -> int:
-    from ledger.service import new_body
+    from ledger.bodies import new_body
 
     body = new_body("key.revoked", b.acting_user(), key_id=args.key_id, reason=args.reason)
     print(f"revoked key {args.key_id[:16]}... at seq {b.append(body).seq}")
@@ -512,9 +514,9 @@ def _client_url(args: argparse.Namespace) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
-    _configure_logging(settings.log_level)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_logging(settings.log_level)
     try:
         if (
             _client_url(args)
@@ -547,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # never a traceback on the terminal (issue #2)
+        import structlog
+
         log = structlog.get_logger("reserve.cli")
         log.error("unexpected", error_class=type(exc).__name__)
         log.debug("unexpected_traceback", exc_info=True)  # RESERVE_LOG_LEVEL=debug

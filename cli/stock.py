@@ -71,7 +71,7 @@ def csv_list(value: str | None) -> list[str]:
 
 
 def _act(b: Backend, kind: str, cosigners: list[str] | None = None, /, **fields: Any) -> int:
-    from ledger.service import new_body  # lazily: the verifier's commands run without a database
+    from ledger.bodies import new_body
 
     return done(b.append(new_body(kind, b.acting_user(), **fields), cosigners=cosigners or []))
 

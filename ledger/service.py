@@ -7,13 +7,13 @@ the append transaction.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from ledger.bodies import new_body as new_body  # re-exported: callers import it from here
 from ledger.crypto import Signer, SignerSource
 from ledger.entries import LOG_PRINCIPAL, sign_body
 from ledger.errors import ConfigError, KeystoreError, NotFound, VerificationFailed
@@ -23,7 +23,6 @@ from ledger.store import projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
 from ledger.store.schema import entries, log_state
-from ledger.timefmt import now
 
 Also = Callable[[Connection, int], None]
 
@@ -38,16 +37,6 @@ def both(first: Also | None, second: Also | None) -> Also | None:
         second(conn, seq)
 
     return run
-
-
-def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "id": secrets.token_hex(16),
-        "author": author,
-        "created_at": now(),
-        **fields,
-    }
 
 
 @dataclass
