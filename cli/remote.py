@@ -13,7 +13,7 @@ identity provider can be given in ``RESERVE_TOKEN`` instead. The token is never 
 or logged.
 
 Only the standard library does HTTP here (``urllib.request`` + ``ssl``): it is imported
-in ~10 ms and keeps ``reserve --help`` fast. ``RESERVE_CA`` names a CA file for TLS.
+lazily and much faster than httpx (README, "Libraries") and keeps ``reserve --help`` fast. ``RESERVE_CA`` names a CA file for TLS.
 """
 
 from __future__ import annotations
