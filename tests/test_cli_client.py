@@ -141,6 +141,11 @@ def test_end_to_end_each_person_signs_with_their_own_key(world: World, tmp_path:
     pid = proposed.split("proposal ")[1].split()[0]
     assert pid in w.ok("oscar", "pending")
     assert pid not in w.ok("fiona", "pending")
+    unasked = w.client("oscar", "cosign", pid)  # off a terminal, nobody signs unasked
+    assert unasked.returncode == 2 and "--yes" in unasked.stderr
+    not_named = w.client("fiona", "cosign", pid, "--yes")
+    assert_one_line_error(not_named)
+    assert not_named.returncode == 1
     shown = w.ok("oscar", "cosign", pid, "--yes")
     assert "counted: 12 t (12000000 g)" in shown and "appended at seq" in shown
     assert "12 t" in w.ok("olga", "balances")
