@@ -24,6 +24,9 @@ from ledger.store.tokens import is_revoked
 log = structlog.get_logger("api")
 
 TOKEN_KEY_NAME = "token-issuer"  # noqa: S105 - a keystore entry name
+# HKDF labels (info) of the keys derived from the sealing key, one per purpose (issue #9).
+ACCESS_LOG_HMAC_LABEL = b"reserve-ledger/hkdf/access-log-hmac/v1"
+IDEMPOTENCY_HMAC_LABEL = b"reserve-ledger/hkdf/idempotency-hmac/v1"
 
 
 @dataclass
@@ -34,7 +37,8 @@ class Services:
     issuer: TokenIssuer | None
     verifier: TokenVerifier
     log_id: str
-    hmac_key: bytes
+    hmac_key: bytes  # the access log's (keyed hashes of clients and paths)
+    idempotency_hmac_key: bytes  # idempotency's request hashes: a key of its own (HKDF)
     committer: GroupCommitter
     # Issues the tokens of key login (issue #9): the embedded issuer, or with an identity
     # provider a local issuer whose tokens only this service accepts.
@@ -71,7 +75,8 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
         issuer=issuer,
         verifier=TokenVerifier(settings.token, local_keys=local),
         log_id=info.log_id,
-        hmac_key=sealer.derive_key(b"reserve-ledger/access-log-hmac"),
+        hmac_key=sealer.derive_key(ACCESS_LOG_HMAC_LABEL),
+        idempotency_hmac_key=sealer.derive_key(IDEMPOTENCY_HMAC_LABEL),
         committer=GroupCommitter(led.engine, led.log_signer),
         login_issuer=login_issuer,
     )

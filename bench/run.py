@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http", "client")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "client")
 
 
 def _log(msg: str) -> None:
@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import http
 
                 rows += http.run(cfg, workdir, _log)
+            elif name == "login":
+                from bench import login
+
+                rows += login.run(cfg, workdir, _log)
             elif name == "client":
                 from bench import client
 

@@ -116,6 +116,19 @@ def cmd_keys_generate(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_keys_upgrade(args: argparse.Namespace, s: Settings) -> int:
+    """Re-encrypt key files with the current KDF (scrypt N=2^17; issue #9 item 5)."""
+    from keys import FileKeystore, passphrase_from_env_or_prompt
+
+    store = FileKeystore(s.keystore_dir, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    for name in args.names or store.names():
+        done = store.upgrade(name)
+        info = store.key_file_info(name)
+        state = "upgraded" if done else "up to date"
+        print(f"{name} {state}: {info.kdf} N=2^{info.n.bit_length() - 1} r={info.r} p={info.p}")
+    return 0
+
+
 def _keys_generate_own(args: argparse.Namespace, s: Settings) -> int:
     """Client mode: a keystore holding this user's key alone (issue #9 item 4); the
     public key is printed for a security admin to register."""
@@ -427,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", required=True)
     kadd("rotate", cmd_keys_rotate, "rotate the log's checkpoint key")
     add_format(kadd("list", wrap(cmd_keys_list), "list registered keys"))
+    sp = kadd("upgrade", cmd_keys_upgrade, "re-encrypt key files with scrypt (older files: PBKDF2)")
+    sp.add_argument("names", nargs="*", metavar="NAME", help="default: every key in the keystore")
+    sp.set_defaults(client_ok=True)  # a client's own keystore too
 
     user = sub.add_parser("user", help="registered users")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

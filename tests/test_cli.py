@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(home: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_") or k == "RESERVE_UNSAFE_KDF_COST"}
     base.update({"RESERVE_HOME": str(home), "RESERVE_PASSPHRASE": "cli-test-pass"})
     if env:
         base.update(env)

@@ -9,15 +9,17 @@ never enters the log until complete, and the reducer still has the last word.
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ledger.crypto import Signer
 from ledger.entries import sign_body
 from ledger.service import new_body
-from ledger.store.schema import proposals
+from ledger.store.projections import read_user_keys
+from ledger.store.schema import entries, proposals
 from ledger.timefmt import format_time, now
 from tests import api_fixtures
 from tests.api_fixtures import JP, LOG_ID, LOT_NDPR, SELF_CUSTODY_USER, SITE_A, World
@@ -191,3 +193,24 @@ def test_proposals_on_postgresql(pg_world: World) -> None:
     pid = propose(pg_world, body, ["olga"]).json()["id"]
     result = cosign(pg_world, pid, "olga", body).json()
     assert result["status"] == "appended", result
+
+
+def test_custodial_cosign_signs_only_as_the_caller(world: World) -> None:
+    """Custodial mode (issue #9 item 4): with no signature sent, the service signs with
+    the caller's own custodial key, and only for a proposal that names the caller."""
+    body = count_body()
+    pid = propose(world, body, ["olga"]).json()["id"]
+    # oscar, whose custodial key the server also holds, cannot have it sign for olga's
+    # place, nor for a proposal that does not name him.
+    problem(world.client.post(f"/proposals/{pid}/cosign", json={}, headers=world.auth("oscar")), 404, "not-found")
+    # sam's own key is not on the server at all: nothing to sign with.
+    problem(world.client.post(f"/proposals/{pid}/cosign", json={}, headers=world.auth(SELF_CUSTODY_USER)), 403, "forbidden")
+    resp = world.client.post(f"/proposals/{pid}/cosign", json={}, headers=world.auth("olga"))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "appended"
+    with world.svc.reader.connect() as conn:
+        olga_keys = {k.public_key for k in read_user_keys(conn, "olga") if k.custody == "server"}
+        row = conn.execute(select(entries.c.leaf).where(entries.c.seq == resp.json()["outcome"]["seq"])).one()
+    sigs = json.loads(row.leaf)["sigs"]
+    assert sigs[0]["pub"] == world.template.sam.public_key.hex()
+    assert sigs[1]["pub"] in olga_keys

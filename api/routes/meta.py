@@ -31,10 +31,11 @@ def health() -> dict[str, str]:
 
 @router.get("/ready")
 def ready(svc: Services = Depends(services)) -> dict[str, Any]:
-    """The database answers and the log is initialised."""
+    """The database answers and the log is initialised. ``log_id`` is what entry
+    signatures are bound to; ``demo`` whether the genesis marks a demo ledger (issue #9)."""
     with svc.reader.connect() as conn:
         conn.execute(text("SELECT 1"))
-    return {"status": "ready", "log_id": svc.log_id}
+    return {"status": "ready", "log_id": svc.log_id, "demo": svc.ledger.is_demo()}
 
 
 @router.get("/.well-known/jwks.json")

@@ -25,11 +25,12 @@ from api import errors
 from api.deps import principal, roles, services
 from api.services import Services
 from ledger import policy
-from ledger.entries import parse_sig
-from ledger.errors import NotFound
+from ledger.entries import parse_sig, sign_body
+from ledger.errors import Forbidden, NotFound
 from ledger.policy import Principal
 from ledger.proposals import Proposal, effective_status, summary
 from ledger.store import proposals as store
+from ledger.store.projections import read_user_keys
 
 router = APIRouter(tags=["proposals"])
 ANYONE = roles(*policy.ALL_ROLES)
@@ -134,7 +135,28 @@ def show_proposal(
 
 
 class CosignIn(BaseModel):
-    sig: dict[str, Any]
+    sig: dict[str, Any] | None = Field(
+        default=None,
+        description="{pub, sig} over the stored body (v2); omit only in custodial mode, "
+        "where the service signs with the CALLER's own custodial key",
+    )
+
+
+def _custodial_sig(svc: Services, pid: str, user: str) -> dict[str, str]:
+    """Custodial mode (the embedded demo): the service signs with the custodial key of
+    the authenticated caller, never anyone else's (issue #9 item 4)."""
+    if not svc.settings.custodial:
+        raise Forbidden("this service does not hold users' keys: send your signature")
+    prop = _visible(svc, pid, user)
+    with svc.reader.connect() as conn:
+        held = [k for k in read_user_keys(conn, user) if k.custody == "server" and k.revoked_seq is None]
+    if not held or not svc.ledger.keystore.exists(user):
+        raise Forbidden("the service holds no key of yours: send your signature")
+    signer = svc.ledger.signer_for(user)
+    if signer.public_key.hex() not in {k.public_key for k in held}:
+        raise Forbidden("the service holds no active key of yours: send your signature")
+    sig: dict[str, str] = sign_body(prop.body, [signer], log_id=svc.log_id)["sigs"][0]
+    return sig
 
 
 @router.post("/proposals/{pid}/cosign", **ANYONE)
@@ -146,7 +168,7 @@ def cosign(
 ) -> dict[str, Any]:
     """Add the caller's signature; the last one appends the entry (through the reducer)
     and the answer carries the outcome."""
-    sig = parse_sig(body.sig)
+    sig = parse_sig(body.sig if body.sig is not None else _custodial_sig(svc, pid, p.user))
     at = datetime.now(UTC)
     prop = store.add_signature(svc.ledger.engine, pid, sig, user=p.user, log_id=svc.log_id, at=at)
     prop = store.finish(svc.ledger.engine, prop, _append(svc), at=at)

@@ -62,7 +62,7 @@ REFERENCE_KINDS = {
 def _request_hash(svc: Services, payload: Any) -> str:
     """Keyed, so the stored hash of a site registration cannot confirm a guessed location
     (which the salted commitment exists to prevent)."""
-    return hmac.new(svc.hmac_key, canonical(payload), hashlib.sha256).hexdigest()
+    return hmac.new(svc.idempotency_hmac_key, canonical(payload), hashlib.sha256).hexdigest()
 
 
 def _write(
