@@ -57,7 +57,8 @@ class World:
     def ok(self, user: str, *args: str) -> str:
         proc = self.client(user, *args)
         assert proc.returncode == 0, (user, args, proc.stderr)
-        assert proc.stderr == "", proc.stderr
+        # Nothing on stderr but the test suite's own cheap-KDF warning (tests/conftest.py).
+        assert all("unsafe_kdf_cost" in line for line in proc.stderr.splitlines()), proc.stderr
         return proc.stdout
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
