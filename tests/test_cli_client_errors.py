@@ -59,6 +59,12 @@ def test_rule_refusal_is_exit_1_naming_the_rule(tmp_path: Path, url: str) -> Non
     assert _client(tmp_path, url, "owner", "list") == (1, "refused (role): an admin records no movement\n")
 
 
+def test_server_flag_is_client_mode_too(tmp_path: Path, url: str) -> None:
+    proc = run(tmp_path, "--server", url, "owner", "list", env={"RESERVE_USER": "olga", "RESERVE_TOKEN": SECRET_TOKEN})
+    assert_one_line_error(proc)
+    assert proc.returncode == 1 and "refused (role)" in proc.stderr
+
+
 def test_invalid_input_is_exit_1_naming_the_field(tmp_path: Path, url: str) -> None:
     code, err = _client(tmp_path, url, "material", "list")
     assert code == 1 and "entry.name" in err and "too long" in err
