@@ -214,3 +214,27 @@ def test_custodial_cosign_signs_only_as_the_caller(world: World) -> None:
     sigs = json.loads(row.leaf)["sigs"]
     assert sigs[0]["pub"] == world.template.sam.public_key.hex()
     assert sigs[1]["pub"] in olga_keys
+
+
+def test_concurrent_cosignatures_append_once_on_postgresql(pg_world: World) -> None:
+    """The same co-signer twice at once (a double click, a retry): one signature, one
+    entry; the other request is refused, never a 5xx."""
+    import threading
+
+    body = count_body()
+    pid = propose(pg_world, body, ["olga"]).json()["id"]
+    before = pg_world.entry_count()
+    statuses: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def go() -> None:
+        barrier.wait()
+        statuses.append(cosign(pg_world, pid, "olga", body).status_code)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(statuses) == [200, 409], statuses
+    assert pg_world.entry_count() == before + 1

@@ -169,26 +169,29 @@ def add_signature(
     """Add ``user``'s co-signature (checked over the stored body); returns the
     proposal as it now stands."""
     when = format_time(at)
-    with write_transaction(engine) as conn:
-        p = _load(conn, pid, lock=True)
-        if p is None:
-            raise NotFound("no such proposal")
-        if user not in p.cosigners and user != p.proposer:
-            raise NotFound("no such proposal")  # not named: as if it did not exist
-        check_cosign(p, user=user, at=at)
-        verify_cosignature(p, sig, log_id=log_id, active_keys=_active(conn, user))
-        conn.execute(
-            insert(proposal_signatures).values(
-                proposal_id=pid,
-                user_name=user,
-                position=1 + p.cosigners.index(user),
-                pub=sig.pub,
-                sig=sig.sig,
-                signed_at=when,
+    try:
+        with write_transaction(engine) as conn:
+            p = _load(conn, pid, lock=True)
+            if p is None:
+                raise NotFound("no such proposal")
+            if user not in p.cosigners and user != p.proposer:
+                raise NotFound("no such proposal")  # not named: as if it did not exist
+            check_cosign(p, user=user, at=at)
+            verify_cosignature(p, sig, log_id=log_id, active_keys=_active(conn, user))
+            conn.execute(
+                insert(proposal_signatures).values(
+                    proposal_id=pid,
+                    user_name=user,
+                    position=1 + p.cosigners.index(user),
+                    pub=sig.pub,
+                    sig=sig.sig,
+                    signed_at=when,
+                )
             )
-        )
-        p = _load(conn, pid)
-        assert p is not None
+            p = _load(conn, pid)
+            assert p is not None
+    except IntegrityError:  # the constraints backstop the lock: one signature per signer/key
+        raise Conflict("you have already signed this proposal") from None
     log.info("proposal_cosigned", proposal=pid, signer=user)
     return p
 
