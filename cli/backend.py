@@ -11,7 +11,6 @@ returns, so ``--format json`` prints the same shape in both modes.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,7 +125,7 @@ class LocalBackend:
         return Written(kind=body["kind"], seq=res.first_seq)
 
     def entry_ref(self, ref: str) -> str:
-        return self.ledger().entry_ref(ref) if ref.isdigit() else ref
+        return self.ledger().entry_ref(ref) if ref.isascii() and ref.isdigit() else ref
 
     def read(self, path: str, **params: Any) -> Any:
         from cli import local_views
@@ -149,8 +148,4 @@ def make_backend(
 
         return RemoteBackend.from_env(settings, url=url, user=user)
     return LocalBackend(settings, user, ledger_for)
-
-
-def seq_ref(ref: str) -> bool:
-    return bool(re.fullmatch(r"[0-9]{1,16}", ref))
 

@@ -339,7 +339,7 @@ class RemoteBackend:
         return Written(kind=body["kind"], seq=int(got["seq"]))
 
     def entry_ref(self, ref: str) -> str:
-        if not ref.isdigit():
+        if not (ref.isascii() and ref.isdigit()):
             return ref
         return str(self.authed("GET", f"/registry/refs/{int(ref)}")["entry_id"])
 

@@ -237,7 +237,7 @@ def movement_body_fields(m: Movement, b: Backend, a: argparse.Namespace) -> dict
 
 def movement_handler(m: Movement) -> Handler:
     def run(b: Backend, a: argparse.Namespace) -> int:
-        cosigner = getattr(a, _dest(Flag(m.cosigner_flag, ""))) if m.cosigner_flag else None
+        cosigner = getattr(a, m.cosigner_flag.lstrip("-").replace("-", "_")) if m.cosigner_flag else None
         return _act(b, m.kind, [cosigner] if cosigner else [], **movement_body_fields(m, b, a))
 
     return run
