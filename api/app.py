@@ -15,6 +15,7 @@ from api import errors
 from api.audit import refusal_event
 from api.routes import log as log_routes
 from api.routes import login, meta, proposals, reads, releases, writes
+from api.routes import registry as registry_routes
 from api.services import Services
 from ledger.errors import LedgerError, Rejected
 
@@ -90,4 +91,5 @@ def create_app(svc: Services) -> FastAPI:
         log_routes.router,
     ):
         app.include_router(router)
+    app.include_router(registry_routes.router)
     return app

@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood", "audit")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood", "audit", "client")
 
 
 def _log(msg: str) -> None:
@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import audit
 
                 rows += audit.run(cfg, workdir, _log)
+            elif name == "client":
+                from bench import client
+
+                rows += client.run(cfg, workdir, _log)
             timings[name] = time.perf_counter() - t0
             other_load[name] = meter.other_cores()
             _log(

@@ -24,14 +24,16 @@ from ledger.errors import ConfigError, Forbidden, LedgerError, NotFound, Unauthe
 TIMEOUT = 60.0
 
 
-def auth_header() -> dict[str, str]:
-    """The auditor's credentials for the service: the one place to swap in the client's
-    key login (``reserve login``) once it is merged. Until then a bearer token from
-    ``RESERVE_TOKEN`` (``reserve token --user AUDITOR`` on the server)."""
-    token = os.environ.get("RESERVE_TOKEN", "").strip()
-    if not token:
-        raise ConfigError("sign in first: set RESERVE_TOKEN to an auditor's access token")
-    return {"Authorization": f"Bearer {token}"}
+def auth_header(args: argparse.Namespace, settings: Any) -> dict[str, str]:
+    """The auditor's credentials for the service, as every client command gets them
+    (issue #9): an identity provider's token from ``RESERVE_TOKEN``, else key login with
+    the auditor's own key from ``RESERVE_HOME`` (the token cached there, 0600)."""
+    from cli.remote import RemoteBackend
+
+    backend = RemoteBackend.from_env(
+        settings, url=_base_url(args), user=getattr(args, "as_user", None) or settings.user
+    )
+    return {"Authorization": f"Bearer {backend.bearer()}"}
 
 
 def _base_url(args: argparse.Namespace) -> str:
@@ -97,7 +99,7 @@ def cmd_sync(args: argparse.Namespace, s: Any) -> int:
 
     witnesses, quorum = witness_policy(args)
     trusted = _trust(args.trust) if args.trust else None
-    source = HttpAuditSource(_base_url(args), auth_header())
+    source = HttpAuditSource(_base_url(args), auth_header(args, s))
     result = sync(
         Path(args.state), source, trusted_log_key=trusted, witnesses=witnesses, quorum=quorum
     )
@@ -115,7 +117,7 @@ def cmd_sync(args: argparse.Namespace, s: Any) -> int:
 def cmd_fetch(args: argparse.Namespace, s: Any) -> int:
     from ledger.bundle_tar import extract_bundle
 
-    source = HttpAuditSource(_base_url(args), auth_header())
+    source = HttpAuditSource(_base_url(args), auth_header(args, s))
     with source.bundle() as stream:
         names = extract_bundle(stream, Path(args.dir))
     print(f"fetched a bundle of {len(names)} files into {args.dir}; check it with 'reserve verify-bundle {args.dir} --trust ...'")
@@ -134,10 +136,12 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--state", required=True, metavar="DIR", help="where the last verified checkpoint and state live")
     sp.add_argument("--from", dest="from_url", metavar="URL", help="the service (default RESERVE_URL)")
     sp.add_argument("--trust", help="the log's public key file to anchor the first sync to")
+    sp.add_argument("--as", dest="as_user", metavar="USER", help="the auditor (or RESERVE_USER)")
     add_quorum_args(sp)
-    sp.set_defaults(fn=cmd_sync)
+    sp.set_defaults(fn=cmd_sync, client_ok=True)
 
     sp = g.add_parser("fetch", help="download the whole bundle (GET /log/bundle) into DIR")
     sp.add_argument("dir")
     sp.add_argument("--from", dest="from_url", metavar="URL", help="the service (default RESERVE_URL)")
-    sp.set_defaults(fn=cmd_fetch)
+    sp.add_argument("--as", dest="as_user", metavar="USER", help="the auditor (or RESERVE_USER)")
+    sp.set_defaults(fn=cmd_fetch, client_ok=True)

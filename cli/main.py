@@ -12,21 +12,23 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from cli.backend import ServiceFailed
+from cli.output import add_format
 from ledger.config import Settings, load_settings
 from ledger.errors import ConfigError, LedgerError, Rejected, VerificationFailed
 
 if TYPE_CHECKING:
+    from cli.backend import Backend
     from ledger.service import Ledger
     from ledger.verify import Report
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+EXIT_UNEXPECTED = 70
 
 
 class _CurrentStderr:
@@ -41,6 +43,10 @@ class _CurrentStderr:
 
 
 def _configure_logging(level: str) -> None:
+    # Imported here, after argument parsing: structlog (and the asyncio it pulls in)
+    # costs ~60 ms that ``reserve --help`` and usage errors need not pay.
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -109,6 +115,8 @@ def cmd_init(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_keys_generate(args: argparse.Namespace, s: Settings) -> int:
+    if _client_url(args):
+        return _keys_generate_own(args, s)
     led = _ledger(s)
     signer = led.keystore.generate(args.name)
     print(f"{args.name} {signer.key_id}")
@@ -128,30 +136,70 @@ def cmd_keys_upgrade(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def cmd_keys_register(args: argparse.Namespace, s: Settings) -> int:
-    led = _ledger(s)
+def _keys_generate_own(args: argparse.Namespace, s: Settings) -> int:
+    """Client mode: a keystore holding this user's key alone (issue #9 item 4); the
+    public key is printed for a security admin to register."""
+    from keys import FileKeystore, passphrase_from_env_or_prompt
+
+    ks = FileKeystore(s.keystore_dir, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    others = [n for n in ks.names() if n != args.name]
+    if others:
+        raise ConfigError(
+            f"the keystore in {s.keystore_dir} already holds another person's key: "
+            "a client keystore holds its user's key alone (use another RESERVE_HOME)"
+        )
+    signer = ks.load(args.name) if ks.exists(args.name) else ks.generate(args.name)
+    print(f"{args.name} {signer.key_id}")
+    print(f"public key (hex): {signer.public_key.hex()}")
+    print(
+        "give it to a security admin: reserve keys register --user "
+        f"{args.name} --roles ... --public-key-file FILE"
+    )
+    return 0
+
+
+def cmd_keys_register(b: Backend, args: argparse.Namespace) -> int:
+    from ledger.bodies import new_body
+
     pub = None
     if args.public_key_file:
+        from cli.files import read_text
         from ledger.pubkey import parse_public_key
 
-        pub = parse_public_key(Path(args.public_key_file).read_text())
-    res = led.register_key(
-        admin=_acting_user(args, s),
+        pub = parse_public_key(read_text(args.public_key_file, what="public key", stdin_ok=False))
+    if pub is None:
+        # A custodial key kept in the server's keystore: only local mode has one.
+        led = b.local_ledger("registering a key without --public-key-file (a server-held key)")
+        res = led.register_key(
+            admin=b.acting_user(),
+            user=args.user,
+            roles=_csv(args.roles),
+            sites=_csv(args.sites),
+            owners=_csv(args.owners),
+            clearance=args.clearance,
+        )
+        print(f"registered a key for '{args.user}' at seq {res.first_seq}")
+        return 0
+    body = new_body(
+        "key.registered",
+        b.acting_user(),
         user=args.user,
+        public_key=pub.hex(),
         roles=_csv(args.roles),
         sites=_csv(args.sites),
         owners=_csv(args.owners),
         clearance=args.clearance,
-        public_key=pub,
+        custody="self",
     )
-    print(f"registered a key for '{args.user}' at seq {res.first_seq}")
+    print(f"registered a key for '{args.user}' at seq {b.append(body).seq}")
     return 0
 
 
-def cmd_keys_revoke(args: argparse.Namespace, s: Settings) -> int:
-    led = _ledger(s)
-    res = led.revoke_key(actor=_acting_user(args, s), key_id=args.key_id, reason=args.reason)
-    print(f"revoked key {args.key_id[:16]}... at seq {res.first_seq}")
+def cmd_keys_revoke(b: Backend, args: argparse.Namespace) -> int:
+    from ledger.bodies import new_body
+
+    body = new_body("key.revoked", b.acting_user(), key_id=args.key_id, reason=args.reason)
+    print(f"revoked key {args.key_id[:16]}... at seq {b.append(body).seq}")
     return 0
 
 
@@ -165,35 +213,38 @@ def cmd_keys_rotate(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def cmd_keys_list(args: argparse.Namespace, s: Settings) -> int:
-    from ledger.service import Ledger
-    from ledger.store.db import make_engine
+def cmd_keys_list(b: Backend, args: argparse.Namespace) -> int:
+    from cli.output import emit
 
-    led = Ledger(make_engine(s.db_url), keystore=None)  # type: ignore[arg-type]
-    for k in led.registered_keys():
-        state = f"revoked@{k.revoked_seq}" if k.revoked_seq is not None else "active"
-        print(f"{k.key_id}  {k.user:<16} {state:<14} registered@{k.registered_seq}")
-    return 0
+    doc = b.read("/registry/keys")
+    rows = [
+        [
+            k["key_id"],
+            k["user"],
+            f"revoked@{k['revoked_seq']}" if k["revoked_seq"] is not None else "active",
+            f"registered@{k['registered_seq']}",
+        ]
+        for k in doc["keys"]
+    ]
+    return emit(args.format, doc=doc, headers=["KEY", "USER", "STATE", "REGISTERED"], rows=rows)
 
 
-def cmd_user_list(args: argparse.Namespace, s: Settings) -> int:
-    from ledger.service import Ledger
-    from ledger.store.db import make_engine
+def cmd_user_list(b: Backend, args: argparse.Namespace) -> int:
+    from cli.output import emit
 
-    led = Ledger(make_engine(s.db_url), keystore=None)  # type: ignore[arg-type]
-    users: dict[str, list[Any]] = {}
-    for k in led.registered_keys():
-        if k.user != "log":
-            users.setdefault(k.user, []).append(k)
-    print(f"{'USER':<16} {'ROLES':<24} {'SITES':<20} {'OWNERS':<20} {'CLEARANCE':<12} KEYS")
-    for user, recs in sorted(users.items()):
-        active = [r for r in recs if r.revoked_seq is None]
-        latest = (active or recs)[-1]
-        print(
-            f"{user:<16} {','.join(latest.roles) or '-':<24} {','.join(latest.sites) or '-':<20} "
-            f"{','.join(latest.owners) or '-':<20} {latest.clearance:<12} {len(active)} active/{len(recs)}"
-        )
-    return 0
+    doc = b.read("/registry/users")
+    rows = [
+        [
+            u["user"],
+            ",".join(u["roles"]) or "-",
+            ",".join(u["sites"]) or "-",
+            ",".join(u["owners"]) or "-",
+            u["clearance"],
+            f"{u['active_keys']} active/{u['keys']}",
+        ]
+        for u in doc["users"]
+    ]
+    return emit(args.format, doc=doc, headers=["USER", "ROLES", "SITES", "OWNERS", "CLEARANCE", "KEYS"], rows=rows)
 
 
 def cmd_move(args: argparse.Namespace, s: Settings) -> int:
@@ -320,6 +371,18 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_login(b: Backend, args: argparse.Namespace) -> int:
+    """Key login; the token is cached 0600 in RESERVE_HOME and never printed."""
+    if b.mode != "client":
+        raise ConfigError("login is for client mode: set RESERVE_URL or --server")
+    from cli.remote import RemoteBackend
+
+    assert isinstance(b, RemoteBackend)
+    ttl = b.login()
+    print(f"logged in as {b.acting_user()} at {b.http.base}; token valid {ttl // 60} min, cached in RESERVE_HOME")
+    return 0
+
+
 def _with_db(args: argparse.Namespace, s: Settings) -> Settings:
     if getattr(args, "db", None):
         return Settings(home=s.home, db_url=args.db, user=s.user, log_level=s.log_level)
@@ -329,20 +392,16 @@ def _with_db(args: argparse.Namespace, s: Settings) -> Settings:
 def _read_anchor(path: str | None) -> str | None:
     if path is None:
         return None
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read checkpoint file {path}") from exc
+    from cli.files import read_text
+
+    return read_text(path, what="checkpoint", stdin_ok=False)
 
 
 def _trust(path: str) -> bytes:
+    from cli.files import read_text
     from ledger.pubkey import parse_public_key
 
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read trust file {path}") from exc
-    return parse_public_key(text)
+    return parse_public_key(read_text(path, what="trust", stdin_ok=False))
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -352,8 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.quorum import add_quorum_args
 
     p = argparse.ArgumentParser(
-        prog="reserve", description="Signed ledger of strategic reserve stock."
+        prog="reserve",
+        description="Signed ledger of strategic reserve stock. Local mode drives the ledger on "
+        "this machine (the server's administrators); with --server or RESERVE_URL, reserve is a "
+        "client of the service and signs with your own key from RESERVE_HOME.",
     )
+    p.add_argument("--server", metavar="URL", help="the service to talk to (or RESERVE_URL): client mode")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Any, help_: str, *, acts: bool = False) -> argparse.ArgumentParser:
@@ -385,9 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return sp
 
-    sp = kadd("generate", cmd_keys_generate, "create a key pair in the keystore")
+    sp = kadd(
+        "generate",
+        cmd_keys_generate,
+        "create a key pair in the keystore (client mode: your own keystore, your key alone)",
+    )
+    sp.set_defaults(client_ok=True)
     sp.add_argument("name")
-    sp = kadd("register", cmd_keys_register, "register a user's key (security admin)", acts=True)
+    sp = kadd("register", wrap(cmd_keys_register), "register a user's key (security admin)", acts=True)
     sp.add_argument("--user", required=True)
     sp.add_argument(
         "--roles",
@@ -403,19 +471,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-key-file", help="the user's own public key (PEM or hex); default: keystore key"
     )
     sp = kadd(
-        "revoke", cmd_keys_revoke, "revoke a key (security admin, or the key's owner)", acts=True
+        "revoke", wrap(cmd_keys_revoke), "revoke a key (security admin, or the key's owner)", acts=True
     )
     sp.add_argument("key_id")
     sp.add_argument("--reason", required=True)
     kadd("rotate", cmd_keys_rotate, "rotate the log's checkpoint key")
-    kadd("list", cmd_keys_list, "list registered keys")
+    add_format(kadd("list", wrap(cmd_keys_list), "list registered keys"))
     sp = kadd("upgrade", cmd_keys_upgrade, "re-encrypt key files with scrypt (older files: PBKDF2)")
     sp.add_argument("names", nargs="*", metavar="NAME", help="default: every key in the keystore")
+    sp.set_defaults(client_ok=True)  # a client's own keystore too
 
     user = sub.add_parser("user", help="registered users")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
-    sp = usub.add_parser("list", help="users with their roles and scopes")
-    sp.set_defaults(fn=cmd_user_list)
+    sp = add_format(usub.add_parser("list", help="users with their roles and scopes"))
+    sp.set_defaults(fn=wrap(cmd_user_list))
 
     sp = add("move", cmd_move, "append a generic test movement (operator)", acts=True)
     sp.add_argument("account")
@@ -439,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
 
     sp = add("verify-bundle", cmd_verify_bundle, "verify an export bundle offline")
+    sp.set_defaults(client_ok=True)
     sp.add_argument("dir")
     sp.add_argument("--trust", required=True, help="the log's public key file (log.pub)")
     sp.add_argument(
@@ -460,28 +530,63 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
+    sp = sub.add_parser("login", help="client mode: log in with your own key (proof of possession)")
+    sp.add_argument("--as", dest="as_user", metavar="USER", help="who you are (or RESERVE_USER)")
+    sp.set_defaults(fn=wrap(cmd_login))
+
     from cli import audit as cli_audit
     from cli import ops as cli_ops
+    from cli import proposals as cli_proposals
     from cli import release as cli_release
     from cli import stock as cli_stock
     from cli import witness as cli_witness
 
-    writer = cli_stock.writer_factory(_ledger, _acting_user)
-    reader = cli_stock.reader_factory(_reader)
-    cli_stock.register(sub, writer=writer, reader=reader)
-    cli_release.register(sub, writer=writer, reader=reader)
+    cli_stock.register(sub, wrap=wrap)
+    cli_release.register(sub, wrap=wrap)
+    cli_proposals.add_parser(sub, wrap=wrap)
     cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     cli_witness.add_parser(sub)
     cli_audit.add_parser(sub)
     return p
 
 
+def wrap(fn: Callable[[Backend, argparse.Namespace], int]) -> Any:
+    """A handler of ``(backend, args)`` as a parser ``fn``: the backend is local, or the
+    service when a server URL is given. Such commands run in both modes."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from cli.backend import make_backend
+
+        backend = make_backend(
+            settings,
+            server=getattr(args, "server", None),
+            user=getattr(args, "as_user", None) or settings.user,
+            ledger_for=_ledger,
+        )
+        return int(fn(backend, args))
+
+    run.client_ok = True  # type: ignore[attr-defined]
+    return run
+
+
+def _client_url(args: argparse.Namespace) -> str | None:
+    return getattr(args, "server", None) or os.environ.get("RESERVE_URL") or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
-    _configure_logging(settings.log_level)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_logging(settings.log_level)
     try:
+        if (
+            _client_url(args)
+            and not getattr(args.fn, "client_ok", False)
+            and not getattr(args, "client_ok", False)
+        ):
+            raise ConfigError(
+                f"'{args.command}' runs on the server in local mode: unset RESERVE_URL / --server"
+            )
         return int(args.fn(args, settings))
     except VerificationFailed as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
@@ -496,6 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except ServiceFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNEXPECTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -503,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # never a traceback on the terminal (issue #2)
+        import structlog
+
         log = structlog.get_logger("reserve.cli")
         log.error("unexpected", error_class=type(exc).__name__)
         log.debug("unexpected_traceback", exc_info=True)  # RESERVE_LOG_LEVEL=debug
@@ -510,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: unexpected failure ({type(exc).__name__}); nothing more was written",
             file=sys.stderr,
         )
-        return 70
+        return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -24,35 +24,44 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-from dataclasses import asdict
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from cli.stock import _csv, _done, _print_table, _read_file
+from cli.output import add_format, emit, print_table
+from cli.stock import _act, _read_file, csv_list
 from ledger.errors import ConfigError, NotFound
 from ledger.kinds.release import REGIMES
 from ledger.timefmt import now
 from ledger.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
-    from ledger.service import Ledger
+    from cli.backend import Backend
 
 
 def _qty(text: str, field: str) -> int:
     return parse_quantity(text, field=field)
 
 
+def _ns(value: Any) -> Any:
+    """A JSON document with attribute access (the printers read views' attributes)."""
+    if isinstance(value, dict):
+        return SimpleNamespace(**{k: _ns(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_ns(v) for v in value]
+    return value
+
+
 # -- writing ----------------------------------------------------------------------------
 
 
-def policy_set(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    from ledger.service import new_body
-
+def policy_set(b: Backend, a: argparse.Namespace) -> int:
     if not a.cosign:
         raise ConfigError("a release policy is co-signed by a minister: --cosign MINISTER")
-    body = new_body(
+    return _act(
+        b,
         "policy.set",
-        user,
+        [a.cosign],
         owner=a.owner,
         material=a.material,
         quorum=a.quorum,
@@ -60,16 +69,14 @@ def policy_set(led: Ledger, a: argparse.Namespace, user: str) -> int:
         crisis_currency=a.crisis_currency,
         crisis_threshold=a.crisis_threshold,
         count_tolerance_pct=a.count_tolerance,
-        regimes=_csv(a.regimes),
+        regimes=csv_list(a.regimes),
         effective_at=a.effective_at,
     )
-    res = led.submit(body, [led.signer_for(user), led.signer_for(a.cosign)])
-    return _done("policy.set", res)
 
 
-def price_observed(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    res = led.act(
-        user,
+def price_observed(b: Backend, a: argparse.Namespace) -> int:
+    return _act(
+        b,
         "price.observed",
         index=a.index,
         material=a.material,
@@ -78,10 +85,9 @@ def price_observed(led: Ledger, a: argparse.Namespace, user: str) -> int:
         observed_at=a.observed_at or now(),
         source=a.source,
     )
-    return _done("price.observed", res)
 
 
-def request(led: Ledger, a: argparse.Namespace, user: str) -> int:
+def request(b: Backend, a: argparse.Namespace) -> int:
     fields: dict[str, Any] = dict(
         owner=a.owner,
         material=a.material,
@@ -100,66 +106,58 @@ def request(led: Ledger, a: argparse.Namespace, user: str) -> int:
         )
     if a.price_observation:
         evidence.append(
-            {"type": "price_observation", "observation": led.entry_ref(a.price_observation)}
+            {"type": "price_observation", "observation": b.entry_ref(a.price_observation)}
         )
     elif a.override:
         evidence.append({"type": "override", "reason": a.override})
     if evidence:
         fields["evidence"] = evidence
-    return _done("release.requested", led.act(user, "release.requested", **fields))
+    return _act(b, "release.requested", **fields)
 
 
-def approve(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    fields: dict[str, Any] = {"request": led.entry_ref(a.request)}
+def approve(b: Backend, a: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"request": b.entry_ref(a.request)}
     if a.cap:
         fields["cap"] = _qty(a.cap, "cap")
     if a.comment:
         fields["comment"] = a.comment
-    return _done("release.approved", led.act(user, "release.approved", **fields))
+    return _act(b, "release.approved", **fields)
 
 
-def order(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    request_id = led.entry_ref(a.request)
+def _open_request(b: Backend, request_id: str) -> dict[str, Any] | None:
+    for r in b.read("/releases/requests")["requests"]:
+        if r["id"] == request_id:
+            return dict(r)
+    return None
+
+
+def order(b: Backend, a: argparse.Namespace) -> int:
+    request_id = b.entry_ref(a.request)
     regime = a.regime
     if regime is None:
-        from ledger.store import releases
-
-        with led.engine.connect() as conn:
-            regime = releases.get_request(conn, request_id, owners=None, at=now()).regime
-    res = led.act(
-        user,
+        req = _open_request(b, request_id)
+        if req is None:
+            raise NotFound(f"no open release request '{a.request}'")
+        regime = req["regime"]
+    return _act(
+        b,
         "release.ordered",
         request=request_id,
         cap=_qty(a.cap, "cap"),
         valid_from=a.valid_from or now(),
         valid_until=a.valid_until,
-        sites=_csv(a.sites),
+        sites=csv_list(a.sites),
         regime=regime,
         report_to=a.report_to,
         confirm_override=a.confirm_override,
     )
-    return _done("release.ordered", res)
 
 
-def revoke(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    res = led.act(user, "release.order_revoked", order=led.entry_ref(a.order), reason=a.reason)
-    return _done("release.order_revoked", res)
+def revoke(b: Backend, a: argparse.Namespace) -> int:
+    return _act(b, "release.order_revoked", order=b.entry_ref(a.order), reason=a.reason)
 
 
 # -- reading ----------------------------------------------------------------------------
-
-
-def _entry_id(conn: Any, ref: str) -> str:
-    if not ref.isdigit():
-        return ref
-    from sqlalchemy import select
-
-    from ledger.store.schema import entries
-
-    found = conn.execute(select(entries.c.entry_id).where(entries.c.seq == int(ref))).first()
-    if found is None:
-        raise NotFound(f"no entry at seq {ref}")
-    return str(found.entry_id)
 
 
 def _print_request(r: Any) -> None:
@@ -201,120 +199,129 @@ def _print_order(o: Any) -> None:
         print(f"  revoked at seq {o.revoked_seq} by {o.revoked_by}: {o.revoke_reason}")
 
 
-def show(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import releases
+EXEC_HEADERS = ["SEQ", "RECORDED", "KIND", "SITE", "LOT", "QUANTITY", "TO", "ON LOAN"]
 
-    at = now()
-    with engine.begin() as conn:
-        ref = _entry_id(conn, a.ref)
-        try:
-            _print_request(releases.get_request(conn, ref, owners=None, at=at))
-            return 0
-        except NotFound:
-            pass
-        try:
-            rep = releases.order_report(conn, ref, owners=None, at=at)
-        except NotFound:
-            try:
-                ordered = releases.order_of_request(conn, ref, owners=None, at=at)
-            except NotFound:
-                raise NotFound(f"no open request and no order '{a.ref}'") from None
-            print(f"request {ref} was ordered at seq {ordered.seq}:")
-            rep = releases.order_report(conn, ordered.id, owners=None, at=at)
-    _print_order(rep.order)
-    if rep.executions:
+
+def _exec_rows(executions: list[Any]) -> list[list[Any]]:
+    return [
+        [
+            e["seq"],
+            e["recorded_at"],
+            e["kind"],
+            e["site"],
+            e["lot"],
+            format_quantity(e["quantity"]),
+            e["counterparty"],
+            "-"
+            if e["loan_outstanding"] is None
+            else format_quantity(e["loan_outstanding"]) + (" OVERDUE" if e["overdue"] else ""),
+        ]
+        for e in executions
+    ]
+
+
+def _report(b: Backend, order_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = b.read(f"/releases/orders/{quote(order_id, safe='')}/report")
+    return doc
+
+
+def show(b: Backend, a: argparse.Namespace) -> int:
+    ref = b.entry_ref(a.ref)
+    req = _open_request(b, ref)
+    if req is not None:
+        return emit(a.format, doc=req, headers=["ID", "STATUS"], rows=[[req["id"], req["status"]]],
+                    text=lambda: _print_request(_ns(req)))
+    prefix = ""
+    try:
+        rep = _report(b, ref)
+    except NotFound:
+        ordered = [o for o in b.read("/releases/orders")["orders"] if o["request"] == ref]
+        if not ordered:
+            raise NotFound(f"no open request and no order '{a.ref}'") from None
+        prefix = f"request {ref} was ordered at seq {ordered[0]['seq']}:"
+        rep = _report(b, ordered[0]["id"])
+    rows = _exec_rows(rep.get("executions", []))
+
+    def text() -> None:
+        if prefix:
+            print(prefix)
+        _print_order(_ns(rep["order"]))
+        if rows:
+            print()
+            print_table(EXEC_HEADERS, rows)
+
+    return emit(a.format, doc=rep, headers=EXEC_HEADERS, rows=rows, text=text)
+
+
+ORDER_HEADERS = ["ORDER", "SEQ", "OWNER", "MATERIAL", "REGIME", "CAP", "REMAINING", "UNTIL", "STATUS"]
+
+
+def list_all(b: Backend, a: argparse.Namespace) -> int:
+    owners = set(csv_list(a.owner))
+    reqs = [r for r in b.read("/releases/requests", owner=a.owner)["requests"] if not owners or r["owner"] in owners]
+    orders = [
+        o
+        for o in b.read("/releases/orders", owner=a.owner)["orders"]
+        if (not owners or o["owner"] in owners) and (a.all or o["status"] in ("in force", "not yet valid"))
+    ]
+    rows = [
+        [o["id"][:12], o["seq"], o["owner"], o["material"], o["regime"], format_quantity(o["cap"]),
+         format_quantity(o["remaining"]), o["valid_until"], o["status"]]
+        for o in orders
+    ]
+
+    def text() -> None:
+        print(f"open requests: {len(reqs)}")
+        for r in reqs:
+            _print_request(_ns(r))
         print()
-        _print_table(
-            ["SEQ", "RECORDED", "KIND", "SITE", "LOT", "QUANTITY", "TO", "ON LOAN"],
-            [
-                [
-                    e.seq,
-                    e.recorded_at,
-                    e.kind,
-                    e.site,
-                    e.lot,
-                    format_quantity(e.quantity),
-                    e.counterparty,
-                    "-"
-                    if e.loan_outstanding is None
-                    else format_quantity(e.loan_outstanding) + (" OVERDUE" if e.overdue else ""),
-                ]
-                for e in rep.executions
-            ],
-        )
+        print("orders" + ("" if a.all else " that can still be executed") + f": {len(orders)}")
+        print_table(ORDER_HEADERS, rows)
+
+    return emit(a.format, doc={"requests": reqs, "orders": orders}, headers=ORDER_HEADERS, rows=rows, text=text)
+
+
+def report(b: Backend, a: argparse.Namespace) -> int:
+    import json
+
+    rep = _report(b, b.entry_ref(a.order))
+    if a.format == "csv":
+        return emit("csv", doc=rep, headers=EXEC_HEADERS, rows=_exec_rows(rep.get("executions", [])))
+    print(json.dumps(rep, indent=2))  # the report is a document: JSON for table and json
     return 0
 
 
-def list_all(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import releases
+POLICY_HEADERS = ["OWNER", "MATERIAL", "FROM", "QUORUM", "REGIMES", "CRISIS", "TOLERANCE", "STATE"]
 
-    at = now()
-    owners = _csv(a.owner) or None
-    with engine.begin() as conn:
-        reqs = releases.open_requests(conn, owners=owners, at=at)
-        orders = releases.list_orders(conn, owners=owners, at=at, active_only=not a.all)
-    print(f"open requests: {len(reqs)}")
-    for r in reqs:
-        _print_request(r)
-    print()
-    print("orders" + ("" if a.all else " that can still be executed") + f": {len(orders)}")
-    _print_table(
-        ["ORDER", "SEQ", "OWNER", "MATERIAL", "REGIME", "CAP", "REMAINING", "UNTIL", "STATUS"],
-        [
+
+def list_policies(b: Backend, a: argparse.Namespace) -> int:
+    owners = set(csv_list(a.owner))
+    doc = b.read("/registry/policies", owner=a.owner)
+    pols = [p for p in doc["policies"] if not owners or p["owner"] in owners]
+    return emit(
+        a.format,
+        doc={"policies": pols},
+        headers=POLICY_HEADERS,
+        rows=[
             [
-                o.id[:12],
-                o.seq,
-                o.owner,
-                o.material,
-                o.regime,
-                format_quantity(o.cap),
-                format_quantity(o.remaining),
-                o.valid_until,
-                o.status,
+                p["owner"],
+                p["material"],
+                p["effective_at"],
+                p["quorum"],
+                ",".join(p["regimes"]) or "-",
+                f"{p['crisis_index']} >= {p['crisis_threshold']} {p['crisis_currency']}",
+                p["count_tolerance_pct"] + "%",
+                "in force" if p["in_force"] else "to come",
             ]
-            for o in orders
+            for p in pols
         ],
     )
-    return 0
-
-
-def report(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import releases
-
-    with engine.begin() as conn:
-        rep = releases.order_report(conn, _entry_id(conn, a.order), owners=None, at=now())
-    print(json.dumps(asdict(rep), indent=2))
-    return 0
-
-
-def list_policies(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import releases
-
-    with engine.begin() as conn:
-        rows = releases.list_policies(conn, owners=_csv(a.owner) or None, at=now())
-    _print_table(
-        ["OWNER", "MATERIAL", "FROM", "QUORUM", "REGIMES", "CRISIS", "TOLERANCE", "STATE"],
-        [
-            [
-                p.owner,
-                p.material,
-                p.effective_at,
-                p.quorum,
-                ",".join(p.regimes) or "-",
-                f"{p.crisis_index} >= {p.crisis_threshold} {p.crisis_currency}",
-                p.count_tolerance_pct + "%",
-                "in force" if p.in_force else "to come",
-            ]
-            for p in rows
-        ],
-    )
-    return 0
 
 
 # -- wiring -------------------------------------------------------------------------------
 
 
-def register(sub: Any, *, writer: Any, reader: Any) -> None:
+def register(sub: Any, *, wrap: Any) -> None:
     """Add ``reserve release ...`` to the top-level parser (see ``cli.stock``)."""
 
     p = sub.add_parser(
@@ -329,7 +336,7 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
         sp.add_argument(
             "--as", dest="as_user", metavar="USER", help="whose key signs (or RESERVE_USER)"
         )
-        sp.set_defaults(fn=writer(fn))
+        sp.set_defaults(fn=wrap(fn))
         return sp
 
     sp = acting(
@@ -338,7 +345,12 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
         "set the release policy of an owner and material from a future time "
         "(security admin, co-signed by a minister of the owner)",
     )
-    sp.add_argument("--cosign", metavar="MINISTER", required=True)
+    sp.add_argument(
+        "--cosign",
+        metavar="MINISTER",
+        required=True,
+        help="the co-signing minister: in client mode a proposal they sign with their own key",
+    )
     for opt in ("--owner", "--material", "--crisis-index", "--crisis-threshold"):
         sp.add_argument(opt, required=True)
     sp.add_argument("--crisis-currency", required=True, help="ISO 4217, e.g. USD")
@@ -391,16 +403,16 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
     sp.add_argument("order", help="seq or entry id of the order")
     sp.add_argument("--reason", required=True)
 
-    sp = g.add_parser("show", help="a request still open, or an order with its executions")
+    sp = add_format(g.add_parser("show", help="a request still open, or an order with its executions"))
     sp.add_argument("ref", help="seq or entry id")
-    sp.set_defaults(fn=reader(show))
-    sp = g.add_parser("list", help="open requests and what they need; orders and their cap")
+    sp.set_defaults(fn=wrap(show))
+    sp = add_format(g.add_parser("list", help="open requests and what they need; orders and their cap"))
     sp.add_argument("--owner", help="comma-separated owner codes")
     sp.add_argument("--all", action="store_true", help="also expired, revoked, used-up orders")
-    sp.set_defaults(fn=reader(list_all))
-    sp = g.add_parser("report", help="an order's report to parliament (JSON, site codes only)")
+    sp.set_defaults(fn=wrap(list_all))
+    sp = add_format(g.add_parser("report", help="an order's report to parliament (JSON, site codes only)"))
     sp.add_argument("order", help="seq or entry id of the order")
-    sp.set_defaults(fn=reader(report))
-    sp = g.add_parser("policies", help="policies in force and to come")
+    sp.set_defaults(fn=wrap(report))
+    sp = add_format(g.add_parser("policies", help="policies in force and to come"))
     sp.add_argument("--owner")
-    sp.set_defaults(fn=reader(list_policies))
+    sp.set_defaults(fn=wrap(list_policies))

@@ -4,25 +4,31 @@ Quantities are typed as decimal strings with a unit ("12.5 t") and converted exa
 (``ledger.units``). A transfer, loan or movement may be named by its entry id or by the
 ``seq`` the CLI printed when it was recorded. A location is never typed on the command
 line (it would land in shell history): it is read from a JSON file or standard input.
+
+Movements are table-driven (issue #9 item 7): one :class:`Movement` spec per kind names
+its flags, their types and the body fields they fill; one function builds every parser
+and one builds every body. Every command calls a :class:`cli.backend.Backend`, so it runs
+the same against the local database or, as a client, against the service.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import sys
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ledger.config import Settings
+from cli.files import read_bytes, read_json
+from cli.output import add_format, emit, print_table
 from ledger.errors import ConfigError, InvalidEntry
 from ledger.timefmt import now
 from ledger.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
-    from ledger.service import Ledger
-    from ledger.store.log import AppendResult
+    from cli.backend import Backend, Written
+
+Handler = Callable[["Backend", argparse.Namespace], int]
 
 
 def _qty(text: str, field: str, *, allow_zero: bool = False) -> int:
@@ -32,48 +38,60 @@ def _qty(text: str, field: str, *, allow_zero: bool = False) -> int:
     return value
 
 
-def _done(kind: str, res: AppendResult) -> int:
-    print(f"recorded {kind} at seq {res.first_seq}")
+def done(w: Written) -> int:
+    """The one line a write prints: where it was appended, or the proposal it opened."""
+    if w.proposal is not None:
+        p = w.proposal
+        waiting = ", ".join(str(c) for c in p.get("cosigners") or []) or "-"
+        print(f"proposed {w.kind}: proposal {p.get('id')} waits for {waiting} (expires {p.get('expires_at', '-')})")
+    else:
+        print(f"recorded {w.kind} at seq {w.seq}")
     return 0
 
 
 def _read_file(path: str, what: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} file") from exc
+    return read_bytes(path, what=what)
+
+
+def _containers(path: str | None) -> list[dict[str, Any]]:
+    """The ``--containers`` file: a JSON list of objects, masses as "250 kg"."""
+    if not path:
+        return []
+    containers = read_json(path, what="containers")
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        raise ConfigError('the containers file holds a JSON list of objects: [{"id","type","net_mass"}]')
+    for c in containers:
+        if isinstance(c.get("net_mass"), str):
+            c["net_mass"] = _qty(c["net_mass"], "containers.net_mass")
+    return containers
+
+
+def csv_list(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _act(b: Backend, kind: str, cosigners: list[str] | None = None, /, **fields: Any) -> int:
+    from ledger.bodies import new_body
+
+    return done(b.append(new_body(kind, b.acting_user(), **fields), cosigners=cosigners or []))
 
 
 # -- reference data -------------------------------------------------------------------
 
 
-def owner_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "owner.registered",
-        led.act(user, "owner.registered", code=a.code, name=a.name, country=a.country),
+def owner_add(b: Backend, a: argparse.Namespace) -> int:
+    return _act(b, "owner.registered", code=a.code, name=a.name, country=a.country)
+
+
+def material_add(b: Backend, a: argparse.Namespace) -> int:
+    return _act(
+        b, "material.registered", code=a.code, name=a.name, form=a.form, base_unit="g", grade_basis=a.grade_basis
     )
 
 
-def material_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    res = led.act(
-        user,
-        "material.registered",
-        code=a.code,
-        name=a.name,
-        form=a.form,
-        base_unit="g",
-        grade_basis=a.grade_basis,
-    )
-    return _done("material.registered", res)
-
-
-def lot_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    containers = json.loads(_read_file(a.containers, "containers")) if a.containers else []
-    for c in containers:
-        if isinstance(c, dict) and isinstance(c.get("net_mass"), str):
-            c["net_mass"] = _qty(c["net_mass"], "containers.net_mass")
-    res = led.act(
-        user,
+def lot_add(b: Backend, a: argparse.Namespace) -> int:
+    return _act(
+        b,
         "lot.registered",
         code=a.code,
         material=a.material,
@@ -82,37 +100,43 @@ def lot_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
         purity=a.purity,
         basis=a.basis,
         certificate_sha256=hashlib.sha256(_read_file(a.certificate, "certificate")).hexdigest(),
-        containers=containers,
+        containers=_containers(a.containers),
     )
-    return _done("lot.registered", res)
 
 
-def site_add(led: Ledger, a: argparse.Namespace, user: str) -> int:
+SITE_LOCAL_ONLY = "registering or relocating a site (its location is sealed on the server)"
+
+
+def site_add(b: Backend, a: argparse.Namespace) -> int:
     from ledger.locations import parse_location
 
+    led = b.local_ledger(SITE_LOCAL_ONLY)
     location = parse_location(_read_file(a.location_file, "location"))
-    owners = _csv(a.owners) or [a.custodian]
     res = led.register_site(
-        admin=user,
+        admin=b.acting_user(),
         code=a.code,
         classification=a.classification,
         custodian=a.custodian,
-        owners=owners,
+        owners=csv_list(a.owners) or [a.custodian],
         location=location,
     )
-    return _done("site.registered", res)
+    print(f"recorded site.registered at seq {res.first_seq}")
+    return 0
 
 
-def site_relocate(led: Ledger, a: argparse.Namespace, user: str) -> int:
+def site_relocate(b: Backend, a: argparse.Namespace) -> int:
     from ledger.locations import parse_location
 
+    led = b.local_ledger(SITE_LOCAL_ONLY)
     location = parse_location(_read_file(a.location_file, "location"))
-    return _done("site.relocated", led.relocate_site(admin=user, code=a.code, location=location))
+    res = led.relocate_site(admin=b.acting_user(), code=a.code, location=location)
+    print(f"recorded site.relocated at seq {res.first_seq}")
+    return 0
 
 
-def target_set(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    res = led.act(
-        user,
+def target_set(b: Backend, a: argparse.Namespace) -> int:
+    return _act(
+        b,
         "target.set",
         owner=a.owner,
         material=a.material,
@@ -122,355 +146,250 @@ def target_set(led: Ledger, a: argparse.Namespace, user: str) -> int:
         valid_from=a.valid_from,
         valid_to=a.valid_to,
     )
-    return _done("target.set", res)
 
 
-# -- movements ------------------------------------------------------------------------
+# -- movements: one spec each ---------------------------------------------------------
+
+TEXT, QTY, QTY0, REF = "text", "qty", "qty0", "ref"
 
 
-def _at(a: argparse.Namespace) -> str:
-    return a.at or now()
+@dataclass(frozen=True)
+class Flag:
+    """A movement flag: ``--name`` fills body ``field`` after conversion by ``type``
+    (text; quantity; quantity that may be zero; entry reference by id or seq)."""
+
+    name: str
+    field: str
+    type: str = TEXT
+    required: bool = True
+    default: str | None = None
+    help: str | None = None
+    positional: bool = False
 
 
-def receive(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.receipt",
-        led.act(
-            user,
-            "stock.receipt",
-            site=a.site,
-            owner=a.owner,
-            lot=a.lot,
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-            supplier=a.supplier,
-            accepted_purity=a.purity,
-            reference=a.reference,
-        ),
-    )
+@dataclass(frozen=True)
+class Movement:
+    action: str
+    kind: str
+    help: str
+    flags: tuple[Flag, ...]
+    owner: bool = True  # takes --owner (movements of one holding)
+    cosigner_flag: str | None = None  # a flag naming a co-signer (an officer, a minister)
 
 
-def dispatch(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.dispatch",
-        led.act(
-            user,
-            "stock.dispatch",
-            site=a.site,
-            owner=a.owner,
-            lot=a.lot,
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-            to_site=a.to,
-            reference=a.reference,
-        ),
-    )
+def _q(name: str = "--qty", field: str = "quantity", type_: str = QTY) -> Flag:
+    return Flag(name, field, type_)
 
 
-def arrive(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.arrival",
-        led.act(
-            user,
-            "stock.arrival",
-            site=a.site,
-            transfer=led.entry_ref(a.transfer),
-            quantity=_qty(a.qty, "quantity", allow_zero=True),
-            occurred_at=_at(a),
-            shortfall_reason=a.shortfall_reason,
-        ),
-    )
+MOVEMENTS: tuple[Movement, ...] = (
+    Movement("receive", "stock.receipt", "a receipt from a supplier",
+             (Flag("--lot", "lot"), _q(), Flag("--supplier", "supplier"),
+              Flag("--purity", "accepted_purity"), Flag("--reference", "reference"))),
+    Movement("dispatch", "stock.dispatch", "send stock to another site",
+             (Flag("--lot", "lot"), _q(), Flag("--to", "to_site"), Flag("--reference", "reference"))),
+    Movement("arrive", "stock.arrival", "record a transfer's arrival",
+             (Flag("--transfer", "transfer", REF), _q(type_=QTY0),
+              Flag("--shortfall-reason", "shortfall_reason", required=False, default="")), owner=False),
+    Movement("release", "stock.release", "hand stock over to the recipient of an emergency-release order",
+             (Flag("--lot", "lot"), _q(), Flag("--order", "order", REF), Flag("--recipient", "recipient"))),
+    Movement("loan", "stock.loan_out", "lend stock under a loan order",
+             (Flag("--lot", "lot"), _q(), Flag("--order", "order", REF), Flag("--borrower", "borrower"),
+              Flag("--due", "due_at"), Flag("--premium", "premium_pct"))),
+    Movement("return", "stock.loan_return", "record lent stock coming back",
+             (Flag("--loan", "loan", REF), _q()), owner=False),
+    Movement("sell", "stock.sale", "a sale under a sale order",
+             (Flag("--lot", "lot"), _q(), Flag("--order", "order", REF), Flag("--buyer", "buyer"),
+              Flag("--tender", "tender_ref"))),
+    Movement("rotate", "stock.rotation", "rotate old stock for new of equal or better grade",
+             (Flag("--lot-out", "lot_out"), Flag("--lot-in", "lot_in"), _q(),
+              Flag("--counterparty", "counterparty"))),
+    Movement("convert", "stock.conversion", "process one lot into another",
+             (Flag("--lot-in", "lot_in"), _q("--qty-in", "quantity_in"), Flag("--lot-out", "lot_out"),
+              _q("--qty-out", "quantity_out"), Flag("--processor", "processor"))),
+    Movement("count", "stock.count", "a stock count",
+             (Flag("--lot", "lot"), _q("--book", "book", QTY0), _q("--counted", "counted", QTY0)),
+             cosigner_flag="--second-officer"),
+    Movement("reverse", "stock.reversal", "reverse an earlier movement (within 30 days)",
+             (Flag("--reason", "reason"),
+              Flag("ref", "reverses", REF, positional=True, help="seq or entry id of the movement")), owner=False),
+)
 
 
-def loan(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.loan_out",
-        led.act(
-            user,
-            "stock.loan_out",
-            site=a.site,
-            owner=a.owner,
-            lot=a.lot,
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-            borrower=a.borrower,
-            due_at=a.due,
-            premium_pct=a.premium,
-            order=led.entry_ref(a.order),
-        ),
-    )
+def _dest(flag: Flag) -> str:
+    return flag.name.lstrip("-").replace("-", "_")
 
 
-def release(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.release",
-        led.act(
-            user,
-            "stock.release",
-            site=a.site,
-            owner=a.owner,
-            lot=a.lot,
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-            order=led.entry_ref(a.order),
-            recipient=a.recipient,
-        ),
-    )
+def movement_body_fields(m: Movement, b: Backend, a: argparse.Namespace) -> dict[str, Any]:
+    """The body fields of movement ``m`` from parsed flags ``a``."""
+    fields: dict[str, Any] = {"site": a.site}
+    if m.owner:
+        fields["owner"] = a.owner
+    for f in m.flags:
+        value = getattr(a, _dest(f))
+        if f.type in (QTY, QTY0):
+            value = _qty(value, f.field, allow_zero=f.type == QTY0)
+        elif f.type == REF:
+            value = b.entry_ref(value)
+        fields[f.field] = value
+    fields["occurred_at"] = a.at or now()
+    return fields
 
 
-def give_back(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.loan_return",
-        led.act(
-            user,
-            "stock.loan_return",
-            site=a.site,
-            loan=led.entry_ref(a.loan),
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-        ),
-    )
+def movement_handler(m: Movement) -> Handler:
+    def run(b: Backend, a: argparse.Namespace) -> int:
+        cosigner = getattr(a, m.cosigner_flag.lstrip("-").replace("-", "_")) if m.cosigner_flag else None
+        return _act(b, m.kind, [cosigner] if cosigner else [], **movement_body_fields(m, b, a))
+
+    return run
 
 
-def sell(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.sale",
-        led.act(
-            user,
-            "stock.sale",
-            site=a.site,
-            owner=a.owner,
-            lot=a.lot,
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-            buyer=a.buyer,
-            tender_ref=a.tender,
-            order=led.entry_ref(a.order),
-        ),
-    )
-
-
-def rotate(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.rotation",
-        led.act(
-            user,
-            "stock.rotation",
-            site=a.site,
-            owner=a.owner,
-            lot_out=a.lot_out,
-            lot_in=a.lot_in,
-            quantity=_qty(a.qty, "quantity"),
-            occurred_at=_at(a),
-            counterparty=a.counterparty,
-        ),
-    )
-
-
-def convert(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.conversion",
-        led.act(
-            user,
-            "stock.conversion",
-            site=a.site,
-            owner=a.owner,
-            lot_in=a.lot_in,
-            quantity_in=_qty(a.qty_in, "quantity_in"),
-            lot_out=a.lot_out,
-            quantity_out=_qty(a.qty_out, "quantity_out"),
-            occurred_at=_at(a),
-            processor=a.processor,
-        ),
-    )
-
-
-def count(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    from ledger.service import new_body
-
-    body = new_body(
-        "stock.count",
-        user,
-        site=a.site,
-        owner=a.owner,
-        lot=a.lot,
-        book=_qty(a.book, "book", allow_zero=True),
-        counted=_qty(a.counted, "counted", allow_zero=True),
-        occurred_at=_at(a),
-    )
-    signers = [led.signer_for(user)] + (
-        [led.signer_for(a.second_officer)] if a.second_officer else []
-    )
-    return _done("stock.count", led.submit(body, signers))
-
-
-def reverse(led: Ledger, a: argparse.Namespace, user: str) -> int:
-    return _done(
-        "stock.reversal",
-        led.act(
-            user,
-            "stock.reversal",
-            site=a.site,
-            reverses=led.entry_ref(a.ref),
-            occurred_at=_at(a),
-            reason=a.reason,
-        ),
-    )
+def add_movement(g: Any, m: Movement, *, acting: Callable[[argparse.ArgumentParser], Any], wrap: Any) -> None:
+    sp: argparse.ArgumentParser = acting(g.add_parser(m.action, help=m.help, description=m.help))
+    sp.add_argument("--site", required=True)
+    if m.owner:
+        sp.add_argument("--owner", required=True)
+    for f in m.flags:
+        if f.positional:
+            sp.add_argument(f.name, help=f.help)
+        else:
+            sp.add_argument(f.name, required=f.required, default=f.default, help=f.help)
+    if m.cosigner_flag:
+        sp.add_argument(
+            m.cosigner_flag,
+            metavar="NAME",
+            help="co-signing officer, needed beyond the tolerance: in client mode a proposal "
+            "that they sign with their own key",
+        )
+    sp.add_argument("--at", help="when it happened (RFC 3339 UTC, default now)")
+    sp.set_defaults(fn=wrap(movement_handler(m)))
 
 
 # -- reading --------------------------------------------------------------------------
 
 
-def _csv(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+def _dash(v: Any) -> Any:
+    return "-" if v is None or v == "" else v
 
 
-def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    widths = (
-        [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-        if rows
-        else [len(h) for h in headers]
+REFERENCE_VIEWS: dict[str, tuple[str, list[str], Callable[[dict[str, Any]], list[Any]]]] = {
+    "owners": ("/registry/owners", ["CODE", "NAME", "COUNTRY"], lambda r: [r["code"], r["name"], r["country"]]),
+    "materials": (
+        "/registry/materials",
+        ["CODE", "NAME", "FORM", "GRADE BASIS"],
+        lambda r: [r["code"], r["name"], r["form"], r["grade_basis"]],
+    ),
+    "lots": (
+        "/registry/lots",
+        ["CODE", "MATERIAL", "ORIGIN", "PURITY", "BASIS"],
+        lambda r: [r["code"], r["material"], r["origin"], r["purity"] + "%", r["basis"]],
+    ),
+    # Sites: codes only, never a location.
+    "sites": (
+        "/sites",
+        ["CODE", "CLASSIFICATION", "CUSTODIAN", "OWNERS", "LAST COUNT"],
+        lambda r: [r["code"], r["classification"], r["custodian"], ",".join(r["owners"]), _dash(r["last_count_at"])],
+    ),
+}
+
+
+def list_reference(b: Backend, a: argparse.Namespace, table: str) -> int:
+    path, headers, row = REFERENCE_VIEWS[table]
+    doc = b.read(path)
+    return emit(a.format, doc=doc, headers=headers, rows=[row(r) for r in doc[table]])
+
+
+def show_balances(b: Backend, a: argparse.Namespace) -> int:
+    doc = b.read(
+        "/balances", owner=a.owner, site=a.site, material=a.material, lot=a.lot, as_of_seq=a.as_of_seq, as_of=a.as_of
     )
-    for row in [headers, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+    return emit(
+        a.format,
+        doc=doc,
+        headers=["OWNER", "SITE", "MATERIAL", "LOT", "QUANTITY"],
+        rows=[[r["owner"], r["site"], r["material"], r["lot"], r["quantity"]] for r in doc["balances"]],
+    )
 
 
-def list_reference(engine: Any, table: str) -> int:
-    from ledger.store.projections import read_table
+def show_trace(b: Backend, a: argparse.Namespace) -> int:
+    from urllib.parse import quote
 
-    with engine.connect() as conn:
-        rows = read_table(conn, table)
-    if table == "owners":
-        _print_table(
-            ["CODE", "NAME", "COUNTRY"], [[r.code, r.name, r.country] for r in rows.values()]
-        )
-    elif table == "materials":
-        _print_table(
-            ["CODE", "NAME", "FORM", "GRADE BASIS"],
-            [[r.code, r.name, r.form, r.grade_basis] for r in rows.values()],
-        )
-    elif table == "lots":
-        _print_table(
-            ["CODE", "MATERIAL", "ORIGIN", "PURITY", "BASIS"],
-            [[r.code, r.material, r.origin, r.purity + "%", r.basis] for r in rows.values()],
-        )
-    else:  # sites: codes only, never a location
-        _print_table(
-            ["CODE", "CLASSIFICATION", "CUSTODIAN", "OWNERS", "LAST COUNT"],
+    doc = b.read(f"/lots/{quote(a.lot, safe='')}/trace")
+    headers = ["SEQ", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"]
+    rows = [
+        [x["seq"], x["recorded_at"], x["kind"], x["account"], x["delta_g"], _dash(x.get("balance_after_g"))]
+        for x in doc["legs"]
+    ]
+
+    def text() -> None:
+        held = f"{format_quantity(doc['held_g'])} held; " if "held_g" in doc else ""
+        print(f"lot {doc['lot']} ({doc['material']}): {held}postings balance: {'yes' if doc['balanced'] else 'NO'}")
+        print_table(headers, rows)
+        if doc.get("distribution"):
+            print()
+            print_table(
+                ["ACCOUNT", "NOW"], [[d["account"], format_quantity(d["quantity_g"])] for d in doc["distribution"]]
+            )
+
+    return emit(a.format, doc=doc, headers=headers, rows=rows, text=text)
+
+
+def show_cover(b: Backend, a: argparse.Namespace) -> int:
+    doc = b.read("/cover", at=a.at, owner=a.owner)
+    wanted = set(csv_list(a.owner))
+    rows = [r for r in doc["cover"] if not wanted or r["owner"] in wanted]
+    return emit(
+        a.format,
+        doc={**doc, "cover": rows},
+        headers=["OWNER", "MATERIAL", "HELD", "ANNUAL", "DAYS HELD", "TARGET DAYS", "SHORTFALL"],
+        rows=[
             [
-                [r.code, r.classification, r.custodian, ",".join(r.owners), r.last_count_at or "-"]
-                for r in rows.values()
-            ],
-        )
-    return 0
-
-
-def show_balances(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import reports
-
-    with engine.begin() as conn:
-        seq = reports.resolve_as_of(conn, as_of_seq=a.as_of_seq, as_of=a.as_of)
-        rows = reports.balances(
-            conn, owner=a.owner, site=a.site, material=a.material, lot=a.lot, as_of_seq=seq
-        )
-    _print_table(
-        ["OWNER", "SITE", "MATERIAL", "LOT", "QUANTITY"],
-        [[r.owner, r.site, r.material, r.lot, format_quantity(r.quantity)] for r in rows],
-    )
-    return 0
-
-
-def show_trace(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import reports
-
-    with engine.begin() as conn:
-        t = reports.trace_lot(conn, a.lot)
-    print(
-        f"lot {t.lot} ({t.material}): {format_quantity(t.held)} held; postings balance: {'yes' if t.balanced else 'NO'}"
-    )
-    _print_table(
-        ["SEQ", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"],
-        [
-            [leg.seq, leg.recorded_at, leg.kind, leg.account, leg.delta, leg.balance_after]
-            for leg in t.legs
-        ],
-    )
-    print()
-    _print_table(
-        ["ACCOUNT", "NOW"], [[d.account, format_quantity(d.quantity)] for d in t.distribution]
-    )
-    return 0
-
-
-def show_cover(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import reports
-
-    with engine.begin() as conn:
-        rows = reports.cover(conn, owners=_csv(a.owner) or None, at=a.at or now())
-    _print_table(
-        ["OWNER", "MATERIAL", "HELD", "ANNUAL", "DAYS HELD", "TARGET DAYS", "SHORTFALL"],
-        [
-            [
-                r.owner,
-                r.material,
-                format_quantity(r.held),
-                format_quantity(r.annual_quantity),
-                r.days_held,
-                r.target_days,
-                format_quantity(r.shortfall),
+                r["owner"],
+                r["material"],
+                format_quantity(r["held"]),
+                format_quantity(r["annual_quantity"]),
+                r["days_held"],
+                r["target_days"],
+                format_quantity(r["shortfall"]),
             ]
             for r in rows
         ],
     )
-    return 0
 
 
-def show_crma(engine: Any, a: argparse.Namespace) -> int:
-    from dataclasses import asdict
+def show_crma(b: Backend, a: argparse.Namespace) -> int:
+    import json
 
-    from ledger.store import reports
+    doc = b.read("/reports/crma", owner=a.owner, year=a.year)
+    mats = doc.get("materials", [])
+    headers = sorted({k for m in mats for k in m if not isinstance(m[k], dict | list)})
+    rows = [[m.get(h) for h in headers] for m in mats]
+    fmt = "json" if a.format == "table" else a.format  # a nested report reads best as JSON
+    if fmt == "json":
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    return emit(fmt, doc=doc, headers=headers, rows=rows)
 
-    with engine.begin() as conn:
-        rep = reports.crma_report(conn, owners=_csv(a.owner) or None, year=a.year)
-    print(json.dumps(asdict(rep), indent=2, default=str))
-    return 0
 
-
-def show_loans(engine: Any, a: argparse.Namespace) -> int:
-    from ledger.store import reports
-
-    with engine.begin() as conn:
-        if a.overdue:
-            rows: list[Any] = list(reports.overdue_loans(conn, now=now()))
-        else:
-            from ledger.store.projections import read_table
-
-            rows = sorted(read_table(conn, "loans").values(), key=lambda r: r.lent_seq)
-    _print_table(
-        ["LOAN", "OWNER", "SITE", "LOT", "BORROWER", "OUTSTANDING", "DUE"],
-        [
-            [
-                r.id[:12],
-                r.owner,
-                r.site,
-                r.lot,
-                r.borrower,
-                format_quantity(r.outstanding),
-                r.due_at,
-            ]
-            for r in rows
+def show_loans(b: Backend, a: argparse.Namespace) -> int:
+    doc = b.read("/loans/overdue" if a.overdue else "/registry/loans")
+    return emit(
+        a.format,
+        doc=doc,
+        headers=["LOAN", "OWNER", "SITE", "LOT", "BORROWER", "OUTSTANDING", "DUE"],
+        rows=[
+            [r["id"][:12], r["owner"], r["site"], r["lot"], r["borrower"], format_quantity(r["outstanding_g"]
+             if "outstanding_g" in r else r["outstanding"]), r["due_at"]]
+            for r in doc["loans"]
         ],
     )
-    return 0
 
 
 # -- wiring ---------------------------------------------------------------------------
 
 
-
-def register(sub: Any, *, writer: Any, reader: Any) -> None:
-    """Add the stock commands to the top-level parser. ``writer(fn)`` and ``reader(fn)``
-    wrap a handler with the acting user's ledger, or a read-only engine."""
+def register(sub: Any, *, wrap: Any) -> None:
+    """Add the stock commands to the top-level parser. ``wrap(fn)`` turns a handler of
+    ``(backend, args)`` into the parser's ``fn``."""
 
     def acting(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument(
@@ -482,29 +401,28 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
         p = sub.add_parser(name, help=help_, description=help_)
         return p.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
 
+    def lister(g: Any, table: str, help_: str) -> None:
+        sp = add_format(g.add_parser("list", help=help_))
+        sp.set_defaults(fn=wrap(lambda b, a: list_reference(b, a, table)))
+
     g = group("owner", "owners of stock")
     sp = acting(g.add_parser("add", help="register an owner (security admin)"))
-    (
-        sp.add_argument("code"),
-        sp.add_argument("--name", required=True),
-        sp.add_argument("--country", required=True),
-    )
-    sp.set_defaults(fn=writer(owner_add))
-    g.add_parser("list", help="owners").set_defaults(
-        fn=reader(lambda e, a: list_reference(e, "owners"))
-    )
+    sp.add_argument("code")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--country", required=True)
+    sp.set_defaults(fn=wrap(owner_add))
+    lister(g, "owners", "owners")
 
     g = group("material", "materials")
     sp = acting(g.add_parser("add", help="register a material (security admin)"))
-    sp.add_argument("code"), sp.add_argument("--name", required=True)
+    sp.add_argument("code")
+    sp.add_argument("--name", required=True)
     sp.add_argument(
         "--form", required=True, choices=["oxide", "metal", "alloy", "concentrate", "compound"]
     )
     sp.add_argument("--grade-basis", required=True, help="what purity is relative to, e.g. TREO")
-    sp.set_defaults(fn=writer(material_add))
-    g.add_parser("list", help="materials").set_defaults(
-        fn=reader(lambda e, a: list_reference(e, "materials"))
-    )
+    sp.set_defaults(fn=wrap(material_add))
+    lister(g, "materials", "materials")
 
     g = group("lot", "lots")
     sp = acting(g.add_parser("add", help="register a lot (operator or official)"))
@@ -515,13 +433,11 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
         "--certificate", required=True, help="assay certificate file (its SHA-256 is recorded)"
     )
     sp.add_argument("--containers", help='JSON file: [{"id","type","net_mass": "250 kg"}]')
-    sp.set_defaults(fn=writer(lot_add))
-    g.add_parser("list", help="lots").set_defaults(
-        fn=reader(lambda e, a: list_reference(e, "lots"))
-    )
+    sp.set_defaults(fn=wrap(lot_add))
+    lister(g, "lots", "lots")
 
     g = group("site", "warehouse sites (codes only; locations are sealed)")
-    sp = acting(g.add_parser("add", help="register a site (security admin)"))
+    sp = acting(g.add_parser("add", help="register a site (security admin; local mode on the server)"))
     sp.add_argument("code")
     sp.add_argument(
         "--classification", required=True, choices=["RESTRICTED", "CONFIDENTIAL", "SECRET"]
@@ -533,13 +449,12 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
         required=True,
         help="JSON {name,address,latitude,longitude[,notes]} or - for stdin",
     )
-    sp.set_defaults(fn=writer(site_add))
-    sp = acting(g.add_parser("relocate", help="commit to a new location (security admin)"))
-    sp.add_argument("code"), sp.add_argument("--location-file", required=True)
-    sp.set_defaults(fn=writer(site_relocate))
-    g.add_parser("list", help="sites by code").set_defaults(
-        fn=reader(lambda e, a: list_reference(e, "sites"))
-    )
+    sp.set_defaults(fn=wrap(site_add))
+    sp = acting(g.add_parser("relocate", help="commit to a new location (security admin; local mode)"))
+    sp.add_argument("code")
+    sp.add_argument("--location-file", required=True)
+    sp.set_defaults(fn=wrap(site_relocate))
+    lister(g, "sites", "sites by code")
 
     g = group("target", "stock targets")
     sp = acting(g.add_parser("set", help="set a target in days of cover (official)"))
@@ -549,136 +464,33 @@ def register(sub: Any, *, writer: Any, reader: Any) -> None:
     sp.add_argument("--basis", choices=["consumption", "net_imports"], default="consumption")
     sp.add_argument("--from", dest="valid_from", required=True)
     sp.add_argument("--to", dest="valid_to", required=True)
-    sp.set_defaults(fn=writer(target_set))
+    sp.set_defaults(fn=wrap(target_set))
 
     g = group("stock", "record stock movements (operators)")
+    for m in MOVEMENTS:
+        add_movement(g, m, acting=acting, wrap=wrap)
 
-    def mv(
-        name: str, fn: Any, help_: str, *opts: str, owner_lot: bool = True
-    ) -> argparse.ArgumentParser:
-        sp = acting(g.add_parser(name, help=help_, description=help_))
-        sp.add_argument("--site", required=True)
-        if owner_lot:
-            sp.add_argument("--owner", required=True)
-        for opt in opts:
-            sp.add_argument(opt, required=True)
-        sp.add_argument("--at", help="when it happened (RFC 3339 UTC, default now)")
-        sp.set_defaults(fn=writer(fn))
-        return sp
-
-    mv(
-        "receive",
-        receive,
-        "a receipt from a supplier",
-        "--lot",
-        "--qty",
-        "--supplier",
-        "--purity",
-        "--reference",
-    )
-    mv("dispatch", dispatch, "send stock to another site", "--lot", "--qty", "--to", "--reference")
-    sp = mv("arrive", arrive, "record a transfer's arrival", "--transfer", "--qty", owner_lot=False)
-    sp.add_argument("--shortfall-reason", default="")
-    mv(
-        "release",
-        release,
-        "hand stock over to the recipient of an emergency-release order",
-        "--lot",
-        "--qty",
-        "--order",
-        "--recipient",
-    )
-    mv(
-        "loan",
-        loan,
-        "lend stock under a loan order",
-        "--lot",
-        "--qty",
-        "--order",
-        "--borrower",
-        "--due",
-        "--premium",
-    )
-    mv("return", give_back, "record lent stock coming back", "--loan", "--qty", owner_lot=False)
-    mv(
-        "sell",
-        sell,
-        "a sale under a sale order",
-        "--lot",
-        "--qty",
-        "--order",
-        "--buyer",
-        "--tender",
-    )
-    mv(
-        "rotate",
-        rotate,
-        "rotate old stock for new of equal or better grade",
-        "--lot-out",
-        "--lot-in",
-        "--qty",
-        "--counterparty",
-    )
-    mv(
-        "convert",
-        convert,
-        "process one lot into another",
-        "--lot-in",
-        "--qty-in",
-        "--lot-out",
-        "--qty-out",
-        "--processor",
-    )
-    sp = mv("count", count, "a stock count", "--lot", "--book", "--counted")
-    sp.add_argument("--second-officer", help="co-signing officer, needed beyond the tolerance")
-    sp = mv(
-        "reverse",
-        reverse,
-        "reverse an earlier movement (within 30 days)",
-        "--reason",
-        owner_lot=False,
-    )
-    sp.add_argument("ref", help="seq or entry id of the movement")
-
-    sp = sub.add_parser("balances", help="balances now or as of a past seq or time")
+    sp = add_format(sub.add_parser("balances", help="balances now or as of a past seq or time"))
     for opt in ("--owner", "--site", "--material", "--lot"):
         sp.add_argument(opt)
     when = sp.add_mutually_exclusive_group()
     when.add_argument("--as-of-seq", type=int)
     when.add_argument("--as-of", help="RFC 3339 UTC time (as recorded by the log)")
-    sp.set_defaults(fn=reader(show_balances))
-    sp = sub.add_parser("trace", help="where every gram of a lot went")
+    sp.set_defaults(fn=wrap(show_balances))
+    sp = add_format(sub.add_parser("trace", help="where every gram of a lot went"))
     sp.add_argument("lot")
-    sp.set_defaults(fn=reader(show_trace))
-    sp = sub.add_parser("cover", help="stock against target, in days of cover")
-    sp.add_argument("--owner"), sp.add_argument("--at")
-    sp.set_defaults(fn=reader(show_cover))
+    sp.set_defaults(fn=wrap(show_trace))
+    sp = add_format(sub.add_parser("cover", help="stock against target, in days of cover"))
+    sp.add_argument("--owner")
+    sp.add_argument("--at")
+    sp.set_defaults(fn=wrap(show_cover))
     report = sub.add_parser("report", help="reports").add_subparsers(
         dest="report", required=True, metavar="REPORT"
     )
-    sp = report.add_parser("crma", help="EU CRMA Art. 22 aggregate (no site named)")
-    sp.add_argument("--owner"), sp.add_argument("--year", type=int, default=int(now()[:4]))
-    sp.set_defaults(fn=reader(show_crma))
-    sp = sub.add_parser("loans", help="open loans")
+    sp = add_format(report.add_parser("crma", help="EU CRMA Art. 22 aggregate (no site named)"))
+    sp.add_argument("--owner")
+    sp.add_argument("--year", type=int, default=int(now()[:4]))
+    sp.set_defaults(fn=wrap(show_crma))
+    sp = add_format(sub.add_parser("loans", help="open loans"))
     sp.add_argument("--overdue", action="store_true")
-    sp.set_defaults(fn=reader(show_loans))
-
-
-def writer_factory(ledger_for: Any, acting_user: Any) -> Any:
-    def writer(fn: Any) -> Any:
-        def run(args: argparse.Namespace, settings: Settings) -> int:
-            return int(fn(ledger_for(settings), args, acting_user(args, settings)))
-
-        return run
-
-    return writer
-
-
-def reader_factory(engine_for: Any) -> Any:
-    def reader(fn: Any) -> Any:
-        def run(args: argparse.Namespace, settings: Settings) -> int:
-            return int(fn(engine_for(settings), args))
-
-        return run
-
-    return reader
+    sp.set_defaults(fn=wrap(show_loans))

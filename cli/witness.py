@@ -143,7 +143,7 @@ def add_parser(sub: Any) -> None:
     sp = g.add_parser("init", help="make a witness key in DIR and print its verifier key")
     sp.add_argument("name", help="the witness's name, e.g. witness.example.org/w1")
     sp.add_argument("--state", required=True, metavar="DIR")
-    sp.set_defaults(fn=cmd_init)
+    sp.set_defaults(fn=cmd_init, client_ok=True)
 
     sp = g.add_parser("serve", help="answer POST /add-checkpoint (C2SP tlog-witness)")
     sp.add_argument("--state", required=True, metavar="DIR")
@@ -153,7 +153,7 @@ def add_parser(sub: Any) -> None:
         "--log", action="append", default=[], metavar="LOG_VKEY",
         help="the log's note verifier key (log.vkey); repeatable",
     )
-    sp.set_defaults(fn=cmd_serve)
+    sp.set_defaults(fn=cmd_serve, client_ok=True)
 
     sp = g.add_parser("add", help="register a witness with this log (administrator, on the server)")
     sp.add_argument("name")

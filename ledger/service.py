@@ -7,13 +7,13 @@ the append transaction.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from ledger.bodies import new_body as new_body  # re-exported: callers import it from here
 from ledger.crypto import Signer, SignerSource
 from ledger.entries import LOG_PRINCIPAL, is_reserved_principal, sign_body
 from ledger.errors import ConfigError, InvalidEntry, KeystoreError, NotFound, VerificationFailed
@@ -23,8 +23,6 @@ from ledger.store import projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
 from ledger.store.schema import entries, log_state
-from ledger.text import normalise as normalise_text
-from ledger.timefmt import now
 
 Also = Callable[[Connection, int], None]
 
@@ -39,28 +37,6 @@ def both(first: Also | None, second: Also | None) -> Also | None:
         second(conn, seq)
 
     return run
-
-
-def _nfc(value: Any) -> Any:
-    if isinstance(value, str):
-        return normalise_text(value)
-    if isinstance(value, list):
-        return [_nfc(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _nfc(v) for k, v in value.items()}
-    return value
-
-
-def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
-    """A body to sign. Text is NFC-normalised here, before signing, because the log
-    refuses non-NFC free text rather than change signed bytes (``ledger.text``)."""
-    return {
-        "kind": kind,
-        "id": secrets.token_hex(16),
-        "author": author,
-        "created_at": now(),
-        **{k: _nfc(v) for k, v in fields.items()},
-    }
 
 
 @dataclass

@@ -230,6 +230,15 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/cover"): (AGGREGATE_READERS, _get("/cover")),
     ("GET", "/reports/crma"): (AGGREGATE_READERS, _get("/reports/crma")),
     ("GET", "/loans/overdue"): (STOCK_READERS, _get("/loans/overdue")),
+    # registries the client reads (issue #9, api/routes/registry.py)
+    ("GET", "/registry/owners"): (EVERYONE, _get("/registry/owners")),
+    ("GET", "/registry/materials"): (EVERYONE, _get("/registry/materials")),
+    ("GET", "/registry/lots"): (EVERYONE, _get("/registry/lots")),
+    ("GET", "/registry/keys"): (frozenset({ADMIN, AUDITOR}), _get("/registry/keys")),
+    ("GET", "/registry/users"): (frozenset({ADMIN, AUDITOR}), _get("/registry/users")),
+    ("GET", "/registry/policies"): (AGGREGATE_READERS, _get("/registry/policies")),
+    ("GET", "/registry/loans"): (STOCK_READERS, _get("/registry/loans")),
+    ("GET", "/registry/refs/{seq}"): (EVERYONE, _get("/registry/refs/1")),
     # writes
     ("POST", "/entries"): (EVERYONE, _signed_entry),
     # the outcome of a write answered 202 (issue #8): an unknown key is a 404 past the role check

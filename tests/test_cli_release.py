@@ -7,6 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from ledger.errors import Rejected
 from ledger.timefmt import format_time
 from tests.test_cli import assert_one_line_error, run
 
@@ -21,6 +24,20 @@ def ok(home: Path, *args: str) -> str:
 
 def seq_of(out: str) -> str:
     return out.split()[-1]
+
+
+def _cosigned_policy(home: Path, effective_at: str) -> None:
+    from keys import FileKeystore
+    from ledger.service import Ledger, new_body
+    from ledger.store.db import make_engine
+
+    led = Ledger(make_engine(f"sqlite:///{home / 'ledger.db'}"), FileKeystore(home / "keys", passphrase=b"cli-test-pass"))
+    body = new_body(
+        "policy.set", "admin", owner="JP-RESERVE", material="NDPR-OXIDE", quorum=1,
+        crisis_index="FASTMARKETS-NDPR", crisis_currency="USD", crisis_threshold="95",
+        count_tolerance_pct="0.5", regimes=["emergency_release", "loan"], effective_at=effective_at,
+    )
+    led.submit(body, [led.signer_for("admin"), led.signer_for("mina")])
 
 
 def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
@@ -50,11 +67,16 @@ def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
     policy = ["release", "policy", "--owner", "JP-RESERVE", "--material", "NDPR-OXIDE", "--quorum", "1",
               "--crisis-index", "FASTMARKETS-NDPR", "--crisis-currency", "USD", "--crisis-threshold", "95",
               "--regimes", "emergency_release,loan", "--as", "admin"]
-    past = run(home, *policy, "--cosign", "mina", "--effective-at", "2020-01-01T00:00:00Z")
-    assert_one_line_error(past)
-    assert "only at a future time" in past.stderr
+    # Local mode on a ledger that is not a demo: one keystore may not sign for two people
+    # (issue #9 item 4); co-signing is a proposal in client mode (tests/test_cli_client.py).
+    refused = run(home, *policy, "--cosign", "mina", "--effective-at", "2030-01-01T00:00:00Z")
+    assert_one_line_error(refused)
+    assert refused.returncode == 1 and "own key" in refused.stderr and "demo" in refused.stderr
+    # The policy as a completed proposal appends it: both signatures over one body.
+    with pytest.raises(Rejected, match="only at a future time"):
+        _cosigned_policy(home, "2020-01-01T00:00:00Z")
     effective = datetime.now(UTC) + timedelta(seconds=8)  # a loaded machine is slow
-    ok(home, *policy, "--cosign", "mina", "--effective-at", format_time(effective))
+    _cosigned_policy(home, format_time(effective))
     assert "to come" in ok(home, "release", "policies")
     while datetime.now(UTC) <= effective:
         time.sleep(0.1)

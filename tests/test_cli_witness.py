@@ -130,7 +130,14 @@ def test_witness_quorum_and_audit_commands(tmp_path: Path, procs: list[subproces
     assert s2.returncode == 0, s2.stderr
     assert "verified 1 new entries since size 5" in s2.stdout
     noauth = run(home, "audit", "sync", "--state", str(state), env={"RESERVE_URL": base})
-    assert noauth.returncode == 2 and "RESERVE_TOKEN" in noauth.stderr
+    assert noauth.returncode == 2 and "--as USER" in noauth.stderr
+    # Without a token the auditor signs in by key login, as every client command does.
+    assert run(home, "move", "ACC-1", "1", env={"RESERVE_USER": "olga"}).returncode == 0
+    time.sleep(1.0)
+    s3 = run(home, "audit", "sync", "--state", str(state), "--witness", vkey, "--as", "audrey",
+             env={"RESERVE_URL": base})
+    assert s3.returncode == 0, s3.stderr
+    assert "verified 1 new entries since size 6" in s3.stdout
     fetched = tmp_path / "fetched"
     f = run(home, "audit", "fetch", str(fetched), env=env)
     assert f.returncode == 0, f.stderr
