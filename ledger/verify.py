@@ -21,15 +21,15 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from ledger.entries import ZERO_HASH, check_leaf_signatures, decode_leaf
-from ledger.errors import LedgerError, VerificationFailed
+from ledger.errors import LedgerError, Rejected, VerificationFailed
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
-from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, KeyRecord, State
+from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, Change, KeyRecord, State
 from ledger.timefmt import format_time, parse_time
 
 
@@ -60,6 +60,16 @@ class Report:
     log_keys: list[str] = field(default_factory=list)
 
 
+class VerifyObserver(Protocol):
+    """Told what passed, as it passes (the verification report, the offline bundle
+    questions: ``ledger.report``, ``ledger.bundle_queries``). It must not change
+    ``state``; a failure is the :class:`VerificationFailed` the caller catches."""
+
+    def entry(self, seq: int, leaf: Any, changes: list[Change], state: State) -> None: ...
+
+    def checkpoint(self, size: int, note: str) -> None: ...
+
+
 CHUNK = 1000
 _WINDOW = 8  # chunks in flight per worker: bounded read-ahead
 
@@ -75,8 +85,8 @@ def _check_chunk(lines: list[bytes]) -> tuple[int, str, str | None] | None:
     return None
 
 
-def _fail(seq: int, what: str) -> VerificationFailed:
-    return VerificationFailed(what, seq=seq)
+def _fail(seq: int, what: str, *, rule: str | None = None) -> VerificationFailed:
+    return VerificationFailed(what, seq=seq, rule=rule)
 
 
 class _Progress:
@@ -103,6 +113,7 @@ def verify_history(
     progress: bool | None = None,
     expected_size: int | None = None,
     anchor: str | None = None,
+    observer: VerifyObserver | None = None,
 ) -> Report:
     """Verify a whole history; return the report or raise :class:`VerificationFailed`
     naming the first bad ``seq`` and what is wrong with it.
@@ -156,8 +167,11 @@ def verify_history(
                 state, leaf.entry, list(leaf.sigs), Context(seq=seq, recorded_at=recorded)
             )
         except LedgerError as exc:
-            raise _fail(seq, f"rule broken: {_describe(exc)}") from None
+            rule = exc.rule if isinstance(exc, Rejected) else exc.code
+            raise _fail(seq, f"rule broken: {_describe(exc)}", rule=rule) from None
         state.apply(changes)
+        if observer is not None:
+            observer.entry(seq, leaf, changes, state)
         info = state.log_info()
         assert info is not None
         if seq == 0:
@@ -182,6 +196,8 @@ def verify_history(
                 raise _fail(seq, f"checkpoint at size {cp_size} is out of order")
             _check_checkpoint(seq, note, cp_size, tree.root(), info.log_id, info.log_key)
             report.checkpoints += 1
+            if observer is not None:
+                observer.checkpoint(cp_size, note)
             last_cp_size = cp_size
             next_cp = next(cps, None)
         prog.tick(seq + 1)

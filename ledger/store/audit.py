@@ -22,7 +22,7 @@ from ledger.state import COMPARED_TABLES
 from ledger.store import projections
 from ledger.store.log import DbNodeReader
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
-from ledger.verify import LeafRow, Projections, Report, verify_history
+from ledger.verify import LeafRow, Projections, Report, VerifyObserver, verify_history
 
 CHUNK = 2000
 
@@ -150,6 +150,7 @@ def verify_database(
     jobs: int = 1,
     progress: bool | None = None,
     anchor: str | None = None,
+    observer: VerifyObserver | None = None,
 ) -> Report:
     with engine.begin() as conn:
         size = _snapshot_size(conn)
@@ -162,6 +163,7 @@ def verify_database(
             progress=progress,
             expected_size=_head_size(conn),
             anchor=anchor,
+            observer=observer,
         )
         _check_checkpoint_columns(conn)
         _check_tree_nodes(conn, report.size)
@@ -173,6 +175,27 @@ def verify_database(
                 "the log head does not match the last entry", seq=report.size - 1
             )
         return report
+
+
+def entry_line(engine: Engine, seq: int) -> bytes | None:
+    """The stored leaf at ``seq`` (the evidence of a failed verification)."""
+    with engine.connect() as conn:
+        r = conn.execute(select(entries.c.leaf).where(entries.c.seq == seq)).first()
+    return bytes(r.leaf) if r else None
+
+
+def verify_access(engine: Engine, *, log_id: str, log_keys: list[bytes]) -> dict[str, object]:
+    """Verify the access log against the log's keys (established by the ledger's own
+    verification): chain and signed checkpoints. Returns its size, root and checkpoint
+    count; raises :class:`VerificationFailed`."""
+    from ledger.access_log import verify_access_log
+    from ledger.store.access import iter_access, iter_access_checkpoints
+
+    with engine.begin() as conn:
+        rep = verify_access_log(
+            iter_access(conn), iter_access_checkpoints(conn), log_id=log_id, log_keys=log_keys
+        )
+    return {"size": rep.size, "root": rep.root.hex(), "checkpoints": rep.checkpoints}
 
 
 def _max_cp(conn: Connection) -> int:
