@@ -464,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
+    from cli import bundle_cmd as cli_bundle
     from cli import release as cli_release
     from cli import stock as cli_stock
 
@@ -471,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     reader = cli_stock.reader_factory(_reader)
     cli_stock.register(sub, writer=writer, reader=reader)
     cli_release.register(sub, writer=writer, reader=reader)
+    cli_bundle.add_parser(sub)
     return p
 
 
