@@ -29,7 +29,9 @@ def add_parser(sub: Any) -> None:
     gsub = grp.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
 
     def common(name: str, help_: str) -> argparse.ArgumentParser:
-        sp = gsub.add_parser(name, help=help_, description=help_ + " The bundle is verified first.")
+        sp: argparse.ArgumentParser = gsub.add_parser(
+            name, help=help_, description=help_ + " The bundle is verified first."
+        )
         sp.add_argument("dir", metavar="DIR", help="the export bundle")
         sp.add_argument(
             "--trust",

@@ -75,7 +75,7 @@ class BundleAnswers:
     lot: str | None = None
     size: int = 0
     _balances: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
-    _now: dict[tuple[str, str], int] = field(default_factory=dict)  # the lot's, at the end
+    _now: dict[str, int] = field(default_factory=dict)  # the lot's, by account, at the end
     _legs: list[TraceLeg] = field(default_factory=list)
     _lot_material: str | None = None
     _state: State | None = None
