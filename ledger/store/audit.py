@@ -178,9 +178,12 @@ def verify_database(
 
 
 def entry_line(engine: Engine, seq: int) -> bytes | None:
-    """The stored leaf at ``seq`` (the evidence of a failed verification)."""
+    """The leaf found at position ``seq`` in seq order, as the verifier met it (the
+    evidence of a failed verification: after a deletion it is the entry that moved up)."""
     with engine.connect() as conn:
-        r = conn.execute(select(entries.c.leaf).where(entries.c.seq == seq)).first()
+        r = conn.execute(
+            select(entries.c.leaf).order_by(entries.c.seq).offset(seq).limit(1)
+        ).first()
     return bytes(r.leaf) if r else None
 
 
