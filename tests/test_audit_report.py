@@ -277,7 +277,10 @@ def test_report_is_written_and_exit_is_1_from_the_command(
     )  # fmt: skip
     assert rc == 1
     doc = json.loads((tmp_path / "v.json").read_text())
-    assert doc["failures"][0]["check"] == "bundle-files"
+    # The signed entries name the entry; the unsigned manifest's complaint comes second.
+    assert [(f["seq"], f["check"]) for f in doc["failures"]] == [(K, "sequence"), (None, "bundle-files")]
+    statuses = {c["check"]: c["status"] for c in doc["checks"]}
+    assert statuses["sequence"] == statuses["bundle-files"] == "failed"
     assert (tmp_path / "v.html").read_text().startswith("<!DOCTYPE html>")
 
 

@@ -97,6 +97,12 @@ def build_document(
     failures = []
     if failure is not None:
         failures.append(_failure(failure, failed_check or "other", entry_at))
+    damaged = source.get("bundle_files")  # the manifest's complaint, when entries said more
+    if damaged and failed_check != "bundle-files":
+        failures.append(
+            {"seq": None, "check": "bundle-files", "rule": None, "message": damaged,
+             "evidence": {"message": damaged}}
+        )  # fmt: skip
     state = col.state
     keys = state.keys_snapshot() if state is not None else {}
     return {
@@ -106,12 +112,12 @@ def build_document(
         "source": source,
         "log": {
             "log_id": (report.log_id if report else col.log_id),
-            "size": report.size if report else col.entries,
+            "size": report.size if report else None,  # unknown: it did not verify
             "root": report.root.hex() if report else None,
             "log_keys": list(report.log_keys) if report else [],
         },
         "failures": failures,
-        "checks": _checks(col, failure, failed_check, skipped),
+        "checks": _checks(col, failure, failed_check, skipped, damaged=bool(damaged)),
         "entries": {
             "verified": col.entries,
             "by_kind": dict(sorted(col.by_kind.items())),
@@ -163,6 +169,8 @@ def _checks(
     failure: VerificationFailed | None,
     failed: str | None,
     skipped: frozenset[str],
+    *,
+    damaged: bool = False,
 ) -> list[dict[str, Any]]:
     names = [c[0] for c in CHECKS]
     fail_at = names.index(failed) if failed in names else len(names)
@@ -171,7 +179,7 @@ def _checks(
     for i, (name, per_entry, what) in enumerate(CHECKS):
         if name in skipped:
             status = "not-applicable"
-        elif name == failed:
+        elif name == failed or (damaged and name == "bundle-files"):
             status = "failed"
         elif failure is None:
             status = "passed"

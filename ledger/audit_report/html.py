@@ -79,7 +79,7 @@ def _header(doc: dict[str, Any]) -> str:
     log, src, ent = doc["log"], doc["source"], doc["entries"]
     rows = [
         ["log", f'<span class="mono">{e(log["log_id"])}</span>'],
-        ["size", e(log["size"])],
+        ["size", e(log["size"] if log["size"] is not None else "- (did not verify)")],
         ["root", f'<span class="mono">{e(log["root"] or "-")}</span>'],
         ["source", e(src.get("kind"))],
         ["trust anchor", e(src.get("trust"))],
@@ -104,7 +104,7 @@ def _failures(doc: dict[str, Any]) -> str:
         ev = f["evidence"]
         entry = ev.get("entry") or {}
         detail = "".join(
-            f"<div><b>{e(k)}</b>: <span class=\"mono\">{e(v)}</span></div>"
+            f"<div><b>{e(k)}</b>: <span class=\"mono\">{e(_show(v))}</span></div>"
             for k, v in [("field", ev.get("field")), *entry.items()]
             if v is not None
         )
@@ -120,6 +120,10 @@ def _failures(doc: dict[str, Any]) -> str:
     return '<h2 id="failures">Failures</h2>' + _table(
         ["seq", "check", "rule", "what is wrong", "evidence"], rows, classes=["fail"] * len(rows)
     )
+
+
+def _show(v: Any) -> str:
+    return ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)
 
 
 def _checks(doc: dict[str, Any]) -> str:
