@@ -54,6 +54,15 @@ def _duplicate_key(lines: list[bytes]) -> None:
     lines[K] = lines[K].replace(b'"prev_hash":', b'"seq":0,"prev_hash":', 1)
 
 
+def _float(lines: list[bytes]) -> None:
+    lines[K] = lines[K].replace(b'"delta":7', b'"delta":7.0', 1)
+    assert b"7.0" in lines[K]
+
+
+def _big_int(lines: list[bytes]) -> None:
+    lines[K] = lines[K].replace(b'"delta":7', b'"delta":1152921504606846976', 1)
+
+
 CASES: dict[str, Callable[[list[bytes]], None]] = {
     "non-canonical": _non_canonical,
     "key-order": _key_order,
@@ -61,6 +70,8 @@ CASES: dict[str, Callable[[list[bytes]], None]] = {
     "quantity": _quantity,
     "signature": _signature,
     "duplicate-key": _duplicate_key,
+    "float": _float,  # the schema, checked before the canonical form, refuses both
+    "big-int": _big_int,
 }
 
 
