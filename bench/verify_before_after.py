@@ -105,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         a2 = n / best["after jobs=2"]["seconds"]
         b2 = n / best["before jobs=2"]["seconds"]
         print(f"after / before: jobs=1 {a1 / b1:.2f}x, jobs=2 {a2 / b2:.2f}x")
+        # CPU time is far less disturbed by other work on a shared machine than wall time:
+        # with one job, CPU seconds per entry against the bare loop's.
+        bare_cpu = n / best["bare"]["nacl_cpu_s"]
+        for tree in ("before", "after"):
+            r = best[f"{tree} jobs=1"]
+            cpu = n / r["cpu_self_s"]
+            print(f"{tree:>6}: jobs=1 by CPU time {cpu:,.0f}/s = {cpu / bare_cpu:.2f} x bare ({bare_cpu:,.0f}/s CPU)")
         print(
             "others' CPU meanwhile (cores): "
             + ", ".join(f"{k} {v['other_cores']:.2f}" for k, v in sorted(best.items()))
