@@ -28,6 +28,7 @@ from ledger.service import Ledger
 from ledger.store.audit import entry_line, export_bundle, verify_database
 from ledger.store.schema import checkpoints, entries, log_state, test_balances, tree_nodes
 from ledger.timefmt import format_time, parse_time
+from tests.inprocess import reset_structlog  # noqa: F401  (autouse)
 from tests.stock_scenario import build_scenario
 from tests.tamper_helpers import (
     FIRST_MOVE,

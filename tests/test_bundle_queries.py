@@ -21,6 +21,7 @@ from ledger.store import reports
 from ledger.store.audit import export_bundle
 from ledger.store.projections import read_table
 from ledger.store.schema import entries
+from tests.inprocess import reset_structlog  # noqa: F401  (autouse)
 from tests.stock_scenario import DY, EU, JP, NDPR, SITE_A, SITE_B, build_scenario
 from tests.tamper_helpers import log_public_key
 

@@ -14,6 +14,7 @@ from ledger.checkpoint import note_verifier_key
 from ledger.pubkey import to_pem
 from ledger.service import Ledger
 from ledger.store.audit import export_bundle
+from tests.inprocess import reset_structlog  # noqa: F401  (autouse)
 from tests.tamper_helpers import SIZE, build_history, log_public_key
 
 SELF_WARNING = "warning: --trust is the bundle's own log.vkey"
