@@ -1,5 +1,8 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both build .venv
-# themselves from the pinned lock file, so a fresh machine needs only python3.
+# themselves from the pinned lock file, so a fresh machine needs only python3. The lock
+# pins the core, the `server` extra and `dev`; the project itself goes in as
+# `.[server,dev]` without resolving again (--no-deps). An auditor needs only the core:
+# `pip install .` (issue #10).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +14,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.lock
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps -e '.[server,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

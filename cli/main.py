@@ -3,7 +3,9 @@
 Errors are one line on stderr and a non-zero exit, never a traceback: 1 for a refusal or
 a failed verification, 2 for bad usage or configuration. ``verify-bundle`` imports only
 ``ledger`` modules free of the database and of secrets, so an auditor can run it on a
-machine with nothing else.
+machine with nothing else: ``pip install reserve-ledger`` (no extra) is enough for
+``verify-bundle`` and ``bundle ...``; structlog, SQLAlchemy and the web stack come with the
+``server`` extra, and a command that needs them says so in one line (exit 2).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNEXPECTED = 70
+# Modules of the ``server`` extra: a missing one means the extra is not installed.
+SERVER_MODULES = frozenset(
+    {"sqlalchemy", "alembic", "psycopg", "structlog", "fastapi", "uvicorn", "jwt", "starlette"}
+)
 
 
 class _CurrentStderr:
@@ -45,8 +51,10 @@ class _CurrentStderr:
 def _configure_logging(level: str) -> None:
     # Imported here, after argument parsing: structlog (and the asyncio it pulls in)
     # costs ~60 ms that ``reserve --help`` and usage errors need not pay.
-    import structlog
-
+    try:
+        import structlog
+    except ModuleNotFoundError:  # the core install: verifying commands log nothing
+        return
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -256,14 +264,43 @@ def cmd_move(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_verify(args: argparse.Namespace, s: Settings) -> int:
     from cli.quorum import check_note_quorum, witness_policy
-    from ledger.store.audit import verify_database
+    from cli.report_opts import run_verification
+    from ledger.store.audit import entry_line, verify_access, verify_database
     from ledger.store.witnesses import cosigned_note
 
     _witnesses, quorum = witness_policy(args)  # a usage error before, not after, the long run
     trusted = _trust(args.trust) if args.trust else None
-    reader = _reader(_with_db(args, s))
-    report = verify_database(
-        reader, trusted_log_key=trusted, jobs=args.jobs, anchor=_read_anchor(args.checkpoint)
+    reader = engine = _reader(_with_db(args, s))
+    anchor = _read_anchor(args.checkpoint)
+    source: dict[str, Any] = {
+        "kind": "database",
+        "trust": "the given key" if trusted else "the database's own genesis (not anchored)",
+        "held_checkpoint": anchor is not None,
+    }
+
+    def run(observer: Any) -> Report:
+        rep = verify_database(
+            engine, trusted_log_key=trusted, jobs=args.jobs, anchor=anchor, observer=observer
+        )
+        source["access_log"] = {"status": "failed"}  # until it passes
+        source["access_log"] = {
+            **verify_access(
+                engine, log_id=rep.log_id, log_keys=[bytes.fromhex(k) for k in rep.log_keys]
+            ),
+            "status": "passed",
+        }
+        return rep
+
+    report = run_verification(
+        args,
+        run,
+        source=source,
+        entry_at=lambda seq: entry_line(engine, seq),
+        skipped=frozenset(
+            {"bundle-files"}
+            | (set() if anchor else {"held-checkpoint"})
+            | (set() if trusted else {"trust-anchor"})
+        ),
     )
     if quorum:
         with reader.connect() as conn:
@@ -296,20 +333,57 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
     from cli.quorum import check_bundle_quorum, witness_policy
+    from cli.report_opts import DATABASE_ONLY, run_verification
     from ledger.bundle import Bundle
     from ledger.verify import verify_history
 
     witness_policy(args)
     b = Bundle(Path(args.dir))
-    b.check_files()
-    report = verify_history(
-        b.rows(),
-        b.checkpoints(),
-        trusted_log_key=_trust(args.trust),
-        projections=b.projections(),
-        jobs=args.jobs,
-        expected_size=b.manifest.get("size"),
-        anchor=_read_anchor(args.checkpoint),
+    trusted = _trust(args.trust, bundle_dir=Path(args.dir))
+    anchor = _read_anchor(args.checkpoint)
+
+    source: dict[str, Any] = {
+        "kind": "bundle",
+        "trust": "the given key",
+        "held_checkpoint": anchor is not None,
+    }
+
+    def run(observer: Any) -> Report:
+        from ledger.bundle import CHECKPOINTS, ENTRIES
+
+        damaged = None
+        try:
+            b.check_files()
+        except VerificationFailed as exc:
+            # The manifest is unsigned and says only that a file changed; the signed
+            # entries say which entry and how (issue #10). Verify them and name it; if
+            # they pass, the damaged manifest is the failure.
+            if exc.public_message not in {
+                f"bundle file {n} does not match the manifest" for n in (ENTRIES, CHECKPOINTS)
+            }:
+                raise
+            damaged = exc
+            source["bundle_files"] = exc.public_message
+        rep = verify_history(
+            b.rows(),
+            b.checkpoints(),
+            trusted_log_key=trusted,
+            projections=b.projections(),
+            jobs=args.jobs,
+            expected_size=b.manifest.get("size"),
+            anchor=anchor,
+            observer=observer,
+        )
+        if damaged is not None:
+            raise damaged
+        return rep
+
+    report = run_verification(
+        args,
+        run,
+        source=source,
+        entry_at=b.line,
+        skipped=DATABASE_ONLY | (frozenset() if anchor else {"held-checkpoint"}),
     )
     check_bundle_quorum(args, Path(args.dir) / "checkpoint.note", report)
     _print_report(report)
@@ -397,11 +471,10 @@ def _read_anchor(path: str | None) -> str | None:
     return read_text(path, what="checkpoint", stdin_ok=False)
 
 
-def _trust(path: str) -> bytes:
-    from cli.files import read_text
-    from ledger.pubkey import parse_public_key
+def _trust(value: str, *, bundle_dir: Path | None = None) -> bytes:
+    from cli.trust import trusted_key
 
-    return parse_public_key(read_text(path, what="trust", stdin_ok=False))
+    return trusted_key(value, bundle_dir=bundle_dir)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -409,6 +482,7 @@ def _trust(path: str) -> bytes:
 
 def build_parser() -> argparse.ArgumentParser:
     from cli.quorum import add_quorum_args
+    from cli.report_opts import add_report_options
 
     p = argparse.ArgumentParser(
         prog="reserve",
@@ -496,12 +570,17 @@ def build_parser() -> argparse.ArgumentParser:
         "verify the database: signatures, chain, checkpoints, rules, projections",
     )
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
-    sp.add_argument("--trust", help="log public key file to anchor to (e.g. $RESERVE_HOME/log.pub)")
+    sp.add_argument(
+        "--trust",
+        help="the log key to anchor to: a file (e.g. $RESERVE_HOME/log.pub), 64 hex digits, "
+        "or a note verifier key",
+    )
     sp.add_argument(
         "--jobs", type=int, default=1, help="processes for signature checks (default 1)"
     )
     sp.add_argument("--checkpoint", help="a signed checkpoint kept from an earlier audit; the log must extend it")
     add_quorum_args(sp)
+    add_report_options(sp)
 
     sp = add("export", cmd_export, "write an audit bundle to DIR")
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
@@ -510,7 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("verify-bundle", cmd_verify_bundle, "verify an export bundle offline")
     sp.set_defaults(client_ok=True)
     sp.add_argument("dir")
-    sp.add_argument("--trust", required=True, help="the log's public key file (log.pub)")
+    sp.add_argument(
+        "--trust",
+        required=True,
+        help="the log key, obtained out of band: 64 hex digits, a note verifier key "
+        "(name+hash+base64), or a file holding one or a PEM key (log.pub)",
+    )
     sp.add_argument(
         "--checkpoint",
         help="a signed checkpoint you kept from an earlier audit (checkpoint.note): the history "
@@ -520,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=1, help="processes for signature checks (default 1)"
     )
     add_quorum_args(sp)
+    add_report_options(sp)
 
     add("demo", cmd_demo, "initialise if needed and write a sample history")
 
@@ -535,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=wrap(cmd_login))
 
     from cli import audit as cli_audit
+    from cli import bundle_cmd as cli_bundle
     from cli import ops as cli_ops
     from cli import proposals as cli_proposals
     from cli import release as cli_release
@@ -547,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     cli_witness.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_bundle.add_parser(sub)
     return p
 
 
@@ -610,17 +697,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stderr.close()
         return 0
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_MODULES:
+            return _unexpected(exc)
+        print(
+            f"error: '{args.command}' needs the server extra (missing {exc.name}): "
+            "pip install 'reserve-ledger[server]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as exc:  # never a traceback on the terminal (issue #2)
-        import structlog
+        return _unexpected(exc)
 
+
+def _unexpected(exc: BaseException) -> int:
+    try:
+        import structlog
+    except ModuleNotFoundError:
+        pass
+    else:
         log = structlog.get_logger("reserve.cli")
         log.error("unexpected", error_class=type(exc).__name__)
         log.debug("unexpected_traceback", exc_info=True)  # RESERVE_LOG_LEVEL=debug
-        print(
-            f"error: unexpected failure ({type(exc).__name__}); nothing more was written",
-            file=sys.stderr,
-        )
-        return EXIT_UNEXPECTED
+    print(
+        f"error: unexpected failure ({type(exc).__name__}); nothing more was written",
+        file=sys.stderr,
+    )
+    return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -102,6 +102,13 @@ class Bundle:
             for line in f:
                 yield LeafRow(line.rstrip(b"\n"))
 
+    def line(self, seq: int) -> bytes | None:
+        """The stored line at ``seq`` (the evidence of a failure; a scan, used once)."""
+        for i, row in enumerate(self.rows()):
+            if i == seq:
+                return row.line
+        return None
+
     def checkpoints(self) -> Iterator[tuple[int, str]]:
         with (self.root / CHECKPOINTS).open("rb") as f:
             for n, line in enumerate(f, 1):

@@ -115,9 +115,21 @@ class InvalidProof(LedgerError):
 
 
 class VerificationFailed(LedgerError):
-    """The verifier found the history inconsistent; ``seq`` is the first bad entry."""
+    """The verifier found the history inconsistent; ``seq`` is the first bad entry and
+    ``rule`` the reducer rule it broke, when it broke one (for the report, issue #10)."""
 
     code = "verification-failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        seq: int | None = None,
+        rule: str | None = None,
+    ):
+        super().__init__(message, field=field, seq=seq)
+        self.rule = rule
 
 
 class HeldCheckpointInvalid(VerificationFailed):

@@ -165,6 +165,15 @@ def apply(state: StateView, body: AnyBody, sigs: list[Sig], ctx: Context) -> lis
     return changes
 
 
+def rule_name(body: Body) -> str:
+    """The rule this entry's kind is judged by (its function, ``module.name``): what the
+    verification report counts per rule (issue #10). Genesis has its own."""
+    if isinstance(body, Genesis):
+        return "ledger.rules.keys.apply_genesis"
+    fn = _RULES.get(type(body))
+    return f"{fn.__module__}.{fn.__name__}" if fn is not None else "unknown-kind"
+
+
 # Kinds that carry co-signatures besides the author's: a count beyond tolerance has a
 # second officer's; a release policy its minister's (issue #5).
 MULTI_SIGNED: tuple[type, ...] = (StockCount, PolicySet)

@@ -23,16 +23,18 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
-from ledger.entries import ZERO_HASH, decode_leaf, leaf_signature_version
-from ledger.errors import HeldCheckpointInvalid, LedgerError, VerificationFailed
+from ledger.entries import ZERO_HASH, Leaf, decode_leaf, leaf_signature_version
+from ledger.errors import HeldCheckpointInvalid, LedgerError, Rejected, VerificationFailed
 from ledger.kinds.keys import Genesis
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
-from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, KeyRecord, State
+from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, Change, KeyRecord, State
 from ledger.timefmt import format_time, parse_time
 
 
@@ -80,6 +82,16 @@ class Report:
     snapshot: Snapshot | None = None
 
 
+class VerifyObserver(Protocol):
+    """Told what passed, as it passes (the verification report, the offline bundle
+    questions: ``ledger.report``, ``ledger.bundle_queries``). It must not change
+    ``state``; a failure is the :class:`VerificationFailed` the caller catches."""
+
+    def entry(self, seq: int, leaf: Any, changes: list[Change], state: State) -> None: ...
+
+    def checkpoint(self, size: int, note: str) -> None: ...
+
+
 CHUNK = 1000
 _WINDOW = 8  # chunks in flight per worker: bounded read-ahead
 
@@ -88,15 +100,19 @@ ChunkResult = tuple[list[int], tuple[int, str, str | None] | None]
 
 
 def _check_chunk(lines: list[bytes], log_id: str) -> ChunkResult:
-    """Worker: the signature form (1 or 2) of each entry of a chunk, up to the first
-    failure, and that failure if any. Which form was still allowed is the reducer's
-    question, asked in order by the main process."""
+    """Worker: the canonical form, schema and signature form (1 or 2) of each entry of a
+    chunk, up to the first failure, and that failure if any. (The main process then only
+    needs the typed leaf.) Which form was still allowed is the reducer's question, asked
+    in order by the main process."""
     versions: list[int] = []
     last = 2
     for i, line in enumerate(lines):
         try:
             leaf, raw = decode_leaf(line)
-            last = leaf_signature_version(leaf, raw, log_id=log_id, try_first=last)
+        except LedgerError as exc:
+            return versions, (i, f"malformed entry: {exc.public_message}", exc.field)
+        try:
+            last = leaf_signature_version(leaf, raw, log_id=log_id, try_first=last, line=line)
         except LedgerError as exc:
             return versions, (i, exc.public_message, exc.field)
         versions.append(last)
@@ -113,8 +129,21 @@ def _genesis_log_id(line: bytes) -> str:
     return leaf.entry.log_id if isinstance(leaf.entry, Genesis) else ""
 
 
-def _fail(seq: int, what: str) -> VerificationFailed:
-    return VerificationFailed(what, seq=seq)
+_LEAF_DECODER = msgspec.json.Decoder(Leaf)
+
+
+def _decode_checked(seq: int, line: bytes) -> Any:
+    """The typed leaf of a line a worker checks in full (canonical form, schema,
+    signatures): one msgspec decode instead of parse + re-encode + convert (issue #10
+    performance). Anything it cannot decode gets the full decode's precise error."""
+    try:
+        return _LEAF_DECODER.decode(line), None
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _decode(seq, line)
+
+
+def _fail(seq: int, what: str, *, rule: str | None = None) -> VerificationFailed:
+    return VerificationFailed(what, seq=seq, rule=rule)
 
 
 class _Progress:
@@ -143,6 +172,7 @@ def verify_history(
     anchor: str | None = None,
     resume: Snapshot | None = None,
     complete: bool = True,
+    observer: VerifyObserver | None = None,
 ) -> Report:
     """Verify a whole history; return the report or raise :class:`VerificationFailed`
     naming the first bad ``seq`` and what is wrong with it.
@@ -184,7 +214,13 @@ def verify_history(
         rows, jobs, start=tree.size, log_id=resume.log_id if resume is not None else None
     )
     for seq, row, sig_error, version in checked:
-        leaf, raw = _decode(seq, row.line)
+        # Workers check canonical form and schema too; database rows need the raw
+        # leaf for their columns.
+        leaf, raw = (
+            _decode_checked(seq, row.line)
+            if jobs > 1 and row.columns is None
+            else _decode(seq, row.line)
+        )
         if leaf.seq != seq:
             raise _fail(
                 seq,
@@ -206,7 +242,8 @@ def verify_history(
             known = state.log_info()
             try:
                 version = leaf_signature_version(
-                    leaf, raw, log_id=known.log_id if known else "", try_first=last_version
+                    leaf, raw, log_id=known.log_id if known else "", try_first=last_version,
+                    line=row.line,
                 )
             except LedgerError as exc:
                 raise _fail(seq, _describe(exc)) from None
@@ -219,8 +256,11 @@ def verify_history(
                 Context(seq=seq, recorded_at=recorded, sig_version=version),
             )
         except LedgerError as exc:
-            raise _fail(seq, f"rule broken: {_describe(exc)}") from None
+            rule = exc.rule if isinstance(exc, Rejected) else exc.code
+            raise _fail(seq, f"rule broken: {_describe(exc)}", rule=rule) from None
         state.apply(changes)
+        if observer is not None:
+            observer.entry(seq, leaf, changes, state)
         info = state.log_info()
         assert info is not None
         if seq == 0:
@@ -249,6 +289,8 @@ def verify_history(
                 raise _fail(seq, f"checkpoint at size {cp_size} is out of order")
             _check_checkpoint(seq, note, cp_size, tree.root(), info.log_id, info.log_key)
             report.checkpoints += 1
+            if observer is not None:
+                observer.checkpoint(cp_size, note)
             last_cp_size = cp_size
             next_cp = next(cps, None)
         prog.tick(seq + 1)

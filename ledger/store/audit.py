@@ -23,7 +23,7 @@ from ledger.store import projections
 from ledger.store.log import DbNodeReader
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.store.witnesses import cosigned_note
-from ledger.verify import LeafRow, Projections, Report, verify_history
+from ledger.verify import LeafRow, Projections, Report, VerifyObserver, verify_history
 
 CHUNK = 2000
 
@@ -151,10 +151,16 @@ def verify_database(
     jobs: int = 1,
     progress: bool | None = None,
     anchor: str | None = None,
+    observer: VerifyObserver | None = None,
 ) -> Report:
     with engine.begin() as conn:
         return verify_connection(
-            conn, trusted_log_key=trusted_log_key, jobs=jobs, progress=progress, anchor=anchor
+            conn,
+            trusted_log_key=trusted_log_key,
+            jobs=jobs,
+            progress=progress,
+            anchor=anchor,
+            observer=observer,
         )
 
 
@@ -165,6 +171,7 @@ def verify_connection(
     jobs: int = 1,
     progress: bool | None = None,
     anchor: str | None = None,
+    observer: VerifyObserver | None = None,
 ) -> Report:
     """:func:`verify_database` inside the caller's transaction (a restore verifies what
     it wrote before it commits)."""
@@ -178,6 +185,7 @@ def verify_connection(
         progress=progress,
         expected_size=_head_size(conn),
         anchor=anchor,
+        observer=observer,
     )
     _check_checkpoint_columns(conn)
     _check_tree_nodes(conn, report.size)
@@ -189,6 +197,30 @@ def verify_connection(
             "the log head does not match the last entry", seq=report.size - 1
         )
     return report
+
+
+def entry_line(engine: Engine, seq: int) -> bytes | None:
+    """The leaf found at position ``seq`` in seq order, as the verifier met it (the
+    evidence of a failed verification: after a deletion it is the entry that moved up)."""
+    with engine.connect() as conn:
+        r = conn.execute(
+            select(entries.c.leaf).order_by(entries.c.seq).offset(seq).limit(1)
+        ).first()
+    return bytes(r.leaf) if r else None
+
+
+def verify_access(engine: Engine, *, log_id: str, log_keys: list[bytes]) -> dict[str, object]:
+    """Verify the access log against the log's keys (established by the ledger's own
+    verification): chain and signed checkpoints. Returns its size, root and checkpoint
+    count; raises :class:`VerificationFailed`."""
+    from ledger.access_log import verify_access_log
+    from ledger.store.access import iter_access, iter_access_checkpoints
+
+    with engine.begin() as conn:
+        rep = verify_access_log(
+            iter_access(conn), iter_access_checkpoints(conn), log_id=log_id, log_keys=log_keys
+        )
+    return {"size": rep.size, "root": rep.root.hex(), "checkpoints": rep.checkpoints}
 
 
 def _max_cp(conn: Connection) -> int:

@@ -1,0 +1,161 @@
+"""``reserve bundle balances|trace|releases DIR``: an auditor's own answers from an export
+bundle, offline, with only the core install (issue #10).
+
+Decision: an answer from a bundle nobody verified would prove nothing, so every command
+takes ``--trust`` (as ``verify-bundle``) and verifies the whole bundle first (manifest,
+signatures, chain, rules, checkpoints, projections); the answers are the verifier's own
+replay (:mod:`ledger.bundle_queries`), printed only if verification passed. A failed
+verification is exit 1 and no answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ledger.config import Settings
+from ledger.units import format_quantity
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``bundle`` group on the ``reserve`` parser's subcommands."""
+    grp = sub.add_parser(
+        "bundle", help="answers from a verified export bundle, offline (balances, trace, releases)"
+    )
+    gsub = grp.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+
+    def common(name: str, help_: str) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = gsub.add_parser(
+            name, help=help_, description=help_ + " The bundle is verified first."
+        )
+        sp.add_argument("dir", metavar="DIR", help="the export bundle")
+        sp.add_argument(
+            "--trust",
+            required=True,
+            help="the log key, obtained out of band: 64 hex digits, a note verifier key, "
+            "or a file holding one or a PEM key",
+        )
+        sp.add_argument("--jobs", type=int, default=1, help="processes for signature checks")
+        sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
+        return sp
+
+    sp = common("balances", "Balances now, or just after a seq, or as recorded by a time.")
+    when = sp.add_mutually_exclusive_group()
+    when.add_argument("--as-of-seq", type=int, metavar="N", help="just after entry N")
+    when.add_argument("--as-of", metavar="TIME", help="as recorded by the log at TIME (RFC 3339)")
+    sp.add_argument("--owner")
+    sp.add_argument("--material")
+    sp.add_argument("--site")
+    sp.add_argument("--lot")
+    sp.set_defaults(fn=cmd_balances)
+
+    sp = common("trace", "Where every gram of a lot went.")
+    sp.add_argument("lot", metavar="LOT")
+    sp.set_defaults(fn=cmd_trace)
+
+    sp = common("releases", "Every release order with its approvals, cap and executions.")
+    sp.set_defaults(fn=cmd_releases)
+
+
+def _answers(a: argparse.Namespace, **kw: Any) -> Any:
+    from cli.trust import trusted_key
+    from ledger.bundle import Bundle
+    from ledger.bundle_queries import BundleAnswers
+    from ledger.verify import verify_history
+
+    root = Path(a.dir)
+    b = Bundle(root)
+    trusted = trusted_key(a.trust, bundle_dir=root)
+    answers = BundleAnswers(**kw)
+    b.check_files()
+    report = verify_history(
+        b.rows(),
+        b.checkpoints(),
+        trusted_log_key=trusted,
+        projections=b.projections(),
+        jobs=a.jobs,
+        expected_size=b.manifest.get("size"),
+        observer=answers,
+    )
+    print(
+        f"verified bundle: size {report.size} root {report.root.hex()} log {report.log_id}",
+        file=sys.stderr,
+    )
+    return answers
+
+
+def _emit(fmt: str, headers: list[str], rows: list[list[Any]], doc: Any) -> None:
+    if fmt == "json":
+        print(json.dumps(doc, indent=1))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow([h.lower() for h in headers])
+        w.writerows(rows)
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+        for row in [headers, *rows]:
+            print("  ".join(str(x).ljust(n) for x, n in zip(row, widths, strict=False)).rstrip())
+
+
+def cmd_balances(a: argparse.Namespace, s: Settings) -> int:
+    from dataclasses import asdict
+
+    ans = _answers(a, as_of_seq=a.as_of_seq, as_of=a.as_of)
+    rows = ans.balances(owner=a.owner, site=a.site, material=a.material, lot=a.lot)
+    # Table: human units; JSON and CSV: exact grams (the base unit), for machines.
+    table = a.format == "table"
+    _emit(
+        a.format,
+        ["OWNER", "SITE", "MATERIAL", "LOT", "QUANTITY" if table else "GRAMS"],
+        [[r.owner, r.site, r.material, r.lot, format_quantity(r.quantity) if table else r.quantity] for r in rows],
+        [asdict(r) for r in rows],
+    )
+    return 0
+
+
+def cmd_trace(a: argparse.Namespace, s: Settings) -> int:
+    from dataclasses import asdict
+
+    t = _answers(a, lot=a.lot).trace()
+    if a.format == "table":
+        print(
+            f"lot {t.lot} ({t.material}): {format_quantity(t.held)} held; "
+            f"postings balance: {'yes' if t.balanced else 'NO'}"
+        )
+    headers = ["SEQ", "N", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"]
+    rows = [[g.seq, g.n, g.recorded_at, g.kind, g.account, g.delta, g.balance_after] for g in t.legs]
+    doc = asdict(t)
+    doc["distribution"] = [{"account": acc, "quantity": qty} for acc, qty in t.distribution]
+    _emit(a.format, headers, rows, doc)
+    if a.format == "table":
+        print()
+        _emit("table", ["ACCOUNT", "NOW"], [[acc, format_quantity(qty)] for acc, qty in t.distribution], None)
+    return 0
+
+
+def cmd_releases(a: argparse.Namespace, s: Settings) -> int:
+    rel = _answers(a).releases()
+    headers = [
+        "ORDER", "SEQ", "OWNER", "MATERIAL", "REGIME", "APPROVALS", "QUORUM",
+        "CAP", "EXECUTED", "REMAINING", "VALID UNTIL", "EXECUTIONS", "REVOKED",
+    ]  # fmt: skip
+    table = a.format == "table"
+
+    def qty(g: int) -> Any:
+        return format_quantity(g) if table else g
+
+    rows = [
+        [
+            o["id"], o["seq"], o["owner"], o["material"], o["regime"],
+            ",".join(x["user"] for x in o["approvals"]), o["quorum"],
+            qty(o["cap"]), qty(o["executed"]), qty(o["remaining"]), o["valid_until"],
+            len(o["executions"]), "-" if o["revoked_seq"] is None else o["revoked_seq"],
+        ]
+        for o in rel["orders"]
+    ]  # fmt: skip
+    _emit(a.format, headers, rows, rel)
+    return 0
