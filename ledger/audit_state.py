@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "log_keys": list(snap.log_keys),
         "checkpoints": snap.checkpoints,
         "last_cp_size": snap.last_cp_size,
-        "log": None if log is None else {"log_id": log.log_id, "log_key": log.log_key},
+        "log": None if log is None else asdict(log),
         "keys": [key_record_to_json(k) for _, k in sorted(keys.items())],
         "tables": {
             name: [record_to_json(name, k, v) for k, v in rows.items()]
@@ -65,7 +65,14 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
 def snapshot_from_json(d: dict[str, Any]) -> Snapshot:
     log = d["log"]
     state = State.restored(
-        LogInfo(log_id=log["log_id"], log_key=log["log_key"]) if log is not None else None,
+        LogInfo(
+            log_id=str(log["log_id"]),
+            log_key=str(log["log_key"]),
+            entry_sig_version=int(log.get("entry_sig_version", 1)),
+            demo=bool(log.get("demo", False)),
+        )
+        if log is not None
+        else None,
         {k["key_id"]: key_record_from_json(k) for k in d["keys"]},
         {name: dict(record_from_json(name, obj) for obj in rows) for name, rows in d["tables"].items()},
         [(parse_time(t), i) for t, i in d["ids"]],
