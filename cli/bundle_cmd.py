@@ -129,11 +129,10 @@ def cmd_trace(a: argparse.Namespace, s: Settings) -> int:
     headers = ["SEQ", "N", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"]
     rows = [[g.seq, g.n, g.recorded_at, g.kind, g.account, g.delta, g.balance_after] for g in t.legs]
     doc = asdict(t)
-    doc["distribution"] = [{"account": acc, "quantity": qty} for acc, qty in t.distribution]
     _emit(a.format, headers, rows, doc)
     if a.format == "table":
         print()
-        _emit("table", ["ACCOUNT", "NOW"], [[acc, format_quantity(qty)] for acc, qty in t.distribution], None)
+        _emit("table", ["ACCOUNT", "NOW"], [[d.account, format_quantity(d.quantity)] for d in t.distribution], None)
     return 0
 
 

@@ -22,47 +22,9 @@ from ledger.audit_report.build import order_json, request_json
 from ledger.audit_report.collect import kind_of
 from ledger.errors import NotFound
 from ledger.records import LotRec, OrderRec, RequestRec, is_holding, split_holding
+from ledger.report_rows import AccountQuantity, BalanceRow, LotTrace, TraceLeg
 from ledger.state import Change, Post, Put, State
 from ledger.timefmt import format_time, parse_time
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceRow:
-    """As ``ledger.store.reports.BalanceRow``: grams of one lot on one account."""
-
-    account: str
-    owner: str | None
-    site: str | None
-    material: str
-    lot: str
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class TraceLeg:
-    """As ``ledger.store.reports.TraceLeg``: one leg of a lot, in log order."""
-
-    seq: int
-    n: int
-    recorded_at: str
-    kind: str
-    account: str
-    delta: int
-    balance_after: int
-
-
-@dataclass(frozen=True, slots=True)
-class LotTrace:
-    """As ``ledger.store.reports.LotTrace`` (legs, where the lot is now, checks)."""
-
-    lot: str
-    material: str
-    legs: tuple[TraceLeg, ...]
-    distribution: tuple[tuple[str, int], ...]  # (account, quantity), non-zero
-    held: int
-    owners: tuple[str, ...]
-    balanced: bool
-    consistent: bool
 
 
 @dataclass
@@ -151,13 +113,15 @@ class BundleAnswers:
             consistent &= running[leg.account] == leg.balance_after
         consistent = consistent and all(running[a] == q for a, q in self._now.items())
         consistent = consistent and not any(per_seq.values())
-        distribution = tuple((a, q) for a, q in sorted(self._now.items()) if q != 0)
+        distribution = tuple(
+            AccountQuantity(a, q) for a, q in sorted(self._now.items()) if q != 0
+        )
         return LotTrace(
             lot=self.lot,
             material=self._lot_material,
             legs=tuple(self._legs),
             distribution=distribution,
-            held=sum(q for a, q in distribution if is_holding(a)),
+            held=sum(d.quantity for d in distribution if is_holding(d.account)),
             owners=tuple(sorted({split_holding(g.account)[0] for g in self._legs if is_holding(g.account)})),
             balanced=sum(self._now.values()) == 0,
             consistent=consistent,

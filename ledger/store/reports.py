@@ -40,6 +40,10 @@ from ledger import timefmt
 from ledger.errors import InvalidQuery, NotFound
 from ledger.policy import StockScope
 from ledger.records import HOLDING_PREFIX, is_holding, split_holding
+from ledger.report_rows import AccountQuantity as AccountQuantity
+from ledger.report_rows import BalanceRow as BalanceRow
+from ledger.report_rows import LotTrace as LotTrace
+from ledger.report_rows import TraceLeg as TraceLeg
 from ledger.store.schema import (
     balances as balances_t,
 )
@@ -61,57 +65,6 @@ TREND_YEARS = 5
 YEAR_MIN, YEAR_MAX = 1970, 9999
 
 # -- results --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceRow:
-    """Quantity (grams) of one lot on one account. ``owner`` and ``site`` are set for
-    physical holdings (``H/<owner>/<site>``) and ``None`` for virtual accounts."""
-
-    account: str
-    owner: str | None
-    site: str | None
-    material: str
-    lot: str
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class TraceLeg:
-    seq: int
-    n: int
-    recorded_at: str
-    kind: str
-    account: str
-    delta: int
-    balance_after: int
-
-
-@dataclass(frozen=True, slots=True)
-class AccountQuantity:
-    account: str
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class LotTrace:
-    """Every leg of a lot in log order and where it is now.
-
-    ``balanced``: the current distribution over all accounts (physical and virtual) sums
-    to zero, as double entry requires. ``consistent``: the legs explain the distribution
-    exactly (folding the deltas gives every account's current balance, each leg's
-    ``balance_after`` is the running balance, and each movement's legs on this lot sum to
-    zero). ``held`` is the sum over physical holdings; ``owners`` every owner whose
-    holding the lot ever touched (for the caller's scope check)."""
-
-    lot: str
-    material: str
-    legs: tuple[TraceLeg, ...]
-    distribution: tuple[AccountQuantity, ...]
-    held: int
-    owners: tuple[str, ...]
-    balanced: bool
-    consistent: bool
 
 
 @dataclass(frozen=True, slots=True)
