@@ -10,8 +10,9 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import errors, metrics
 from api.audit import refusal_event
 from api.routes import log as log_routes
 from api.routes import meta, reads, releases, writes
@@ -35,6 +36,8 @@ def create_app(svc: Services) -> FastAPI:
     @app.exception_handler(LedgerError)
     async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         response = errors.ledger_problem(exc)
+        if isinstance(exc, Rejected):
+            metrics.REFUSALS.labels(rule=exc.rule).inc()
         # Refusals for scope or role by the rules are access refusals too.
         scope_rule = isinstance(exc, Rejected) and exc.rule in ("role", "site-scope", "owner-scope")
         if response.status_code in REFUSALS or scope_rule:
@@ -60,17 +63,25 @@ def create_app(svc: Services) -> FastAPI:
         except Exception as exc:  # built outside the handlers: still a problem, with an id
             log.error("unexpected", error_class=type(exc).__name__)
             response = errors.problem(500, "internal", "the service could not complete this request; try again later")
-        route = request.scope.get("route")
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template
+        elapsed = time.perf_counter() - start
+        metrics.observe_request(route, request.method, response.status_code, elapsed)
         log.info(
             "request",
             method=request.method,
-            route=getattr(route, "path", "unmatched"),
+            route=route,
             status=response.status_code,
-            ms=round((time.perf_counter() - start) * 1000, 2),
+            ms=round(elapsed * 1000, 2),
         )
         response.headers["X-Request-ID"] = request_id
         return response
 
     for router in (meta.router, writes.router, reads.router, releases.router, log_routes.router):
         app.include_router(router)
+    if svc.settings.trusted_proxies:
+        # X-Forwarded-For is believed only from the configured proxies (uvicorn's
+        # middleware takes the right-most address not itself a trusted proxy).
+        app.add_middleware(
+            ProxyHeadersMiddleware, trusted_hosts=[str(n) for n in svc.settings.trusted_proxies]
+        )
     return app

@@ -36,7 +36,7 @@ def principal(
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthenticated("send a bearer token (Authorization: Bearer ...)")
     claims = svc.verifier.verify(creds.credentials, check_revoked=False)
-    with svc.reader.connect() as conn:  # one connection for both lookups
+    with svc.primary_engine.connect() as conn:  # one connection for both lookups
         if is_revoked(conn, claims.jti):
             raise Unauthenticated("token was revoked")
         records = read_user_keys(conn, claims.sub)

@@ -12,9 +12,11 @@ from sqlalchemy import Engine
 
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
+from api.metrics import observe_group
 from keys import FileKeystore
 from keys.sealing import load_or_create_sealer
-from ledger.errors import ConfigError
+from ledger.crypto import Signer
+from ledger.errors import ConfigError, KeystoreError
 from ledger.service import Ledger
 from ledger.store.db import make_engine
 from ledger.store.group_commit import GroupCommitter
@@ -36,10 +38,48 @@ class Services:
     log_id: str
     hmac_key: bytes
     committer: GroupCommitter
+    # Read-only engine on the primary: what must see its own (or the latest) write reads
+    # here (authentication, revocation, custody, reveals); ``reader`` is the replica when
+    # RESERVE_DB_READ is set, else this same engine (issue #11).
+    primary: Engine | None = None
+
+    def __post_init__(self) -> None:
+        if self.primary is None:
+            self.primary = self.reader
+
+    @property
+    def has_replica(self) -> bool:
+        return self.reader is not self.primary
+
+    @property
+    def primary_engine(self) -> Engine:
+        assert self.primary is not None
+        return self.primary
 
     def is_revoked(self, jti: str) -> bool:
-        with self.reader.connect() as conn:
+        with self.primary_engine.connect() as conn:
             return is_revoked(conn, jti)
+
+    def close(self) -> None:
+        """Stop the committer and close every pool (before a fork, and at exit)."""
+        self.committer.close()
+        self.ledger.engine.dispose()
+        self.primary_engine.dispose()
+        self.reader.dispose()
+
+
+def _token_signer(keystore: FileKeystore) -> Signer:
+    """The embedded issuer's key, made on first start. Several workers may start at once:
+    of two creators one wins and the other loads its key, so every worker signs and
+    accepts the same tokens (issue #11)."""
+    if keystore.exists(TOKEN_KEY_NAME):
+        return keystore.load(TOKEN_KEY_NAME)
+    try:
+        return keystore.generate(TOKEN_KEY_NAME)
+    except KeystoreError:
+        if keystore.exists(TOKEN_KEY_NAME):
+            return keystore.load(TOKEN_KEY_NAME)
+        raise
 
 
 def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
@@ -48,18 +88,16 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
     led = Ledger(make_engine(settings.ledger.db_url), keystore, sealer)
     if not led.is_initialised():
         raise ConfigError("the database holds no log: run 'reserve init' (or 'reserve demo') first")
-    reader = make_engine(settings.ledger.db_url, readonly=True)
-    with reader.connect() as conn:
+    primary = make_engine(settings.ledger.db_url, readonly=True)
+    read_url = settings.ledger.read_db_url
+    reader = make_engine(read_url, readonly=True) if read_url else primary
+    with primary.connect() as conn:
         info = read_log_info(conn)
     assert info is not None
     issuer = None
     local: dict[str, bytes] = {}
     if settings.token.jwks_url is None:
-        signer = (
-            keystore.load(TOKEN_KEY_NAME)
-            if keystore.exists(TOKEN_KEY_NAME)
-            else keystore.generate(TOKEN_KEY_NAME)
-        )
+        signer = _token_signer(keystore)
         issuer = TokenIssuer(signer, settings.token)
         local[issuer.kid] = signer.public_key
     services = Services(
@@ -70,7 +108,8 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
         verifier=TokenVerifier(settings.token, local_keys=local),
         log_id=info.log_id,
         hmac_key=sealer.derive_key(b"reserve-ledger/access-log-hmac"),
-        committer=GroupCommitter(led.engine, led.log_signer),
+        committer=GroupCommitter(led.engine, led.log_signer, observe=observe_group),
+        primary=primary,
     )
     services.verifier = TokenVerifier(
         settings.token, local_keys=local, is_revoked=services.is_revoked

@@ -9,10 +9,10 @@ machine with nothing else.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,21 +29,10 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def _configure_logging(level: str) -> None:
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
+def _configure_logging(level: str, fmt: str = "json") -> None:
+    from ledger.logconfig import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
@@ -64,7 +53,7 @@ def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
 def _reader(settings: Settings) -> Any:
     from ledger.store.db import make_engine
 
-    return make_engine(settings.db_url, readonly=True)
+    return make_engine(settings.read_url, readonly=True)  # the replica, if RESERVE_DB_READ
 
 
 def _acting_user(args: argparse.Namespace, settings: Settings) -> str:
@@ -239,22 +228,9 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
-    import uvicorn
+    from cli import serve
 
-    from api.app import create_app
-    from api.config import load_api_settings
-    from api.services import build_services
-    from keys import passphrase_from_env_or_prompt
-
-    if not os.environ.get("RESERVE_LOG_LEVEL"):
-        _configure_logging("info")  # a service logs its requests by default
-    settings = load_api_settings()
-    svc = build_services(settings, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
-    if svc.issuer is not None and args.print_tokens:
-        for k in sorted({k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}):
-            print(f"  {k:<10} reserve token --user {k}")
-    uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
-    return 0
+    return serve.run(args, _configure_logging)
 
 
 def cmd_token(args: argparse.Namespace, s: Settings) -> int:
@@ -274,7 +250,7 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
 
 def _with_db(args: argparse.Namespace, s: Settings) -> Settings:
     if getattr(args, "db", None):
-        return Settings(home=s.home, db_url=args.db, user=s.user, log_level=s.log_level)
+        return replace(s, db_url=args.db, read_db_url=None)
     return s
 
 
@@ -403,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
     sp.add_argument("--print-tokens", action="store_true", help="print how to get a token for each user")
+    from cli import serve as cli_serve
+
+    cli_serve.add_arguments(sp)
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
@@ -417,17 +396,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = load_settings()
-    _configure_logging(settings.log_level)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        settings = load_settings(strict=True)  # every problem at once, one line each
+        _configure_logging(settings.log_level, settings.log_format)
         return int(args.fn(args, settings))
     except VerificationFailed as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except Rejected as exc:
         print(f"refused ({exc.rule}): {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api import metrics
 from api.audit import access_event
 from api.deps import principal, roles, services
 from api.services import Services
@@ -83,7 +84,7 @@ def reveal_location(
     """The opening of a site's sealed location (location and salt), for a cleared user in
     scope, who checks it against the signed commitment. The access-log entry is written
     first; if it cannot be, nothing is revealed."""
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         site = policy.require_reveal(p, read_table(conn, "sites").get(code), code)
     access_event(
         svc,
@@ -94,6 +95,7 @@ def reveal_location(
         purpose=body.purpose,
         commitment_seq=site.commitment_seq,
     )
+    metrics.REVEALS.inc()
     try:
         opening = svc.ledger.open_site_location(code)
     except VerificationFailed as exc:  # our sealed data disagrees with the signed log: ours

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api import metrics
 from api.deps import principal, roles, services
 from api.services import TOKEN_KEY_NAME, Services
 from keys.filestore import validate_key_name
@@ -82,7 +83,9 @@ def _write(
         return {"seq": seq, "entry_id": entry["id"], "kind": entry["kind"]}
 
     if idem_key is None:
-        return JSONResponse(response(svc.committer.submit(submission, also=seal)), status_code=201)
+        seq = svc.committer.submit(submission, also=seal)
+        metrics.APPENDS.labels(kind=entry["kind"]).inc()
+        return JSONResponse(response(seq), status_code=201)
     if not 1 <= len(idem_key) <= 128:
         raise InvalidEntry("Idempotency-Key must be 1 to 128 characters", field="Idempotency-Key")
     h = _request_hash(svc, payload)
@@ -94,6 +97,7 @@ def _write(
     )
     if isinstance(result, tuple):  # the stored answer to an earlier identical request
         return JSONResponse(result[1], status_code=result[0])
+    metrics.APPENDS.labels(kind=entry["kind"]).inc()
     return JSONResponse(response(result), status_code=201)
 
 
@@ -119,7 +123,7 @@ def _custodial(
             "send the entry's own fields as a JSON object; the service sets kind, id, author, time"
         )
     body = new_body(kind, p.user, **_custodial_fields(fields))
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         held = any(k.custody == "server" and k.revoked_seq is None for k in read_user_keys(conn, p.user))
     if not held:
         raise Forbidden("the service holds no key of yours: submit entries you signed to POST /entries")

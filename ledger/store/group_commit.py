@@ -37,8 +37,16 @@ class _Pending:
 class GroupCommitter:
     """Thread-safe; ``submit`` blocks until the entry is committed or refused."""
 
-    def __init__(self, engine: Engine, log_signer: Callable[[], Signer], *, max_batch: int = 256):
+    def __init__(
+        self,
+        engine: Engine,
+        log_signer: Callable[[], Signer],
+        *,
+        max_batch: int = 256,
+        observe: Callable[[int], None] | None = None,
+    ):
         self._engine = engine
+        self._observe = observe  # told each transaction's size (metrics, issue #11)
         self._log_signer = log_signer
         self._max_batch = max_batch
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
@@ -89,6 +97,8 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        if self._observe is not None:
+            self._observe(len(batch))
         try:
             results = append_batch(
                 self._engine, [p.item for p in batch], log_signer=self._log_signer()
