@@ -296,3 +296,73 @@ def _children(pid: int) -> list[int]:
         with suppress(OSError):
             out.extend(int(x) for x in Path(task).read_text().split())
     return out
+
+
+# -- a small real ledger and a client that retries like a real one -------------------------
+
+SITE_A, SITE_B, OWNER, MATERIAL, LOT = "SITE-7F3K", "SITE-2B9Q", "JP-RESERVE", "NDPR-OXIDE", "NDPR-2025-001"
+
+
+def seed_ledger(url: str, home: Path, operators: list[str]) -> None:
+    """Genesis, an owner, a material, two sealed sites, operators scoped to both, a lot;
+    writes ``log.pub`` for ``reserve verify --trust``."""
+    from keys import FileKeystore
+    from keys.sealing import load_or_create_sealer
+    from ledger.locations import Location
+    from ledger.pubkey import to_pem
+    from ledger.service import Ledger
+    from ledger.store.db import make_engine
+    from tests.conftest import PASSPHRASE
+
+    keydir = home / "keys"
+    led = Ledger(make_engine(url), FileKeystore(keydir, passphrase=PASSPHRASE))
+    led.init(log_id="test.local/workers", admin="admin")
+    led.sealer = load_or_create_sealer(keydir, passphrase=PASSPHRASE)
+    (home / "log.pub").write_text(to_pem(led.log_signer().public_key))
+    led.act("admin", "owner.registered", code=OWNER, name="Japan reserve", country="JP")
+    led.act("admin", "material.registered", code=MATERIAL, name="NdPr oxide", form="oxide",
+            base_unit="g", grade_basis="TREO")
+    for code, name in ((SITE_A, "Depot Alpha"), (SITE_B, "Depot Beta")):
+        led.register_site(admin="admin", code=code, classification="SECRET", custodian=OWNER,
+                          owners=[OWNER], location=Location(name=name, address="1 Test Road",
+                                                            latitude=46.1, longitude=23.2, notes=""))
+    for op in operators:
+        led.register_key(admin="admin", user=op, roles=["operator"], sites=[SITE_A, SITE_B],
+                         owners=[], clearance="SECRET")
+    led.act(operators[0], "lot.registered", code=LOT, material=MATERIAL, origin="AU",
+            supplier="Lynas Rare Earths", purity="99.50", basis="TREO",
+            certificate_sha256="01" * 32,
+            containers=[{"id": f"{LOT}-C1", "type": "drum", "net_mass": 250_000}])
+    led.engine.dispose()
+
+
+def service_env(home: Path, db_url: str, **extra: str) -> dict[str, str]:
+    from tests.conftest import PASSPHRASE
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESERVE_", "PROMETHEUS_"))}
+    env.update({
+        "RESERVE_HOME": str(home),
+        "RESERVE_DB": db_url,
+        "RESERVE_PASSPHRASE": PASSPHRASE.decode(),
+        "RESERVE_LOG_LEVEL": "warning",
+        **extra,
+    })
+    return env
+
+
+def tokens_for(home: Path, users: list[str]) -> dict[str, str]:
+    """Tokens from the service's own issuer key (made by the server at its first start)."""
+    from api.auth import TokenIssuer, TokenSettings
+    from api.services import TOKEN_KEY_NAME
+    from keys import FileKeystore
+    from tests.conftest import PASSPHRASE
+
+    issuer = TokenIssuer(FileKeystore(home / "keys", passphrase=PASSPHRASE).load(TOKEN_KEY_NAME),
+                         TokenSettings())
+    return {u: issuer.issue(u) for u in users}
+
+
+def receipt(ref: str, grams: int = 1000) -> dict[str, object]:
+    return {"site": SITE_A, "owner": OWNER, "lot": LOT, "quantity": f"{grams} g",
+            "occurred_at": "2026-01-01T00:00:00Z", "supplier": "Lynas Rare Earths",
+            "accepted_purity": "99.50", "reference": ref}
