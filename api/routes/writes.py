@@ -21,7 +21,7 @@ from ledger.canonical import canonical
 from ledger.entries import parse_submission, sign_body
 from ledger.errors import Forbidden, InvalidEntry, KeystoreError
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
-from ledger.service import both, new_body
+from ledger.service import new_body
 from ledger.store import idempotency
 from ledger.store.projections import read_user_keys
 from ledger.units import parse_quantity
@@ -89,12 +89,8 @@ def _write(
     if not 1 <= len(idem_key) <= 128:
         raise InvalidEntry("Idempotency-Key must be 1 to 128 characters", field="Idempotency-Key")
     h = _request_hash(svc, payload)
-    result = svc.committer.submit(
-        submission,
-        precheck=lambda conn: idempotency.lookup_in(conn, user=p.user, key=idem_key, request_hash=h),
-        also=both(seal, idempotency.remember(user=p.user, key=idem_key, request_hash=h, status=201, response=response)),
-        dedupe_key=(p.user, idem_key),
-    )
+    claim = idempotency.IdemKey(user=p.user, key=idem_key, request_hash=h, status=201, response=response)
+    result = svc.committer.submit(submission, also=seal, idempotency=claim)
     if isinstance(result, tuple):  # the stored answer to an earlier identical request
         return JSONResponse(result[1], status_code=result[0])
     metrics.APPENDS.labels(kind=entry["kind"]).inc()

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from ledger.crypto import Signer
 from ledger.entries import parse_submission
 from ledger.errors import LedgerError, StorageError
+from ledger.store.idempotency import IdemKey
 from ledger.store.log import BatchItem, append_batch
 
 log = structlog.get_logger("ledger.group_commit")
@@ -60,11 +61,16 @@ class GroupCommitter:
         also: Callable[..., None] | None = None,
         precheck: Callable[..., Any] | None = None,
         dedupe_key: tuple[str, str] | None = None,
+        idempotency: IdemKey | None = None,
         timeout: float = 30.0,
     ) -> Any:
-        """The entry's seq, or ``precheck``'s answer; raises the entry's refusal.
-        Edge validation (schema, signatures) runs here, in the caller's thread."""
-        pending = _Pending(BatchItem(parse_submission(submission), also, precheck), dedupe_key)
+        """The entry's seq, or ``precheck``'s (or the idempotency key's stored) answer;
+        raises the entry's refusal. Edge validation (schema, signatures) runs here, in
+        the caller's thread."""
+        if idempotency is not None and dedupe_key is None:
+            dedupe_key = (idempotency.user, idempotency.key)
+        item = BatchItem(parse_submission(submission), also, precheck, idempotency)
+        pending = _Pending(item, dedupe_key)
         self._queue.put(pending)
         return pending.future.result(timeout=timeout)
 

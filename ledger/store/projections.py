@@ -187,6 +187,14 @@ def read_user_keys(conn: Connection, user: str) -> list[KeyRecord]:
     return [_key_record(r) for r in conn.execute(select(keys).where(keys.c.user_name == user))]
 
 
+def read_keys_by_id(conn: Connection, ids: Iterable[str]) -> list[KeyRecord]:
+    """The registered keys among ``ids``, in one query (a batch's signers)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return []
+    return [_key_record(r) for r in conn.execute(select(keys).where(keys.c.key_id.in_(wanted)))]
+
+
 def read_keys(conn: Connection) -> dict[str, KeyRecord]:
     return {r.key_id: _key_record(r) for r in conn.execute(select(keys))}
 
