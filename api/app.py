@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Awaitable, Callable
-
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors, metrics
 from api.audit import refusal_event
+from api.request_context import RequestContext
 from api.routes import log as log_routes
 from api.routes import meta, reads, releases, writes
 from api.services import Services
@@ -49,32 +46,7 @@ def create_app(svc: Services) -> FastAPI:
                 log.error("refusal_not_recorded", status=response.status_code)
         return response
 
-    @app.middleware("http")
-    async def _request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = uuid.uuid4().hex
-        request.state.request_id = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # built outside the handlers: still a problem, with an id
-            log.error("unexpected", error_class=type(exc).__name__)
-            response = errors.problem(500, "internal", "the service could not complete this request; try again later")
-        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template
-        elapsed = time.perf_counter() - start
-        metrics.observe_request(route, request.method, response.status_code, elapsed)
-        log.info(
-            "request",
-            method=request.method,
-            route=route,
-            status=response.status_code,
-            ms=round(elapsed * 1000, 2),
-        )
-        response.headers["X-Request-ID"] = request_id
-        return response
+    app.add_middleware(RequestContext)
 
     for router in (meta.router, writes.router, reads.router, releases.router, log_routes.router):
         app.include_router(router)

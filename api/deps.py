@@ -44,6 +44,7 @@ def principal(
     if not p.roles:
         raise Unauthenticated("the token's subject has no active key in this ledger")
     request.state.user = p.user
+    request.state.keys = records  # read once per request (the custodial write reuses them)
     request.state.jti = claims.jti
     request.state.token_exp = claims.exp
     structlog.contextvars.bind_contextvars(user=p.user)

@@ -106,7 +106,12 @@ def _custodial_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _custodial(
-    svc: Services, p: Principal, kind: str, fields: dict[str, Any], idem_key: str | None
+    svc: Services,
+    p: Principal,
+    kind: str,
+    fields: dict[str, Any],
+    idem_key: str | None,
+    request: Request | None = None,
 ) -> JSONResponse:
     if not svc.settings.custodial:
         raise Forbidden(
@@ -119,8 +124,11 @@ def _custodial(
             "send the entry's own fields as a JSON object; the service sets kind, id, author, time"
         )
     body = new_body(kind, p.user, **_custodial_fields(fields))
-    with svc.primary_engine.connect() as conn:
-        held = any(k.custody == "server" and k.revoked_seq is None for k in read_user_keys(conn, p.user))
+    records = getattr(request.state, "keys", None) if request is not None else None
+    if records is None:  # the principal's lookup in this request, else the primary
+        with svc.primary_engine.connect() as conn:
+            records = read_user_keys(conn, p.user)
+    held = any(k.custody == "server" and k.revoked_seq is None for k in records)
     if not held:
         raise Forbidden("the service holds no key of yours: submit entries you signed to POST /entries")
     submission = sign_body(body, [svc.ledger.signer_for(p.user)])
@@ -147,6 +155,7 @@ def submit_signed(
 @router.post("/stock/{action}", status_code=201, **roles(OPERATOR))
 def record_movement(
     action: str,
+    request: Request,
     fields: dict[str, Any] = Body(
         ..., description='the movement\'s fields; quantities as "12.5 t"'
     ),
@@ -164,12 +173,13 @@ def record_movement(
         raise InvalidEntry(
             "a count beyond tolerance is co-signed: submit it signed to /entries", field="cosigners"
         )
-    return _custodial(svc, p, kind, fields, idempotency_key)
+    return _custodial(svc, p, kind, fields, idempotency_key, request)
 
 
 @router.post("/reference/{collection}", status_code=201, **roles(ADMIN, OPERATOR, OFFICIAL))
 def register_reference(
     collection: str,
+    request: Request,
     fields: dict[str, Any] = Body(...),
     idempotency_key: str | None = Header(default=None),
     p: Principal = Depends(principal),
@@ -183,7 +193,7 @@ def register_reference(
             f"unknown collection '{collection}': one of {', '.join(REFERENCE_KINDS)}",
             field="collection",
         )
-    return _custodial(svc, p, kind, fields, idempotency_key)
+    return _custodial(svc, p, kind, fields, idempotency_key, request)
 
 
 class SiteIn(BaseModel):
