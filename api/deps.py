@@ -15,8 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.services import Services
 from ledger.errors import Unauthenticated
 from ledger.policy import Principal, require_role
-from ledger.store.projections import read_user_keys
-from ledger.store.tokens import is_revoked
+from ledger.store.projections import read_caller
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -36,10 +35,10 @@ def principal(
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthenticated("send a bearer token (Authorization: Bearer ...)")
     claims = svc.verifier.verify(creds.credentials, check_revoked=False)
-    with svc.primary_engine.connect() as conn:  # one connection for both lookups
-        if is_revoked(conn, claims.jti):
-            raise Unauthenticated("token was revoked")
-        records = read_user_keys(conn, claims.sub)
+    with svc.auth_connection() as conn:  # the primary: a revocation counts at once
+        revoked, records = read_caller(conn, claims.sub, claims.jti)
+    if revoked:
+        raise Unauthenticated("token was revoked")
     p = Principal.from_keys(claims.sub, records)
     if not p.roles:
         raise Unauthenticated("the token's subject has no active key in this ledger")

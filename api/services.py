@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
@@ -55,6 +55,15 @@ class Services:
     def primary_engine(self) -> Engine:
         assert self.primary is not None
         return self.primary
+
+    def auth_connection(self) -> Connection:
+        """A connection to the primary for single-statement lookups. On PostgreSQL in
+        autocommit: no BEGIN and no ROLLBACK around a one-query read (two round trips
+        fewer per request)."""
+        conn = self.primary_engine.connect()
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
 
     def is_revoked(self, jti: str) -> bool:
         with self.primary_engine.connect() as conn:

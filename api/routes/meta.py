@@ -51,7 +51,7 @@ def ready(svc: Services = Depends(services)) -> dict[str, Any]:
     return out
 
 
-@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics_route(request: Request, svc: Services = Depends(services)) -> Response:
     """Prometheus metrics, for the monitoring host only: the direct peer must be in
     RESERVE_METRICS_ALLOW (loopback by default) and the request must not have come
