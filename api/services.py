@@ -65,6 +65,15 @@ class Services:
             conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn
 
+    def read_connection(self) -> Connection:
+        """A connection for reads (the replica when configured) without a transaction on
+        PostgreSQL: only for routes whose statements need no shared snapshot (one
+        statement, or reads of history that can no longer change)."""
+        conn = self.reader.connect()
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
     def is_revoked(self, jti: str) -> bool:
         with self.primary_engine.connect() as conn:
             return is_revoked(conn, jti)
