@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ledger.config import Settings, load_settings
+from ledger.config import Settings, load_settings, raise_problems
 from ledger.errors import ConfigError, LedgerError, Rejected, VerificationFailed
 
 if TYPE_CHECKING:
@@ -399,6 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.fn in (cmd_serve, cmd_token):  # the service's variables too, in one list
+            from api.config import api_problems
+
+            raise_problems(api_problems(os.environ, workers=getattr(args, "workers", None)))
         settings = load_settings(strict=True)  # every problem at once, one line each
         _configure_logging(settings.log_level, settings.log_format)
         return int(args.fn(args, settings))

@@ -105,6 +105,15 @@ def test_serve_refuses_several_workers_on_sqlite(
     assert err == "error: --workers > 1 needs PostgreSQL (RESERVE_DB=postgresql://...); SQLite runs one worker\n"
     monkeypatch.setenv("RESERVE_WORKERS", "3")
     assert main(["serve"]) == 2  # the variable is checked the same way
+    capsys.readouterr()
+    # The ledger's and the service's problems come in one list.
+    monkeypatch.setenv("RESERVE_LOG_FORMAT", "xml")
+    monkeypatch.setenv("RESERVE_TRUSTED_PROXIES", "proxy.example")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].split()[0] for line in err] == [
+        "RESERVE_LOG_FORMAT", "RESERVE_TRUSTED_PROXIES", "--workers"
+    ], err
 
 
 # -- proxies -------------------------------------------------------------------------
