@@ -214,3 +214,29 @@ def test_metrics_count_appends_refusals_routes_without_ids_or_secrets(world: Wor
     for needle in location_needles(SITE_A):
         assert needle not in text
     assert not re.search(r'route="[^"{]*\d', text)
+
+
+def test_token_key_made_once_when_workers_start_together(tmp_path: Path) -> None:
+    """Two workers starting at once both find no issuer key; the loser of the creation
+    race must load the winner's key, or one worker's tokens fail on the other."""
+    from api.services import TOKEN_KEY_NAME, _token_signer
+    from keys import FileKeystore
+    from tests.conftest import PASSPHRASE
+
+    winner = FileKeystore(tmp_path, passphrase=PASSPHRASE)
+
+    class LateKeystore(FileKeystore):
+        """Looked before the winner wrote its key: the first exists() said no."""
+
+        looked = False
+
+        def exists(self, name: str) -> bool:
+            if not self.looked:
+                self.looked = True
+                return False
+            return super().exists(name)
+
+    first = _token_signer(winner)
+    second = _token_signer(LateKeystore(tmp_path, passphrase=PASSPHRASE))
+    assert second.public_key == first.public_key
+    assert winner.load(TOKEN_KEY_NAME).public_key == first.public_key
