@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from cli.main import main
 from ledger.errors import ConfigError
 from ledger.store.access import keyed_hash
 from tests import api_fixtures
-from tests.api_fixtures import SITE_A, World, location_needles
+from tests.api_fixtures import SITE_A, World, captured_logs, location_needles
 
 api_template = api_fixtures.api_template
 world = api_fixtures.world
@@ -127,6 +128,11 @@ def _client(w: World, host: str, **settings: object) -> Iterator[TestClient]:
     client.close()
 
 
+@contextlib.contextmanager
+def _client_cm(w: World, host: str, **settings: object) -> Iterator[TestClient]:
+    yield from _client(w, host, **settings)
+
+
 def _last_refusal_client(w: World) -> str:
     refused = [e for e in w.access_events() if e["event"]["action"] == "refused"]
     return str(refused[-1]["event"]["client_hmac"])
@@ -183,7 +189,10 @@ def test_metrics_count_appends_refusals_routes_without_ids_or_secrets(world: Wor
     appends0 = value("reserve_appends_total", kind="stock.receipt")
     refusals0 = value("reserve_refusals_total", rule="negative-holding")
     reveals0 = value("reserve_location_reveals_total")
-    for client in _client(world, "127.0.0.1"):
+    # Capture logs: no logger is first used (and cached) under another test's CLI
+    # configuration, and the metrics' events must not leak either.
+    with captured_logs() as lines, contextlib.ExitStack() as stack:
+        client = stack.enter_context(_client_cm(world, "127.0.0.1"))
         olga = world.auth("olga")
         body = {"site": SITE_A, "owner": "JP-RESERVE", "lot": "NDPR-2025-001", "quantity": "1 kg",
                 "occurred_at": "2026-01-01T00:00:00Z", "supplier": "Lynas Rare Earths",
@@ -199,6 +208,8 @@ def test_metrics_count_appends_refusals_routes_without_ids_or_secrets(world: Wor
                              headers=olga)
         assert reveal.status_code == 200
         text = client.get("/metrics").text
+    assert not any(SITE_A in line or olga["Authorization"][7:] in line for line in lines
+                   if "metrics" in line)
     assert value("reserve_appends_total", kind="stock.receipt") == appends0 + 1
     rule = json.loads(r.text)["type"].rsplit("/", 1)[-1]
     assert rule == "negative-holding"
