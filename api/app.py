@@ -12,7 +12,7 @@ from api import errors, metrics
 from api.audit import refusal_event
 from api.request_context import RequestContext
 from api.routes import log as log_routes
-from api.routes import meta, reads, releases, writes
+from api.routes import login, meta, proposals, reads, releases, writes
 from api.services import Services
 from ledger.errors import LedgerError, Rejected
 
@@ -48,7 +48,15 @@ def create_app(svc: Services) -> FastAPI:
 
     app.add_middleware(RequestContext)
 
-    for router in (meta.router, writes.router, reads.router, releases.router, log_routes.router):
+    for router in (
+        meta.router,
+        login.router,
+        proposals.router,
+        writes.router,
+        reads.router,
+        releases.router,
+        log_routes.router,
+    ):
         app.include_router(router)
     if svc.settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (uvicorn's

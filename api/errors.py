@@ -8,6 +8,7 @@ only ours, and a 5xx never says more than that something failed on our side.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from fastapi import FastAPI, Request
@@ -67,7 +68,21 @@ def problem(status: int, type_: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def outcome_pending(exc: E.OutcomePending) -> JSONResponse:
+    """202, not 5xx: the write may still be appended (issue #8, item 2). With an
+    Idempotency-Key the caller fetches the outcome at ``Location``."""
+    body: dict[str, Any] = {"outcome": "pending", "detail": exc.public_message}
+    headers = None
+    if exc.idempotency_key is not None:
+        url = "/entries/outcome/" + quote(exc.idempotency_key, safe="")
+        body["outcome_url"] = url
+        headers = {"Location": url, "Retry-After": "1"}
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
 def ledger_problem(exc: E.LedgerError) -> JSONResponse:
+    if isinstance(exc, E.OutcomePending):
+        return outcome_pending(exc)
     status = status_for(exc)
     if status >= 500:
         # Our fault: say so, and keep the details in our log (never a secret there either).

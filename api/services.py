@@ -5,6 +5,7 @@ Built once at start-up from the environment (or handed in by tests). Holds no ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -13,9 +14,9 @@ from sqlalchemy import Connection, Engine
 from api.auth import TokenIssuer, TokenVerifier
 from api.config import ApiSettings
 from api.metrics import observe_group
-from keys import FileKeystore
-from keys.sealing import load_or_create_sealer
+from keys import Keystore, open_keystore
 from ledger.crypto import Signer
+from ledger.entries import warm_up
 from ledger.errors import ConfigError, KeystoreError
 from ledger.service import Ledger
 from ledger.store.db import make_engine
@@ -26,6 +27,9 @@ from ledger.store.tokens import is_revoked
 log = structlog.get_logger("api")
 
 TOKEN_KEY_NAME = "token-issuer"  # noqa: S105 - a keystore entry name
+# HKDF labels (info) of the keys derived from the sealing key, one per purpose (issue #9).
+ACCESS_LOG_HMAC_LABEL = b"reserve-ledger/hkdf/access-log-hmac/v1"
+IDEMPOTENCY_HMAC_LABEL = b"reserve-ledger/hkdf/idempotency-hmac/v1"
 
 
 @dataclass
@@ -36,7 +40,8 @@ class Services:
     issuer: TokenIssuer | None
     verifier: TokenVerifier
     log_id: str
-    hmac_key: bytes
+    hmac_key: bytes  # the access log's (keyed hashes of clients and paths)
+    idempotency_hmac_key: bytes  # idempotency's request hashes: a key of its own (HKDF)
     committer: GroupCommitter
     # Read-only engine on the primary: what must see its own (or the latest) write reads
     # here (authentication, revocation, custody, reveals); ``reader`` is the replica when
@@ -73,6 +78,9 @@ class Services:
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn
+    # Issues the tokens of key login (issue #9): the embedded issuer, or with an identity
+    # provider a local issuer whose tokens only this service accepts.
+    login_issuer: TokenIssuer | None = None
 
     def is_revoked(self, jti: str) -> bool:
         with self.primary_engine.connect() as conn:
@@ -86,7 +94,7 @@ class Services:
         self.reader.dispose()
 
 
-def _token_signer(keystore: FileKeystore) -> Signer:
+def _token_signer(keystore: Keystore) -> Signer:
     """The embedded issuer's key, made on first start. Several workers may start at once:
     of two creators one wins and the other loads its key, so every worker signs and
     accepts the same tokens (issue #11)."""
@@ -100,9 +108,16 @@ def _token_signer(keystore: FileKeystore) -> Signer:
         raise
 
 
-def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
-    keystore = FileKeystore(settings.ledger.keystore_dir, passphrase=passphrase)
-    sealer = load_or_create_sealer(settings.ledger.keystore_dir, passphrase=passphrase)
+def build_services(
+    settings: ApiSettings, *, passphrase: bytes | Callable[[], bytes]
+) -> Services:
+    """``passphrase`` (or a function asked for it) is used by the file keystore only."""
+    warm_up()  # msgspec types inspected before any request thread runs (issue #8, item 1)
+    backend = open_keystore(
+        settings.ledger, passphrase=passphrase if callable(passphrase) else lambda: passphrase
+    )
+    keystore = backend.keystore
+    sealer = backend.sealer()
     led = Ledger(make_engine(settings.ledger.db_url), keystore, sealer)
     if not led.is_initialised():
         raise ConfigError("the database holds no log: run 'reserve init' (or 'reserve demo') first")
@@ -112,12 +127,11 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
     with primary.connect() as conn:
         info = read_log_info(conn)
     assert info is not None
-    issuer = None
-    local: dict[str, bytes] = {}
-    if settings.token.jwks_url is None:
-        signer = _token_signer(keystore)
-        issuer = TokenIssuer(signer, settings.token)
-        local[issuer.kid] = signer.public_key
+    signer = _token_signer(keystore)
+    login_issuer = TokenIssuer(signer, settings.token)
+    local = {login_issuer.kid: signer.public_key}
+    # With an identity provider the service issues no tokens of its own except key login's.
+    issuer = login_issuer if settings.token.jwks_url is None else None
     services = Services(
         settings=settings,
         ledger=led,
@@ -125,8 +139,10 @@ def build_services(settings: ApiSettings, *, passphrase: bytes) -> Services:
         issuer=issuer,
         verifier=TokenVerifier(settings.token, local_keys=local),
         log_id=info.log_id,
-        hmac_key=sealer.derive_key(b"reserve-ledger/access-log-hmac"),
+        hmac_key=sealer.derive_key(ACCESS_LOG_HMAC_LABEL),
+        idempotency_hmac_key=sealer.derive_key(IDEMPOTENCY_HMAC_LABEL),
         committer=GroupCommitter(led.engine, led.log_signer, observe=observe_group),
+        login_issuer=login_issuer,
         primary=primary,
     )
     services.verifier = TokenVerifier(

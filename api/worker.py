@@ -23,5 +23,7 @@ def app_from_env() -> FastAPI:
     settings = load_api_settings()
     level = os.environ.get("RESERVE_LOG_LEVEL") or "info"  # a service logs its requests
     configure_logging(level, settings.ledger.log_format)
-    svc = build_services(settings, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=False))
+    svc = build_services(
+        settings, passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=False)
+    )
     return create_app(svc)

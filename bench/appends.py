@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, Table, insert
 
 from bench.common import (
+    LOG_ID,
     BenchLedger,
     Config,
     Row,
@@ -182,7 +183,7 @@ def bench_signing(cfg: Config, workdir: Path, log: Any) -> list[Row]:
     n = 1000 if cfg.quick else 5000
     signer = Ed25519Signer.generate()
     bodies = new_bodies(n)
-    messages = [signing_message(canonical(b)) for b in bodies]
+    messages = [signing_message(canonical(b), log_id=LOG_ID) for b in bodies]
 
     t0 = time.perf_counter()
     for m in messages:
@@ -190,7 +191,7 @@ def bench_signing(cfg: Config, workdir: Path, log: Any) -> list[Row]:
     bare_sign = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    subs = [sign_body(b, [signer]) for b in bodies]
+    subs = [sign_body(b, [signer], log_id=LOG_ID) for b in bodies]
     sign_s = time.perf_counter() - t0
 
     pairs = [
@@ -204,7 +205,7 @@ def bench_signing(cfg: Config, workdir: Path, log: Any) -> list[Row]:
 
     t0 = time.perf_counter()
     for s in subs:
-        parse_submission(s)
+        parse_submission(s, log_id=LOG_ID)
     parse_s = time.perf_counter() - t0
 
     log(

@@ -334,7 +334,7 @@ def new_bodies(n: int) -> list[dict[str, Any]]:
 def presign(bodies: Sequence[dict[str, Any]], signer: Any) -> list[dict[str, Any]]:
     from ledger.entries import sign_body
 
-    return [sign_body(b, [signer]) for b in bodies]
+    return [sign_body(b, [signer], log_id=LOG_ID) for b in bodies]
 
 
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit")
 
 
 def _log(msg: str) -> None:
@@ -208,6 +208,18 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import http
 
                 rows += http.run(cfg, workdir, _log)
+            elif name == "login":
+                from bench import login
+
+                rows += login.run(cfg, workdir, _log)
+            elif name == "hsm":
+                from bench import hsm
+
+                rows += hsm.run(cfg, workdir, _log)
+            elif name == "group_commit":
+                from bench import group_commit
+
+                rows += group_commit.run(cfg, workdir, _log)
             timings[name] = time.perf_counter() - t0
             other_load[name] = meter.other_cores()
             _log(

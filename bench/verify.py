@@ -14,7 +14,7 @@ largest worker, which includes pages shared with the child at fork) belongs to
 that one verification and the 20k and 100k runs can be compared.
 
 Baseline: a bare loop of Ed25519 verifications of the very same (message, signature)
-pairs, message = ``ENTRY_DOMAIN + canonical(body)``, with PyNaCl (libsodium)
+pairs, message = ``signing_message(canonical(body), log_id=...)`` (v2), with PyNaCl (libsodium)
 ``VerifyKey.verify`` on one core, also run in a fresh child; pyca/cryptography's verify
 is shown against it for reference.
 """
@@ -181,13 +181,15 @@ def _pairs(bundle_dir: str) -> list[tuple[bytes, bytes, bytes]]:
     import orjson
 
     from ledger.canonical import canonical
-    from ledger.entries import ENTRY_DOMAIN
+    from ledger.entries import signing_message
 
     out = []
+    log_id = ""
     with open(Path(bundle_dir) / "entries.jsonl", "rb") as f:
         for line in f:
             raw = orjson.loads(line)
-            msg = ENTRY_DOMAIN + canonical(raw["entry"])
+            log_id = raw["entry"].get("log_id", log_id) if raw["seq"] == 0 else log_id
+            msg = signing_message(canonical(raw["entry"]), log_id=log_id)
             for s in raw["sigs"]:
                 out.append((bytes.fromhex(s["pub"]), msg, base64.b64decode(s["sig"])))
     return out

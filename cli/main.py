@@ -36,18 +36,14 @@ def _configure_logging(level: str, fmt: str = "json") -> None:
 
 
 def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
-    from keys import FileKeystore, passphrase_from_env_or_prompt
-    from keys.sealing import load_or_create_sealer
+    from keys import open_keystore, passphrase_from_env_or_prompt
     from ledger.service import Ledger
     from ledger.store.db import make_engine
 
-    passphrase = passphrase_from_env_or_prompt(env=os.environ, prompt=prompt)
-    keystore = FileKeystore(settings.keystore_dir, passphrase=passphrase)
-    return Ledger(
-        make_engine(settings.db_url),
-        keystore,
-        lambda: load_or_create_sealer(settings.keystore_dir, passphrase=passphrase),
+    backend = open_keystore(
+        settings, passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=prompt)
     )
+    return Ledger(make_engine(settings.db_url), backend.keystore, backend.sealer)
 
 
 def _reader(settings: Settings) -> Any:
@@ -94,6 +90,19 @@ def cmd_keys_generate(args: argparse.Namespace, s: Settings) -> int:
     led = _ledger(s)
     signer = led.keystore.generate(args.name)
     print(f"{args.name} {signer.key_id}")
+    return 0
+
+
+def cmd_keys_upgrade(args: argparse.Namespace, s: Settings) -> int:
+    """Re-encrypt key files with the current KDF (scrypt N=2^17; issue #9 item 5)."""
+    from keys import FileKeystore, passphrase_from_env_or_prompt
+
+    store = FileKeystore(s.keystore_dir, passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    for name in args.names or store.names():
+        done = store.upgrade(name)
+        info = store.key_file_info(name)
+        state = "upgraded" if done else "up to date"
+        print(f"{name} {state}: {info.kdf} N=2^{info.n.bit_length() - 1} r={info.r} p={info.p}")
     return 0
 
 
@@ -220,7 +229,7 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
     if not led.is_initialised():
         from ledger.pubkey import to_pem
 
-        led.init(log_id="reserve.local/demo", admin="admin")
+        led.init(log_id="reserve.local/demo", admin="admin", demo=True)
         s.log_pub_path.write_text(to_pem(led.log_signer().public_key))
     size = run_demo(led)
     print(f"demo history written: {size} entries in {s.db_url}")
@@ -239,7 +248,7 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
     from keys import passphrase_from_env_or_prompt
     from ledger.errors import NotFound
 
-    svc = build_services(load_api_settings(), passphrase=passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+    svc = build_services(load_api_settings(), passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=True))
     if svc.issuer is None:
         raise ConfigError("tokens come from the identity provider (RESERVE_JWKS_URL is set)")
     if not any(k.user == args.user and k.revoked_seq is None for k in svc.ledger.registered_keys()):
@@ -335,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", required=True)
     kadd("rotate", cmd_keys_rotate, "rotate the log's checkpoint key")
     kadd("list", cmd_keys_list, "list registered keys")
+    sp = kadd("upgrade", cmd_keys_upgrade, "re-encrypt key files with scrypt (older files: PBKDF2)")
+    sp.add_argument("names", nargs="*", metavar="NAME", help="default: every key in the keystore")
 
     user = sub.add_parser("user", help="registered users")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -385,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
+    from cli import ops as cli_ops
     from cli import release as cli_release
     from cli import stock as cli_stock
 
@@ -392,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     reader = cli_stock.reader_factory(_reader)
     cli_stock.register(sub, writer=writer, reader=reader)
     cli_release.register(sub, writer=writer, reader=reader)
+    cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     return p
 
 
@@ -414,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except Rejected as exc:
-        print(f"refused ({exc.rule}): {exc}", file=sys.stderr)
+        # A refusal names no seq: the entry was not appended (issue #8, item 10).
+        print(f"refused ({exc.rule}), the entry was not appended: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except LedgerError as exc:
         print(f"refused: {exc}", file=sys.stderr)

@@ -55,7 +55,13 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
     settings = load_api_settings(workers=args.workers)  # every problem, one line each
     if not os.environ.get("RESERVE_LOG_LEVEL"):
         configure_logging("info", settings.ledger.log_format)  # a service logs its requests
-    passphrase = passphrase_from_env_or_prompt(env=os.environ, prompt=True)
+    asked: list[bytes] = []
+
+    def passphrase() -> bytes:  # only the file keystore asks, and only once
+        if not asked:
+            asked.append(passphrase_from_env_or_prompt(env=os.environ, prompt=True))
+        return asked[0]
+
     svc = build_services(settings, passphrase=passphrase)  # checks the passphrase and the log
     if svc.issuer is not None and args.print_tokens:
         users = {k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}
@@ -77,10 +83,10 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
     svc.close()  # each worker builds its own; nothing with a socket crosses the fork
     metrics_dir = _metrics_dir()
     os.environ["RESERVE_WORKERS"] = str(settings.workers)
-    if PASSPHRASE_ENV not in os.environ:
+    if asked and PASSPHRASE_ENV not in os.environ:
         # Prompted once here; the workers read it from their environment (readable only
         # by this user). Production sets it from a credential file instead.
-        os.environ[PASSPHRASE_ENV] = passphrase.decode()
+        os.environ[PASSPHRASE_ENV] = asked[0].decode()
     log.info("serve_workers", workers=settings.workers, port=args.port)
     try:
         uvicorn.run("api.worker:app_from_env", factory=True, workers=settings.workers, **common)

@@ -5,19 +5,57 @@
 -- DELETE or TRUNCATE the append-only tables: even with the triggers dropped by a
 -- careless owner, the running service cannot rewrite history.
 --
+-- Grants are by table class (issue #8, item 10), so a new table needs one line here:
+--   history      append-only (triggers refuse UPDATE/DELETE/TRUNCATE): SELECT, INSERT
+--   service      written once per request, never changed: SELECT, INSERT
+--   heads        one row each, moved forward on every append: SELECT, INSERT, UPDATE
+--   working      state that changes but is not history (proposals): SELECT, INSERT, UPDATE
+--   expiring     spent and purged (login nonces): SELECT, INSERT, UPDATE, DELETE
+--   projections  materialised state, rebuilt from the log at will (upserts; a resolved
+--                transfer or a zero test balance is deleted): SELECT, INSERT, UPDATE, DELETE
+--   alembic_version: SELECT
+-- A table of the schema in no class gets nothing, and a WARNING says so.
+--
 -- Run as the schema owner, in the ledger's database, with search_path set to the
 -- ledger's schema:   psql -d ledger -f deploy/postgres-roles.sql
 -- Re-run after each migration that adds tables (it is idempotent).
 DO $$
+DECLARE
+    app CONSTANT text := 'ledger_app';
+    s CONSTANT text := current_schema();
+    history CONSTANT text[] := ARRAY['entries', 'tree_nodes', 'checkpoints', 'postings',
+        'site_locations', 'access_log', 'access_checkpoints'];
+    service CONSTANT text[] := ARRAY['idempotency_keys', 'revoked_tokens'];
+    heads CONSTANT text[] := ARRAY['log_state', 'access_state'];
+    -- Working state that is not history (issue #9): co-signature proposals change status
+    -- (a proposal enters the log only when complete, as an entry); login nonces are
+    -- spent and purged.
+    working CONSTANT text[] := ARRAY['proposals', 'proposal_signatures'];
+    expiring CONSTANT text[] := ARRAY['auth_nonces'];
+    projections CONSTANT text[] := ARRAY['keys', 'test_balances', 'owners', 'materials',
+        'lots', 'sites', 'targets', 'balances', 'transfers', 'loans', 'movements',
+        'policies', 'prices', 'release_requests', 'release_orders'];
+    t text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ledger_app') THEN
-        CREATE ROLE ledger_app LOGIN;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = app) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN', app);
     END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO ledger_app', current_schema());
-    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM ledger_app', current_schema());
-    -- Append-only history.
-    GRANT SELECT, INSERT ON entries, tree_nodes, checkpoints TO ledger_app;
-    -- Mutable projections and the head row, rebuilt from the history at will.
-    GRANT SELECT, INSERT, UPDATE ON log_state, keys, test_balances TO ledger_app;
-    GRANT SELECT ON alembic_version TO ledger_app;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, app);
+    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, app);
+    FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = s LOOP
+        IF t = ANY(history) OR t = ANY(service) THEN
+            EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO %I', s, t, app);
+        ELSIF t = ANY(heads) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.%I TO %I', s, t, app);
+        ELSIF t = ANY(working) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.%I TO %I', s, t, app);
+        ELSIF t = ANY(expiring) OR t = ANY(projections) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I', s, t, app);
+        ELSIF t = 'alembic_version' THEN
+            EXECUTE format('GRANT SELECT ON %I.%I TO %I', s, t, app);
+        ELSE
+            RAISE WARNING 'table %.% has no grant class in postgres-roles.sql: % gets nothing', s, t, app;
+        END IF;
+    END LOOP;
+    EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I', s, app);
 END $$;

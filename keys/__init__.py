@@ -5,6 +5,7 @@ signer only through the :class:`ledger.crypto.Signer` protocol.
 """
 
 from keys.backend import Keystore
+from keys.factory import KeyBackend, open_keystore
 from keys.filestore import KEY_NAME_PATTERN, FileKeystore, validate_key_name
 from keys.passphrase import PASSPHRASE_ENV, passphrase_from_env_or_prompt
 from keys.sealing import SEALING_KEY_FILE, AesGcmSealer, load_or_create_sealer, load_sealer
@@ -17,9 +18,11 @@ __all__ = [
     "AesGcmSealer",
     "Ed25519Signer",
     "FileKeystore",
+    "KeyBackend",
     "Keystore",
     "load_or_create_sealer",
     "load_sealer",
+    "open_keystore",
     "passphrase_from_env_or_prompt",
     "validate_key_name",
 ]

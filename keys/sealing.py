@@ -38,6 +38,8 @@ from typing import Any, Final, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ledger.errors import KeystoreError
@@ -68,6 +70,8 @@ _SALT_LEN: Final = 16
 _MAX_FILE: Final = 4096
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
+# HKDF salt of the keys derived from the sealing key (AesGcmSealer.derive_key).
+DERIVE_SALT: Final = b"reserve-ledger/derive\n"
 _CORRUPT: Final = "wrong passphrase or corrupt sealing key file"
 
 
@@ -80,7 +84,9 @@ class AesGcmSealer:
         if not isinstance(key, bytes) or len(key) != KEY_LEN:
             raise KeystoreError("a sealing key is 32 bytes")
         self.__aead = AESGCM(key)
-        self.__derive_base = hmac.new(key, b"reserve-ledger/derive\n", hashlib.sha256).digest()
+        # HKDF-Extract (RFC 5869 section 2.2) with a fixed salt; each purpose then gets
+        # its own HKDF-Expand under a label of its own (issue #9 item 5).
+        self.__derive_base = hmac.new(DERIVE_SALT, key, hashlib.sha256).digest()
         self._key_id = hashlib.sha256(KEY_ID_DOMAIN + key).hexdigest()
 
     @classmethod
@@ -94,9 +100,14 @@ class AesGcmSealer:
         return self._key_id
 
     def derive_key(self, label: bytes) -> bytes:
-        """A 32-byte key for another purpose (the access log's HMAC), derived one-way so
-        it reveals nothing of the sealing key and needs no file of its own."""
-        return hmac.new(self.__derive_base, label, hashlib.sha256).digest()
+        """A 32-byte key for another purpose (the access log's HMAC, idempotency's), by
+        HKDF-SHA256 (RFC 5869) with ``label`` as its info: one label per purpose, so the
+        keys are independent, reveal nothing of the sealing key and need no file."""
+        if not label:
+            raise KeystoreError("a derived key needs a label")
+        return HKDFExpand(algorithm=SHA256(), length=KEY_LEN, info=label).derive(
+            self.__derive_base
+        )
 
     def seal(self, plaintext: bytes, *, aad: bytes) -> tuple[bytes, bytes]:
         """(nonce, ciphertext || 16-byte tag) with a fresh random 96-bit nonce."""

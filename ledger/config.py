@@ -10,15 +10,18 @@ anything is opened, so an operator fixes them all in one go.
 ``RESERVE_USER``        whose key signs, when ``--as`` is not given
 ``RESERVE_LOG_LEVEL``   structlog level for the CLI (default ``warning``)
 ``RESERVE_LOG_FORMAT``  ``json`` (default) or ``console``
-``RESERVE_KEYSTORE``    ``file`` (default) or ``pkcs11`` (then ``RESERVE_PKCS11_MODULE``,
-                        ``RESERVE_PKCS11_TOKEN`` and ``RESERVE_PKCS11_PIN`` are required)
+``RESERVE_KEYSTORE``    ``file`` (default: encrypted files under ``$RESERVE_HOME/keys``) or
+                        ``pkcs11`` (an HSM, issue #11) with ``RESERVE_PKCS11_MODULE`` (the
+                        library's path), ``RESERVE_PKCS11_TOKEN`` (token label) and
+                        ``RESERVE_PKCS11_PIN``; their presence is checked at start, the rest
+                        when the keystore is opened (``keys.open_keystore``)
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger.errors import ConfigError
@@ -30,6 +33,17 @@ PKCS11_VARIABLES = ("RESERVE_PKCS11_MODULE", "RESERVE_PKCS11_TOKEN", "RESERVE_PK
 
 
 @dataclass(frozen=True)
+class KeystoreSettings:
+    """Which keystore backend holds the service's keys; raw values, validated by
+    ``keys.open_keystore`` (the PIN is never shown by ``repr``)."""
+
+    backend: str = "file"
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     db_url: str
@@ -37,7 +51,7 @@ class Settings:
     log_level: str
     read_db_url: str | None = None
     log_format: str = "json"
-    keystore: str = "file"
+    keystore: KeystoreSettings = field(default_factory=KeystoreSettings)
 
     @property
     def keystore_dir(self) -> Path:
@@ -81,7 +95,7 @@ def settings_problems(env: Mapping[str, str]) -> list[str]:
     fmt = (env.get("RESERVE_LOG_FORMAT") or "json").lower()
     if fmt not in LOG_FORMATS:
         problems.append(f"RESERVE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
-    keystore = (env.get("RESERVE_KEYSTORE") or "file").lower()
+    keystore = (env.get("RESERVE_KEYSTORE") or "file").strip().lower()
     if keystore not in KEYSTORES:
         problems.append(f"RESERVE_KEYSTORE must be one of {', '.join(KEYSTORES)}")
     elif keystore == "pkcs11":
@@ -116,5 +130,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, strict: bool = False)
         log_level=(env.get("RESERVE_LOG_LEVEL") or "warning").lower(),
         read_db_url=env.get("RESERVE_DB_READ") or None,
         log_format=(env.get("RESERVE_LOG_FORMAT") or "json").lower(),
-        keystore=(env.get("RESERVE_KEYSTORE") or "file").lower(),
+        keystore=KeystoreSettings(
+            backend=(env.get("RESERVE_KEYSTORE") or "file").strip().lower(),
+            pkcs11_module=env.get("RESERVE_PKCS11_MODULE") or None,
+            pkcs11_token=env.get("RESERVE_PKCS11_TOKEN") or None,
+            pkcs11_pin=env.get("RESERVE_PKCS11_PIN"),
+        ),
     )

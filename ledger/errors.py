@@ -87,6 +87,14 @@ class StorageError(LedgerError):
     code = "storage"
 
 
+class ClockBehind(StorageError):
+    """The server clock is behind the log's last ``recorded_at`` by more than the allowed
+    skew: the log refuses to append rather than pin its time (issue #8, item 8). The
+    operator must fix the clock; it is the service's fault, never the caller's."""
+
+    code = "clock-behind"
+
+
 class KeystoreError(LedgerError):
     """A key could not be created, opened or used (wrong passphrase, missing file...)."""
 
@@ -105,6 +113,14 @@ class VerificationFailed(LedgerError):
     code = "verification-failed"
 
 
+class HeldCheckpointInvalid(VerificationFailed):
+    """The checkpoint an auditor holds (``--checkpoint``) is malformed, names another log
+    or is not signed by this log's keys: it says nothing about this log, so the log is not
+    blamed for it (issue #8, item 6)."""
+
+    code = "held-checkpoint-invalid"
+
+
 class Unauthenticated(LedgerError):
     """No valid credentials: missing, expired, forged or revoked token."""
 
@@ -115,3 +131,18 @@ class Forbidden(LedgerError):
     """Authenticated, but the role or scope does not allow this."""
 
     code = "forbidden"
+
+
+class OutcomePending(LedgerError):
+    """A write was queued but its outcome is not known yet (the caller's wait ran out).
+
+    Not a failure: the write may still be appended. The service answers 202 and the
+    caller fetches the outcome by its idempotency key (issue #8, item 2); it never answers
+    5xx for a write that may yet commit.
+    """
+
+    code = "outcome-pending"
+
+    def __init__(self, message: str, *, idempotency_key: str | None = None):
+        super().__init__(message)
+        self.idempotency_key = idempotency_key

@@ -322,3 +322,8 @@ class Opening:
     def verify(self) -> None:
         """:func:`verify_opening` of this opening against its own commitment."""
         verify_opening(commitment=self.commitment, salt=self.salt, location=self.location_bytes())
+
+
+# Inspect the type now, at import, not on first use from several threads at once
+# (msgspec's lazy first-use inspection is not thread-safe: issue #8, item 1).
+msgspec.json.Decoder(Location)

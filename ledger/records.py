@@ -146,6 +146,9 @@ class TransferRec:
     to_site: str
     quantity: int
     dispatched_seq: int
+    # When the dispatch happened (its occurred_at): an arrival may not be dated before it.
+    # None only for transfers recorded before migration 0005 could backfill it.
+    dispatched_at: str | None = None
 
     @property
     def key(self) -> str:
@@ -186,6 +189,7 @@ class MovementRec:
     recorded_at: str
     postings: tuple[tuple[str, str, str, int], ...]  # (account, material, lot, delta)
     reversed_by: int | None
+    occurred_at: str | None = None  # a reversal may not be dated before it (migration 0005)
 
     @property
     def key(self) -> str:

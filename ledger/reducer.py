@@ -14,7 +14,7 @@ the role the entry kind needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -31,6 +31,7 @@ from ledger.state import (
     Change,
     KeyRecord,
     SeenEntryId,
+    SetLogInfo,
     StateView,
 )
 from ledger.timefmt import parse_time
@@ -42,6 +43,9 @@ class Context:
 
     seq: int
     recorded_at: datetime
+    # The form its signatures verified under (``ledger.entries.signature_version``): the
+    # write path accepts only 2; the verifier also finds 1 in logs written before v2.
+    sig_version: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,17 @@ def apply(state: StateView, body: AnyBody, sigs: list[Sig], ctx: Context) -> lis
             "replay", "an entry with this id is already in the log", field="entry.id", seq=ctx.seq
         )
 
+    info = state.log_info()
+    if ctx.sig_version != 2 and info is not None and info.entry_sig_version >= 2:
+        # The ratchet (issue #9 item 6): once a log holds a v2 entry (or was born v2),
+        # an entry signed without the log id could have been carried over from another log.
+        raise Rejected(
+            "signature-version",
+            "this log takes only entry signatures bound to its id (v2) since its first v2 entry",
+            field="sigs",
+            seq=ctx.seq,
+        )
+
     if ctx.seq == 0 or isinstance(body, Genesis):
         if not (ctx.seq == 0 and isinstance(body, Genesis)):
             raise Rejected("genesis", "the genesis entry is entry 0 and only entry 0", seq=ctx.seq)
@@ -141,6 +156,11 @@ def apply(state: StateView, body: AnyBody, sigs: list[Sig], ctx: Context) -> lis
         if fn is None:  # pragma: no cover - every schema kind has a rule module
             raise Rejected("unknown-kind", "no rule for this entry kind", seq=ctx.seq)
         changes = fn(state, body, signers, ctx)
+        if ctx.sig_version == 2 and info is not None and info.entry_sig_version < 2:
+            latest = next(
+                (c.info for c in reversed(changes) if isinstance(c, SetLogInfo)), info
+            )
+            changes.append(SetLogInfo(replace(latest, entry_sig_version=2)))
     changes.append(SeenEntryId(body.id, created))
     return changes
 

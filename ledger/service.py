@@ -15,14 +15,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from ledger.crypto import Signer, SignerSource
-from ledger.entries import LOG_PRINCIPAL, sign_body
-from ledger.errors import ConfigError, KeystoreError, NotFound, VerificationFailed
+from ledger.entries import LOG_PRINCIPAL, is_reserved_principal, sign_body
+from ledger.errors import ConfigError, InvalidEntry, KeystoreError, NotFound, VerificationFailed
 from ledger.locations import Location, Opening, Sealer
-from ledger.state import KeyRecord
+from ledger.state import KeyRecord, LogInfo
 from ledger.store import projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
 from ledger.store.schema import entries, log_state
+from ledger.text import normalise as normalise_text
 from ledger.timefmt import now
 
 Also = Callable[[Connection, int], None]
@@ -40,13 +41,25 @@ def both(first: Also | None, second: Also | None) -> Also | None:
     return run
 
 
+def _nfc(value: Any) -> Any:
+    if isinstance(value, str):
+        return normalise_text(value)
+    if isinstance(value, list):
+        return [_nfc(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nfc(v) for k, v in value.items()}
+    return value
+
+
 def new_body(kind: str, author: str, /, **fields: Any) -> dict[str, Any]:
+    """A body to sign. Text is NFC-normalised here, before signing, because the log
+    refuses non-NFC free text rather than change signed bytes (``ledger.text``)."""
     return {
         "kind": kind,
         "id": secrets.token_hex(16),
         "author": author,
         "created_at": now(),
-        **fields,
+        **{k: _nfc(v) for k, v in fields.items()},
     }
 
 
@@ -58,6 +71,30 @@ class Ledger:
     # that never touch a location should not pay for it).
     sealer: Sealer | Callable[[], Sealer] | None = None
     _signers: dict[str, Signer] = field(default_factory=dict, repr=False)
+    _log_id: str | None = field(default=None, repr=False)
+
+    # -- the log ----------------------------------------------------------------------
+    def log_info(self) -> LogInfo:
+        with self.engine.connect() as conn:
+            info = projections.read_log_info(conn)
+        if info is None:
+            raise ConfigError("the database holds no log: run 'reserve init' first")
+        return info
+
+    def log_id(self) -> str:
+        """The id entry signatures are bound to (v2, issue #9); fixed by the genesis."""
+        if self._log_id is None:
+            self._log_id = self.log_info().log_id
+        return self._log_id
+
+    def is_demo(self) -> bool:
+        """Whether the genesis marks this ledger as a demo (``reserve demo``): only there
+        may one keystore sign several people's parts of an entry (issue #9 item 4)."""
+        return self.log_info().demo
+
+    def sign(self, body: dict[str, Any], signers: list[Signer]) -> dict[str, Any]:
+        """A submission of ``body`` signed (v2, bound to this log) by ``signers``."""
+        return sign_body(body, signers, log_id=self.log_id())
 
     # -- keys -------------------------------------------------------------------------
     def log_signer(self) -> Signer:
@@ -90,15 +127,20 @@ class Ledger:
         self, body: dict[str, Any], signers: list[Signer], *, also: Also | None = None
     ) -> AppendResult:
         return append(
-            self.engine, [sign_body(body, signers)], log_signer=self.log_signer(), also=also
+            self.engine, [self.sign(body, signers)], log_signer=self.log_signer(), also=also
         )
 
     def act(self, actor: str, kind: str, /, **fields: Any) -> AppendResult:
         """Sign an entry of ``kind`` as ``actor`` and append it."""
         return self.submit(new_body(kind, actor, **fields), [self.signer_for(actor)])
 
-    def init(self, *, log_id: str, admin: str, log_key_name: str = "log") -> AppendResult:
-        """Create the schema, the log key and the first admin key, and append genesis."""
+    def init(
+        self, *, log_id: str, admin: str, log_key_name: str = "log", demo: bool = False
+    ) -> AppendResult:
+        """Create the schema, the log key and the first admin key, and append genesis
+        (marked ``demo`` only by ``reserve demo``)."""
+        if is_reserved_principal(admin):
+            raise InvalidEntry(f"'{admin}' is reserved for the service's own keys", field="admin")
         migrate(self.engine)
         with self.engine.connect() as conn:
             if conn.execute(select(log_state.c.size)).first() is not None:
@@ -119,8 +161,11 @@ class Ledger:
             log_id=log_id,
             log_key=log_key.public_key.hex(),
             admin_key=admin_key.public_key.hex(),
+            **({"demo": True} if demo else {}),
         )
-        return append(self.engine, [sign_body(body, [admin_key, log_key])], log_signer=log_key)
+        return append(
+            self.engine, [sign_body(body, [admin_key, log_key], log_id=log_id)], log_signer=log_key
+        )
 
     def register_key(
         self,
@@ -135,6 +180,10 @@ class Ledger:
     ) -> AppendResult:
         """Register ``user``'s key: the given public key, else the keystore's (created
         if missing: the embedded default keeps custodial user keys)."""
+        if is_reserved_principal(user):
+            # Before the keystore is touched: loading "token-issuer" here would register
+            # the service's own key as this user's (issue #8, item 10).
+            raise InvalidEntry(f"'{user}' is reserved for the service's own keys", field="user")
         custody = "self"
         if public_key is None:
             signer = (
@@ -167,7 +216,7 @@ class Ledger:
             n += 1
         new = self.keystore.generate(f"log-{n}")
         body = new_body("log.key_rotated", LOG_PRINCIPAL, new_key=new.public_key.hex())
-        return append(self.engine, [sign_body(body, [old, new])], log_signer=new)
+        return append(self.engine, [self.sign(body, [old, new])], log_signer=new)
 
     # -- sites (locations sealed beside the entry that commits to them) ---------------
     def _sealer(self) -> Sealer:
@@ -194,7 +243,7 @@ class Ledger:
             owners=owners,
             location_commitment=commitment,
         )
-        return sign_body(body, [self.signer_for(admin)]), seal
+        return self.sign(body, [self.signer_for(admin)]), seal
 
     def register_site(
         self,

@@ -40,6 +40,12 @@ class KeyRecord:
 class LogInfo:
     log_id: str
     log_key: str  # hex public key currently signing checkpoints
+    # The v1 ratchet (issue #9 item 6): 1 while the log still takes entries signed
+    # without the log id (only logs written before v2), 2 from its first v2 entry on.
+    entry_sig_version: int = 1
+    # The genesis marks a demo ledger (``reserve demo``): the CLI may then sign several
+    # people's parts from one keystore, and says that they are not independent.
+    demo: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,21 +16,24 @@ bounded windows of chunks, while the main process does the rest in order.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
-from ledger.entries import ZERO_HASH, check_leaf_signatures, decode_leaf
-from ledger.errors import LedgerError, VerificationFailed
+from ledger.entries import ZERO_HASH, decode_leaf, leaf_signature_version
+from ledger.errors import HeldCheckpointInvalid, LedgerError, VerificationFailed
+from ledger.kinds.keys import Genesis
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
 from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, KeyRecord, State
-from ledger.timefmt import format_time, parse_time
+from ledger.timefmt import parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +67,33 @@ CHUNK = 1000
 _WINDOW = 8  # chunks in flight per worker: bounded read-ahead
 
 
-def _check_chunk(lines: list[bytes]) -> tuple[int, str, str | None] | None:
-    """Worker: verify the signatures of a chunk; the first failure, if any."""
+ChunkResult = tuple[list[int], tuple[int, str, str | None] | None]
+
+
+def _check_chunk(lines: list[bytes], log_id: str) -> ChunkResult:
+    """Worker: the signature form (1 or 2) of each entry of a chunk, up to the first
+    failure, and that failure if any. Which form was still allowed is the reducer's
+    question, asked in order by the main process."""
+    versions: list[int] = []
+    last = 2
     for i, line in enumerate(lines):
         try:
             leaf, raw = decode_leaf(line)
-            check_leaf_signatures(leaf, raw)
+            last = leaf_signature_version(leaf, raw, log_id=log_id, try_first=last)
         except LedgerError as exc:
-            return i, exc.public_message, exc.field
-    return None
+            return versions, (i, exc.public_message, exc.field)
+        versions.append(last)
+    return versions, None
+
+
+def _genesis_log_id(line: bytes) -> str:
+    """The log id a history names in its first entry ("" if it is no genesis: the
+    reducer then refuses that entry anyway)."""
+    try:
+        leaf, _ = decode_leaf(line)
+    except LedgerError:
+        return ""
+    return leaf.entry.log_id if isinstance(leaf.entry, Genesis) else ""
 
 
 def _fail(seq: int, what: str) -> VerificationFailed:
@@ -124,12 +145,13 @@ def verify_history(
     cps: Iterator[tuple[int, str]] = iter(checkpoints)
     next_cp = next(cps, None)
     prev_hash = ZERO_HASH
-    prev_time = ""
+    prev_time: datetime | None = None
     seq = -1
     last_cp_size = 0
     anchor_cp = _parse_anchor(anchor) if anchor is not None else None
 
-    for seq, row, sig_error in _with_signature_checks(rows, jobs):
+    last_version = 2
+    for seq, row, sig_error, version in _with_signature_checks(rows, jobs):
         leaf, raw = _decode(seq, row.line)
         if leaf.seq != seq:
             raise _fail(
@@ -138,22 +160,31 @@ def verify_history(
             )
         if leaf.prev_hash != prev_hash:
             raise _fail(seq, "hash chain broken: prev_hash is not the hash of the previous entry")
-        if leaf.recorded_at < prev_time:
+        # Compared as times, not strings: RFC 3339 allows 0-6 fractional digits, and
+        # "00Z" sorts after "00.5Z" as text (issue #8, item 10).
+        recorded = parse_time(leaf.recorded_at)
+        if prev_time is not None and recorded < prev_time:
             raise _fail(seq, "recorded_at runs backwards")
         lh = leaf_hash(row.line)
         if row.columns is not None:
             _check_columns(seq, row.columns, leaf, raw, lh)
         if sig_error is not None:
             raise _fail(seq, sig_error)
-        if jobs <= 1:
+        if version is None:
+            known = state.log_info()
             try:
-                check_leaf_signatures(leaf, raw)
+                version = leaf_signature_version(
+                    leaf, raw, log_id=known.log_id if known else "", try_first=last_version
+                )
             except LedgerError as exc:
                 raise _fail(seq, _describe(exc)) from None
-        recorded = parse_time(leaf.recorded_at)
+        last_version = version
         try:
             changes = apply(
-                state, leaf.entry, list(leaf.sigs), Context(seq=seq, recorded_at=recorded)
+                state,
+                leaf.entry,
+                list(leaf.sigs),
+                Context(seq=seq, recorded_at=recorded, sig_version=version),
             )
         except LedgerError as exc:
             raise _fail(seq, f"rule broken: {_describe(exc)}") from None
@@ -166,16 +197,20 @@ def verify_history(
             report.log_keys.append(info.log_key)
         tree.append(lh)
         prev_hash = lh.hex()
-        prev_time = leaf.recorded_at
+        prev_time = recorded
         state.forget_ids_before(recorded - REPLAY_WINDOW - CLOCK_SKEW)
         if seq % 4096 == 0:
             # Movements past their reversal window can no longer be reversed.
             state.forget(
-                "movements", keep=_recent_movement(format_time(recorded - REVERSAL_WINDOW))
+                "movements", keep=_recent_movement(recorded - REVERSAL_WINDOW)
             )
 
-        if anchor_cp is not None and anchor_cp.size == seq + 1 and tree.root() != anchor_cp.root:
-            raise _fail(seq, f"the history differs from the checkpoint you hold for size {anchor_cp.size}: it was rewritten")
+        if anchor_cp is not None and anchor_cp.size == seq + 1:
+            # The held note first, the log second: a note that this log never signed says
+            # nothing about it, so it must not make the log look rewritten (issue #8, item 6).
+            _check_anchor(anchor or "", anchor_cp, info.log_id, report.log_keys, trusted_log_key)
+            if tree.root() != anchor_cp.root:
+                raise _fail(seq, f"the history differs from the checkpoint you hold for size {anchor_cp.size}: it was rewritten")
         while next_cp is not None and next_cp[0] <= seq + 1:
             cp_size, note = next_cp
             if cp_size < seq + 1:
@@ -194,9 +229,8 @@ def verify_history(
             f"history truncated: a checkpoint covers {next_cp[0]} entries but only {size} are present",
         )
     if anchor_cp is not None and size < anchor_cp.size:
+        _check_anchor(anchor or "", anchor_cp, report.log_id, report.log_keys, trusted_log_key)
         raise _fail(size, f"the history is shorter than the checkpoint you hold ({anchor_cp.size} entries): rolled back")
-    if anchor_cp is not None:
-        _check_anchor_signature(anchor, anchor_cp, report)
     if expected_size is not None and size < expected_size:
         raise _fail(
             size,
@@ -224,24 +258,34 @@ def _parse_anchor(note: str) -> Checkpoint:
     try:
         return parse_checkpoint(note)
     except LedgerError as exc:
-        raise VerificationFailed(f"the checkpoint you hold is malformed: {exc.public_message}") from None
+        raise HeldCheckpointInvalid(
+            f"the held checkpoint is not valid for this log: it is malformed ({exc.public_message})"
+        ) from None
 
 
-def _check_anchor_signature(note: str | None, cp: Checkpoint, report: Report) -> None:
-    """The held checkpoint must be signed by one of this log's keys (else it proves
-    nothing about this log)."""
-    for key in report.log_keys:
+def _check_anchor(
+    note: str, cp: Checkpoint, log_id: str, log_keys: list[str], trusted: bytes | None
+) -> None:
+    """The held checkpoint must name this log and be signed by one of its keys (those the
+    history has had so far, or the auditor's trusted one); else it proves nothing about
+    this log, and the error says so instead of blaming the log."""
+    if cp.origin != log_id:
+        raise HeldCheckpointInvalid("the held checkpoint is not valid for this log: it names another log")
+    keys = [bytes.fromhex(k) for k in log_keys] + ([trusted] if trusted is not None else [])
+    for key in keys:
         try:
-            verify_checkpoint(note or "", public_key=bytes.fromhex(key), key_name=report.log_id)
+            verify_checkpoint(note, public_key=key, key_name=log_id)
             return
         except LedgerError:
             continue
-    raise VerificationFailed("the checkpoint you hold is not signed by this log's key")
+    raise HeldCheckpointInvalid(
+        "the held checkpoint is not valid for this log: its signature does not verify with this log's keys"
+    )
 
 
-def _recent_movement(horizon: str) -> Callable[[Any], bool]:
+def _recent_movement(horizon: datetime) -> Callable[[Any], bool]:
     def keep(m: Any) -> bool:
-        return bool(m.recorded_at >= horizon)
+        return parse_time(m.recorded_at) >= horizon
 
     return keep
 
@@ -307,15 +351,21 @@ def _compare_projections(state: State, proj: Projections) -> None:
 
 def _with_signature_checks(
     rows: Iterable[LeafRow], jobs: int
-) -> Iterator[tuple[int, LeafRow, str | None]]:
-    """Yield (seq, row, signature error or None). With ``jobs > 1`` the signatures are
-    checked ahead in worker processes; otherwise the caller checks them inline."""
+) -> Iterator[tuple[int, LeafRow, str | None, int | None]]:
+    """Yield (seq, row, signature error or None, signature form or None). With
+    ``jobs > 1`` the signatures are checked ahead in worker processes (bound to the log id
+    the genesis names); otherwise the caller checks them inline (form ``None``)."""
     if jobs <= 1:
         for seq, row in enumerate(rows):
-            yield seq, row, None
+            yield seq, row, None, None
         return
-    pending: deque[tuple[list[LeafRow], Future[tuple[int, str, str | None] | None]]] = deque()
+    pending: deque[tuple[list[LeafRow], Future[ChunkResult]]] = deque()
     it = iter(rows)
+    first = next(it, None)
+    if first is None:
+        return
+    log_id = _genesis_log_id(first.line)
+    it = itertools.chain([first], it)
     base = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
 
@@ -323,7 +373,7 @@ def _with_signature_checks(
             chunk = [r for _, r in zip(range(CHUNK), it, strict=False)]
             if not chunk:
                 return False
-            pending.append((chunk, pool.submit(_check_chunk, [r.line for r in chunk])))
+            pending.append((chunk, pool.submit(_check_chunk, [r.line for r in chunk], log_id)))
             return True
 
         more = True
@@ -333,12 +383,10 @@ def _with_signature_checks(
             chunk, fut = pending.popleft()
             if more:
                 more = submit()
-            bad = fut.result()
+            versions, bad = fut.result()
             for i, row in enumerate(chunk):
                 err = None
                 if bad is not None and bad[0] == i:
                     err = f"{bad[1]} ({bad[2]})" if bad[2] else bad[1]
-                yield base + i, row, err
+                yield base + i, row, err, versions[i] if i < len(versions) else None
             base += len(chunk)
-
-

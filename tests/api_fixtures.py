@@ -45,6 +45,7 @@ from sqlalchemy import func, select
 
 import api.auth
 import api.services
+import keys.factory
 from api.app import create_app
 from api.auth import TOKEN_TYPE, TokenSettings
 from api.config import ApiSettings
@@ -222,7 +223,7 @@ class World:
         """A submission signed client-side (the author's custodial key, loaded from the
         keystore as the user's own machine would hold it, unless ``signer`` is given)."""
         body = new_body(kind, author, **fields)
-        return sign_body(body, [signer or self.keystore().load(author)])
+        return sign_body(body, [signer or self.keystore().load(author)], log_id=self.svc.log_id)
 
     def entry_count(self) -> int:
         with self.svc.reader.connect() as conn:
@@ -460,7 +461,7 @@ def open_world(
         ).read_bytes()
         assert same, "not a copy of the template's keystore"
         with mock.patch.object(
-            api.services, "load_or_create_sealer", lambda *a, **k: template.sealer
+            keys.factory, "load_or_create_sealer", lambda *a, **k: template.sealer
         ):
             svc = build_services(settings, passphrase=PASSPHRASE)
     else:

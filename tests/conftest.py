@@ -19,6 +19,10 @@ from keys import FileKeystore
 from ledger.service import Ledger
 from ledger.store.db import make_engine
 
+# Key files cost scrypt N = 2^17 (~0.4 s) each; the suite makes hundreds. Only the test
+# suite sets this (keys/filestore.py logs a warning whenever it is used).
+os.environ.setdefault("RESERVE_UNSAFE_KDF_COST", "10")
+
 PG_BASE = os.environ.get("LEDGER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("LEDGER_REQUIRE_POSTGRES") == "1"
 PASSPHRASE = b"test-passphrase"

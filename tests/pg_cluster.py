@@ -301,6 +301,7 @@ def _children(pid: int) -> list[int]:
 # -- a small real ledger and a client that retries like a real one -------------------------
 
 SITE_A, SITE_B, OWNER, MATERIAL, LOT = "SITE-7F3K", "SITE-2B9Q", "JP-RESERVE", "NDPR-OXIDE", "NDPR-2025-001"
+LOG_ID = "test.local/workers"
 
 
 def seed_ledger(url: str, home: Path, operators: list[str]) -> None:
@@ -316,7 +317,7 @@ def seed_ledger(url: str, home: Path, operators: list[str]) -> None:
 
     keydir = home / "keys"
     led = Ledger(make_engine(url), FileKeystore(keydir, passphrase=PASSPHRASE))
-    led.init(log_id="test.local/workers", admin="admin")
+    led.init(log_id=LOG_ID, admin="admin")
     led.sealer = load_or_create_sealer(keydir, passphrase=PASSPHRASE)
     (home / "log.pub").write_text(to_pem(led.log_signer().public_key))
     led.act("admin", "owner.registered", code=OWNER, name="Japan reserve", country="JP")
@@ -340,6 +341,8 @@ def service_env(home: Path, db_url: str, **extra: str) -> dict[str, str]:
     from tests.conftest import PASSPHRASE
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESERVE_", "PROMETHEUS_"))}
+    if "RESERVE_UNSAFE_KDF_COST" in os.environ:  # the test suite's cheap key files
+        env["RESERVE_UNSAFE_KDF_COST"] = os.environ["RESERVE_UNSAFE_KDF_COST"]
     env.update({
         "RESERVE_HOME": str(home),
         "RESERVE_DB": db_url,

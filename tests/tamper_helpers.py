@@ -108,9 +108,12 @@ def write_leaf(
     return line
 
 
-def resign(leaf: dict[str, Any], signers: list[Signer]) -> dict[str, Any]:
-    """The same leaf with its body signed afresh by ``signers`` (author unchanged)."""
-    signed = sign_body(leaf["entry"], signers)
+def resign(
+    leaf: dict[str, Any], signers: list[Signer], *, log_id: str = "test.local/ledger"
+) -> dict[str, Any]:
+    """The same leaf with its body signed afresh (v2, for ``log_id``) by ``signers``
+    (author unchanged)."""
+    signed = sign_body(leaf["entry"], signers, log_id=log_id)
     return {**leaf, "sigs": signed["sigs"]}
 
 

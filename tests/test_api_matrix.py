@@ -168,6 +168,32 @@ def _release(method: str, url: str, body: Any = None) -> Builder:
 _NO_ID = "0" * 32
 
 
+def _passing(method: str, url: str, body: Any = None, statuses: frozenset[int] = frozenset({404})) -> Builder:
+    def build(w: World, user: str | None, token: str | None) -> Req:
+        return Req(method, url, body, passed=statuses)
+
+    return build
+
+
+def _key_login(w: World, user: str | None, token: str | None) -> Req:
+    """A real key login by the self-custody user (issue #9): challenge, sign, token."""
+    from ledger.login import sign_login
+    from tests.api_fixtures import SELF_CUSTODY_USER
+
+    c = w.client.post("/auth/challenge", json={"user": SELF_CUSTODY_USER}).json()
+    sig = sign_login(w.template.sam, log_id=c["log_id"], nonce=c["nonce"])
+    return Req("POST", "/auth/token", {"nonce": c["nonce"], "public_key": w.template.sam.public_key.hex(), "signature": sig})
+
+
+def _proposal(w: World, user: str | None, token: str | None) -> Req:
+    # A kind that takes no co-signatures: refused (422) after the role check, for all.
+    sub = w.signed_entry(user or "olga", "test.movement", account="ACC-M", delta=1)
+    return Req("POST", "/proposals", {**sub, "cosigners": ["audrey"]}, passed=frozenset({422}))
+
+
+_A_SIG = {"pub": "ab" * 32, "sig": "A" * 86 + "=="}
+
+
 def _now() -> str:
     from ledger.timefmt import now
 
@@ -184,6 +210,14 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     # here, token or not, like a route that does not exist.
     ("GET", "/metrics"): (DEMO_OFF, _get("/metrics")),
     ("GET", "/me"): (EVERYONE, _get("/me")),
+    # key login and co-signature proposals (issue #9)
+    ("POST", "/auth/challenge"): (PUBLIC, lambda w, user, token: Req("POST", "/auth/challenge", {"user": user or "olga"})),
+    ("POST", "/auth/token"): (PUBLIC, _key_login),
+    ("POST", "/proposals"): (EVERYONE, _proposal),
+    ("GET", "/proposals"): (EVERYONE, _get("/proposals?for=me")),
+    ("GET", "/proposals/{pid}"): (EVERYONE, _passing("GET", f"/proposals/{_NO_ID}")),
+    ("POST", "/proposals/{pid}/cosign"): (EVERYONE, _passing("POST", f"/proposals/{_NO_ID}/cosign", {"sig": _A_SIG})),
+    ("POST", "/proposals/{pid}/withdraw"): (EVERYONE, _passing("POST", f"/proposals/{_NO_ID}/withdraw")),
     ("POST", "/tokens/revoke"): (EVERYONE, _revoke_token),
     # FastAPI's own documentation routes
     ("GET", "/openapi.json"): (PUBLIC, _get("/openapi.json")),
@@ -201,6 +235,9 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/loans/overdue"): (STOCK_READERS, _get("/loans/overdue")),
     # writes
     ("POST", "/entries"): (EVERYONE, _signed_entry),
+    # the outcome of a write answered 202 (issue #8): an unknown key is a 404 past the role check
+    ("GET", "/entries/outcome/{idempotency_key}"): (
+        EVERYONE, lambda w, user, token: Req("GET", "/entries/outcome/m-unknown", passed=frozenset({404}))),
     ("POST", "/stock/{action}"): (frozenset({OPERATOR}), _movement),
     ("POST", "/reference/{collection}"): (frozenset({ADMIN, OPERATOR, OFFICIAL}), _reference),
     ("POST", "/sites"): (frozenset({ADMIN}), _new_site),
@@ -357,7 +394,8 @@ def test_public_routes_reveal_nothing_per_user(shared_world: World) -> None:
     text = w.client.get("/log/checkpoint").text
     assert text.startswith("test.local/ledger\n")
     assert len(text.splitlines()) <= 6
-    assert set(w.client.get("/ready").json()) == {"status", "log_id"}
+    assert set(w.client.get("/ready").json()) == {"status", "log_id", "demo"}
+    assert w.client.get("/ready").json()["demo"] is False
 
 
 def test_demo_login_when_enabled(api_template: Any, tmp_path: Any) -> None:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(home: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_") or k == "RESERVE_UNSAFE_KDF_COST"}
     base.update({"RESERVE_HOME": str(home), "RESERVE_PASSPHRASE": "cli-test-pass"})
     if env:
         base.update(env)
@@ -149,3 +149,22 @@ def test_a_kept_checkpoint_catches_a_rolled_back_log(home: Path, tmp_path: Path)
     rolled = run(home, "verify-bundle", str(first), "--trust", pub, "--checkpoint", str(second / "checkpoint.note"))
     assert rolled.returncode == 1
     assert "rolled back" in rolled.stderr
+
+
+def test_keys_register_refuses_the_token_issuers_name(home: Path) -> None:
+    """Issue #8, item 10: one line, exit 1, and no key of the service's becomes a user's."""
+    proc = run(home, "keys", "register", "--as", "admin", "--user", "token-issuer", "--roles", "auditor")
+    assert proc.returncode == 1, proc.stderr
+    assert "reserved" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "token-issuer" not in run(home, "user", "list").stdout
+
+
+def test_text_that_lies_on_screen_is_refused_naming_the_field(home: Path) -> None:
+    """Issue #8, item 4: `Evil\\u202etxt.exe` showed as "Evilexe.txt" in `owner list`."""
+    proc = run(home, "owner", "add", "EVIL", "--name", "Evil\u202etxt.exe", "--country", "JP", "--as", "admin")
+    assert proc.returncode == 1, proc.stderr
+    assert "entry.name" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # Decomposed text is normalised (NFC) by the client before it signs.
+    ok = run(home, "owner", "add", "DE-RESERVE", "--name", "Mu\u0308ller", "--country", "DE", "--as", "admin")
+    assert ok.returncode == 0, ok.stderr
+    assert "M\u00fcller" in run(home, "owner", "list").stdout

@@ -129,15 +129,14 @@ def test_round_trip(store: FileKeystore, root: Path) -> None:
     ]
 
 
-def test_key_file_is_encrypted_pkcs8_pem(store: FileKeystore, root: Path) -> None:
+def test_key_file_is_encrypted_json_not_pkcs8(store: FileKeystore, root: Path) -> None:
+    """Issue #9: scrypt + AES-256-GCM (tests/test_key_files.py checks the KDF)."""
     signer = store.generate("alice")
-    pem = (root / "alice.key").read_bytes()
-    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
-    with pytest.raises(TypeError):  # encrypted: needs the password
-        load_pem_private_key(pem, password=None)
-    key = load_pem_private_key(pem, password=PASSPHRASE)
-    assert isinstance(key, Ed25519PrivateKey)
-    assert Ed25519Signer(key).public_key == signer.public_key
+    data = (root / "alice.key").read_bytes()
+    assert not data.startswith(b"-----BEGIN")
+    with pytest.raises(ValueError):  # not a PEM any more
+        load_pem_private_key(data, password=PASSPHRASE)
+    assert store.load("alice").public_key == signer.public_key
     assert (root / "alice.pub").read_text() == signer.public_key.hex() + "\n"
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, inspect, select, text, update
 from keys import AesGcmSealer, FileKeystore, load_or_create_sealer, load_sealer
 from keys.sealing import SEALING_KEY_FILE
 from ledger.canonical import canonical
-from ledger.entries import decode_leaf, sign_body
+from ledger.entries import decode_leaf
 from ledger.errors import InvalidEntry, KeystoreError, NotFound, VerificationFailed
 from ledger.kinds.stock import SiteRegistered, SiteRelocated
 from ledger.locations import (
@@ -143,7 +143,7 @@ def register_site(
     )
     result = append(
         led.engine,
-        [sign_body(body, [led.signer_for("admin")])],
+        [led.sign(body, [led.signer_for("admin")])],
         log_signer=led.log_signer(),
         also=also,
     )
@@ -157,7 +157,7 @@ def relocate_site(
     body = new_body("site.relocated", "admin", site=site, location_commitment=commit)
     result = append(
         led.engine,
-        [sign_body(body, [led.signer_for("admin")])],
+        [led.sign(body, [led.signer_for("admin")])],
         log_signer=led.log_signer(),
         also=also,
     )
@@ -720,7 +720,7 @@ def test_a_sealed_row_needs_its_signed_commitment(led: Ledger, sealer: AesGcmSea
     with pytest.raises(InvalidEntry) as ei:
         append(
             led.engine,
-            [sign_body(body, [led.signer_for("admin")])],
+            [led.sign(body, [led.signer_for("admin")])],
             log_signer=led.log_signer(),
             also=also,
         )

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from ledger.bundle import Bundle
-from ledger.entries import make_leaf, sign_body
+from ledger.entries import make_leaf
 from ledger.errors import NotFound, Rejected, VerificationFailed
 from ledger.merkle import leaf_hash
 from ledger.records import LOANS, holding, virtual
@@ -121,7 +121,7 @@ def at_time(led: Ledger, t: datetime, user: str, kind: str, *cosigners: str, **f
     body = new_body(kind, user, **fields)
     body["created_at"] = format_time(t)
     signers = [led.signer_for(user), *(led.signer_for(c) for c in cosigners)]
-    return append(led.engine, [sign_body(body, signers)], log_signer=led.log_signer(), clock=lambda: format_time(t))
+    return append(led.engine, [led.sign(body, signers)], log_signer=led.log_signer(), clock=lambda: format_time(t))
 
 
 # -- the happy paths, on both engines --------------------------------------------------------
@@ -542,7 +542,7 @@ def test_an_over_cap_execution_inserted_into_the_database_fails_verify(tamper_le
     # The forger holds the operator's key, and writes straight into the database.
     body = new_body("stock.release", "olga", site=SITE_A, owner=JP, lot=LOT, quantity=50_000, occurred_at=now(),
                     order=o, recipient=RECIPIENT)
-    signed = sign_body(body, [led.signer_for("olga")])
+    signed = led.sign(body, [led.signer_for("olga")])
     h = head(led.engine)
     seq, recorded = int(h.size), now()
     leaf = make_leaf(seq=seq, prev_hash=h.head_hash, recorded_at=recorded, body=body, sigs=signed["sigs"])

@@ -588,7 +588,7 @@ class ClockLedger(Ledger):
         body["created_at"] = self.time
         return append(
             self.engine,
-            [sign_body(body, signers)],
+            [sign_body(body, signers, log_id=self.log_id())],
             log_signer=self.log_signer(),
             clock=lambda: self.time,
         )
@@ -613,7 +613,7 @@ class ClockLedger(Ledger):
         body["created_at"] = self.time
         return append(
             self.engine,
-            [sign_body(body, [admin_key, log_key])],
+            [sign_body(body, [admin_key, log_key], log_id=log_id)],
             log_signer=log_key,
             clock=lambda: self.time,
         )

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ledger.entries import sign_body
 from ledger.errors import Rejected
 from ledger.service import Ledger, new_body
 from ledger.store.audit import verify_database
@@ -258,7 +257,7 @@ def test_reversal_window(led: Ledger) -> None:
     later = datetime.now(UTC) + timedelta(days=31)
     body = new_body("stock.reversal", "olga", site="SITE-A", reverses=r, occurred_at=format_time(later), reason="late")
     body["created_at"] = format_time(later)
-    sub = sign_body(body, [led.signer_for("olga")])
+    sub = led.sign(body, [led.signer_for("olga")])
     refused(led, "reversal-window", append, led.engine, [sub], log_signer=led.log_signer(), clock=lambda: format_time(later))
 
 

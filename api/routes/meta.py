@@ -35,11 +35,12 @@ def health() -> dict[str, str]:
 
 @router.get("/ready")
 def ready(svc: Services = Depends(services)) -> dict[str, Any]:
-    """The database answers and the log is initialised; with a read replica, how far
-    behind it is (issue #11)."""
+    """The database answers and the log is initialised. ``log_id`` is what entry
+    signatures are bound to; ``demo`` whether the genesis marks a demo ledger (issue #9);
+    with a read replica, how far behind it is (issue #11)."""
     with svc.primary_engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    out: dict[str, Any] = {"status": "ready", "log_id": svc.log_id}
+    out: dict[str, Any] = {"status": "ready", "log_id": svc.log_id, "demo": svc.ledger.is_demo()}
     if svc.has_replica:
         st = replica_status(svc.primary_engine, svc.reader)
         out["replica"] = {

@@ -19,7 +19,14 @@ from api.services import TOKEN_KEY_NAME, Services
 from keys.filestore import validate_key_name
 from ledger.canonical import canonical
 from ledger.entries import parse_submission, sign_body
-from ledger.errors import Forbidden, InvalidEntry, KeystoreError
+from ledger.errors import (
+    Forbidden,
+    InvalidEntry,
+    KeystoreError,
+    LedgerError,
+    NotFound,
+    OutcomePending,
+)
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
 from ledger.service import new_body
 from ledger.store import idempotency
@@ -63,7 +70,7 @@ REFERENCE_KINDS = {
 def _request_hash(svc: Services, payload: Any) -> str:
     """Keyed, so the stored hash of a site registration cannot confirm a guessed location
     (which the salted commitment exists to prevent)."""
-    return hmac.new(svc.hmac_key, canonical(payload), hashlib.sha256).hexdigest()
+    return hmac.new(svc.idempotency_hmac_key, canonical(payload), hashlib.sha256).hexdigest()
 
 
 def _write(
@@ -131,7 +138,7 @@ def _custodial(
     held = any(k.custody == "server" and k.revoked_seq is None for k in records)
     if not held:
         raise Forbidden("the service holds no key of yours: submit entries you signed to POST /entries")
-    submission = sign_body(body, [svc.ledger.signer_for(p.user)])
+    submission = sign_body(body, [svc.ledger.signer_for(p.user)], log_id=svc.log_id)
     return _write(svc, p, idem_key, {"kind": kind, **fields}, submission)
 
 
@@ -146,7 +153,7 @@ def submit_signed(
 ) -> JSONResponse:
     """An entry already signed by its author's key (production mode: the server never holds
     it). The token's subject must be the entry's author; the reducer checks the key."""
-    signed, _ = parse_submission(submission)
+    signed, _ = parse_submission(submission, log_id=svc.log_id)
     if signed.entry.author != p.user:
         raise Forbidden("you can only submit entries you authored")
     return _write(svc, p, idempotency_key, submission, submission)
@@ -313,3 +320,29 @@ def revoke_key(
     return _custodial(
         svc, p, "key.revoked", {"key_id": key_id, "reason": body.reason}, idempotency_key
     )
+
+
+@router.get("/entries/outcome/{idempotency_key}", **roles(OPERATOR, OFFICIAL, "minister", ADMIN, "auditor"))
+def write_outcome(
+    idempotency_key: str,
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    """The outcome of the caller's write sent with this Idempotency-Key, for a write that
+    was answered 202 (issue #8, item 2): 200 with the write's response once appended, 202
+    while it is still queued, the refusal's problem if it was refused, 404 if no write
+    with this key was appended (never received, or refused before a restart)."""
+    if not 1 <= len(idempotency_key) <= 128:
+        raise InvalidEntry("Idempotency-Key must be 1 to 128 characters", field="idempotency_key")
+    late = svc.committer.outcome((p.user, idempotency_key))
+    if late is not None and not late.done():
+        raise OutcomePending("the write is still queued", idempotency_key=idempotency_key)
+    with svc.primary_engine.connect() as conn:  # idempotency reads the primary (issue #11)
+        stored = idempotency.stored_response(conn, user=p.user, key=idempotency_key)
+    if stored is not None:
+        return JSONResponse({"outcome": "appended", "status": stored[0], **stored[1]}, status_code=200)
+    if late is not None and isinstance(late.exception(), LedgerError):
+        exc = late.exception()
+        assert isinstance(exc, LedgerError)
+        raise exc
+    raise NotFound("no write with this Idempotency-Key was appended")

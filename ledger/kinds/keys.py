@@ -13,6 +13,9 @@ class Genesis(Body, tag="genesis", frozen=True):
     log_id: LogId
     log_key: Hex64
     admin_key: Hex64
+    # Set by ``reserve demo`` only (issue #9 item 4): a ledger whose keys may all sit in
+    # one keystore. Absent (false) on every real ledger.
+    demo: bool = False
 
 
 class KeyRegistered(Body, tag="key.registered", frozen=True):

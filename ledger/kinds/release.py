@@ -25,7 +25,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from ledger.kinds.base import Body, Code, EntryId, Hex64, Text, Time
+from ledger.kinds.base import FREE_TEXT, Body, Code, EntryId, Hex64, Text, Time
 from ledger.kinds.stock import Name, Percent, Qty
 
 Regime = Literal["emergency_release", "price_spike_sale", "ordinary_sale", "loan"]
@@ -38,7 +38,7 @@ REGIMES: Final[tuple[str, ...]] = (
 # An exact, non-negative decimal amount ("1234.5"), never a float.
 Amount = Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?$")]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]  # ISO 4217
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, extra=FREE_TEXT)]
 Quorum = Annotated[int, msgspec.Meta(ge=1, le=12)]
 
 

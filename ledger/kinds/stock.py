@@ -12,12 +12,12 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.canonical import MAX_SAFE_INT
-from ledger.kinds.base import Body, Code, EntryId, Hex64, Text, Time
+from ledger.kinds.base import FREE_TEXT, Body, Code, EntryId, Hex64, Text, Time
 
 Qty = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE_INT)]
 Qty0 = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
 Country = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]  # ISO 3166-1 alpha-2
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, extra=FREE_TEXT)]
 # A percentage as an exact decimal string, 0 to 100 with up to 6 decimals ("99.95").
 Percent = Annotated[str, msgspec.Meta(pattern=r"^(100(\.0{1,6})?|[0-9]{1,2}(\.[0-9]{1,6})?)$")]
 Classification = Literal["RESTRICTED", "CONFIDENTIAL", "SECRET"]
@@ -230,7 +230,7 @@ class Reversal(Body, tag="stock.reversal", frozen=True):
     site: Code
     reverses: EntryId
     occurred_at: Time
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, extra=FREE_TEXT)]
 
 
 STOCK_KINDS = (

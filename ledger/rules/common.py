@@ -6,11 +6,24 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from ledger.canonical import MAX_SAFE_INT
 from ledger.errors import Rejected
 from ledger.records import BalanceRec, LotRec, PolicyRec, PolicyVersion, SiteRec, is_holding
 from ledger.reducer import Context, Signers
 from ledger.state import Change, Post, Posting, Put, StateView
 from ledger.timefmt import format_time
+
+# The largest balance any account may reach, either way (issue #8, item 3): 2^53 - 1 g
+# (about 9 billion tonnes). Every quantity and balance then stays exact as a JSON number
+# (I-JSON, RFC 7493 section 2.2), fits a BIGINT on both engines with room for sums, and
+# can always be reversed and reported. Beyond it a movement is refused ("holding-limit"),
+# before any database could overflow, so both engines decide the same way.
+MAX_BALANCE = MAX_SAFE_INT
+
+
+def within_balance_limit(balance: int) -> bool:
+    """The one rule for how large an account's balance may grow (see MAX_BALANCE)."""
+    return -MAX_BALANCE <= balance <= MAX_BALANCE
 
 
 def refuse(rule: str, message: str, ctx: Context, field: str | None = None) -> Rejected:
@@ -88,6 +101,14 @@ class Book:
             raise refuse(
                 "negative-holding",
                 f"{account[2:]} holds only {new - delta} g of lot {lot}; this would leave {new} g",
+                self.ctx,
+                field,
+            )
+        if not within_balance_limit(new):
+            raise refuse(
+                "holding-limit",
+                f"this would take {account[2:]} beyond the largest balance the ledger keeps "
+                f"({MAX_BALANCE} g) for lot {lot}",
                 self.ctx,
                 field,
             )

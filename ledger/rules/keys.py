@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ledger.crypto import key_id
-from ledger.entries import LOG_PRINCIPAL, Sig
+from ledger.entries import LOG_PRINCIPAL, Sig, is_reserved_principal
 from ledger.errors import Rejected
 from ledger.kinds.keys import Genesis, KeyRegistered, KeyRevoked, LogKeyRotated
 from ledger.reducer import Context, Signers, require_role, rule
@@ -25,8 +25,8 @@ def apply_genesis(body: Genesis, sigs: list[Sig], ctx: Context) -> list[Change]:
         )
     if body.admin_key == body.log_key:
         raise Rejected("genesis", "the log key and the admin key must differ", seq=ctx.seq)
-    if body.author == LOG_PRINCIPAL:
-        raise Rejected("genesis", f"'{LOG_PRINCIPAL}' is reserved for the log", seq=ctx.seq)
+    if is_reserved_principal(body.author):
+        raise Rejected("genesis", f"'{body.author}' is reserved for the service's own keys", seq=ctx.seq)
     admin = KeyRecord(
         key_id=key_id(bytes.fromhex(body.admin_key)),
         public_key=body.admin_key,
@@ -42,7 +42,14 @@ def apply_genesis(body: Genesis, sigs: list[Sig], ctx: Context) -> list[Change]:
         custody="server",
     )
     return [
-        SetLogInfo(LogInfo(log_id=body.log_id, log_key=body.log_key)),
+        SetLogInfo(
+            LogInfo(
+                log_id=body.log_id,
+                log_key=body.log_key,
+                entry_sig_version=ctx.sig_version,
+                demo=body.demo,
+            )
+        ),
         PutKey(_log_key_record(body.log_key, ctx.seq)),
         PutKey(admin),
     ]
@@ -67,10 +74,10 @@ def key_registered(
     state: StateView, body: KeyRegistered, signers: Signers, ctx: Context
 ) -> list[Change]:
     require_role(signers, ADMIN, ctx, what="register keys")
-    if body.user == LOG_PRINCIPAL:
+    if is_reserved_principal(body.user):
         raise Rejected(
             "reserved-user",
-            f"'{LOG_PRINCIPAL}' is reserved for the log",
+            f"'{body.user}' is reserved for the service's own keys",
             field="entry.user",
             seq=ctx.seq,
         )
@@ -181,7 +188,7 @@ def log_key_rotated(
             seq=ctx.seq,
         )
     return [
-        SetLogInfo(LogInfo(log_id=info.log_id, log_key=body.new_key)),
+        SetLogInfo(replace(info, log_key=body.new_key)),
         PutKey(_revoked(signers.author, ctx.seq)),
         PutKey(_log_key_record(body.new_key, ctx.seq)),
     ]

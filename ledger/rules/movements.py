@@ -87,7 +87,9 @@ def _site_for_movement(
     return site
 
 
-def _movement(kind: str, body_id: str, site: str, book: Book, ctx: Context) -> list[Change]:
+def _movement(
+    kind: str, body_id: str, site: str, book: Book, ctx: Context, occurred_at: str
+) -> list[Change]:
     changes = book.close()
     rec = MovementRec(
         entry_id=body_id,
@@ -97,6 +99,7 @@ def _movement(kind: str, body_id: str, site: str, book: Book, ctx: Context) -> l
         recorded_at=format_time(ctx.recorded_at),
         postings=tuple(book.legs),
         reversed_by=None,
+        occurred_at=occurred_at,
     )
     changes.append(Put("movements", body_id, rec))
     return changes
@@ -110,7 +113,7 @@ def receipt(state: StateView, body: Receipt, signers: Signers, ctx: Context) -> 
     book.lot(body.lot, "entry.lot")
     book.post(virtual("supplier", body.supplier), body.lot, -body.quantity)
     book.post(holding(body.owner, site.code), body.lot, body.quantity)
-    return _movement("stock.receipt", body.id, site.code, book, ctx)
+    return _movement("stock.receipt", body.id, site.code, book, ctx, body.occurred_at)
 
 
 @rule(Dispatch)
@@ -132,10 +135,18 @@ def dispatch(state: StateView, body: Dispatch, signers: Signers, ctx: Context) -
     book.post(holding(body.owner, site.code), body.lot, -body.quantity)
     book.post(TRANSIT, body.lot, body.quantity)
     transfer = TransferRec(
-        body.id, body.owner, body.lot, lot.material, site.code, dest.code, body.quantity, ctx.seq
+        body.id,
+        body.owner,
+        body.lot,
+        lot.material,
+        site.code,
+        dest.code,
+        body.quantity,
+        ctx.seq,
+        dispatched_at=body.occurred_at,
     )
     return [
-        *_movement("stock.dispatch", body.id, site.code, book, ctx),
+        *_movement("stock.dispatch", body.id, site.code, book, ctx, body.occurred_at),
         Put("transfers", body.id, transfer),
     ]
 
@@ -154,6 +165,13 @@ def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> 
     if t.to_site != site.code:
         # Name only the caller's own site: the destination may be outside their scope.
         raise refuse("wrong-site", f"this transfer does not go to {site.code}", ctx, "entry.site")
+    if t.dispatched_at is not None and parse_time(body.occurred_at) < parse_time(t.dispatched_at):
+        raise refuse(
+            "arrival-before-dispatch",
+            f"the arrival is dated before the dispatch ({t.dispatched_at})",
+            ctx,
+            "entry.occurred_at",
+        )
     if body.quantity > t.quantity:
         raise refuse(
             "over-arrival",
@@ -178,7 +196,7 @@ def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> 
         book.post(LOSS, t.lot, shortfall)
     # A transfer resolves once: the open record goes away.
     return [
-        *_movement("stock.arrival", body.id, site.code, book, ctx),
+        *_movement("stock.arrival", body.id, site.code, book, ctx, body.occurred_at),
         Put("transfers", t.id, None),
     ]
 
@@ -218,7 +236,7 @@ def _hand_over(
     )
     book.post(holding(body.owner, site.code), body.lot, -body.quantity)
     book.post(virtual(account, counterparty), body.lot, body.quantity)
-    return [*_movement(kind, body.id, site.code, book, ctx), authorised]
+    return [*_movement(kind, body.id, site.code, book, ctx, body.occurred_at), authorised]
 
 
 @rule(Release)
@@ -275,7 +293,7 @@ def loan_out(state: StateView, body: LoanOut, signers: Signers, ctx: Context) ->
         lent_seq=ctx.seq,
     )
     return [
-        *_movement("stock.loan_out", body.id, site.code, book, ctx),
+        *_movement("stock.loan_out", body.id, site.code, book, ctx, body.occurred_at),
         Put("loans", body.id, loan),
         authorised,
     ]
@@ -307,7 +325,7 @@ def loan_return(state: StateView, body: LoanReturn, signers: Signers, ctx: Conte
     left = loan.outstanding - body.quantity
     updated = None if left == 0 else replace(loan, outstanding=left)
     return [
-        *_movement("stock.loan_return", body.id, site.code, book, ctx),
+        *_movement("stock.loan_return", body.id, site.code, book, ctx, body.occurred_at),
         Put("loans", loan.id, updated),
     ]
 
@@ -351,7 +369,7 @@ def rotation(state: StateView, body: Rotation, signers: Signers, ctx: Context) -
     book.post(ROTATION, body.lot_out, body.quantity)
     book.post(ROTATION, body.lot_in, -body.quantity)
     book.post(holder, body.lot_in, body.quantity)
-    return _movement("stock.rotation", body.id, site.code, book, ctx)
+    return _movement("stock.rotation", body.id, site.code, book, ctx, body.occurred_at)
 
 
 @rule(Conversion)
@@ -368,7 +386,7 @@ def conversion(state: StateView, body: Conversion, signers: Signers, ctx: Contex
     book.post(CONVERSION, body.lot_in, body.quantity_in)
     book.post(CONVERSION, body.lot_out, -body.quantity_out)
     book.post(holder, body.lot_out, body.quantity_out)
-    return _movement("stock.conversion", body.id, site.code, book, ctx)
+    return _movement("stock.conversion", body.id, site.code, book, ctx, body.occurred_at)
 
 
 def count_tolerance(state: StateView, owner: str, material: str, at: datetime) -> Decimal:
@@ -426,7 +444,7 @@ def stock_count(state: StateView, body: StockCount, signers: Signers, ctx: Conte
         counted_at = site.last_count_at  # pragma: no cover - refused above as before-count
     updated = replace(site, last_count_at=counted_at)
     return [
-        *_movement("stock.count", body.id, site.code, book, ctx),
+        *_movement("stock.count", body.id, site.code, book, ctx, body.occurred_at),
         Put("sites", site.code, updated),
     ]
 
@@ -448,6 +466,13 @@ def reversal(state: StateView, body: Reversal, signers: Signers, ctx: Context) -
             "movements older than 30 days are corrected by a new movement, not reversed",
             ctx,
             "entry.reverses",
+        )
+    if orig.occurred_at is not None and parse_time(body.occurred_at) < parse_time(orig.occurred_at):
+        raise refuse(
+            "reversal-before-movement",
+            f"the reversal is dated before the movement it reverses ({orig.occurred_at})",
+            ctx,
+            "entry.occurred_at",
         )
     if orig.reversed_by is not None:
         raise refuse(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ledger.errors import Rejected
 from ledger.kinds.keys import TestMovement
 from ledger.reducer import Context, Signers, require_role, rule
+from ledger.rules.common import within_balance_limit
 from ledger.state import Change, Put, StateView
 
 
@@ -25,6 +26,13 @@ def test_movement(
         raise Rejected(
             "negative-holding",
             f"account {body.account} would go negative ({balance})",
+            field="entry.delta",
+            seq=ctx.seq,
+        )
+    if not within_balance_limit(balance):
+        raise Rejected(
+            "holding-limit",
+            f"account {body.account} would exceed the largest balance the ledger keeps",
             field="entry.delta",
             seq=ctx.seq,
         )

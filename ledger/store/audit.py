@@ -152,27 +152,42 @@ def verify_database(
     anchor: str | None = None,
 ) -> Report:
     with engine.begin() as conn:
-        size = _snapshot_size(conn)
-        report = verify_history(
-            db_rows(conn, upto=size),
-            db_checkpoints(conn, upto=max(size, _max_cp(conn))),
-            trusted_log_key=trusted_log_key,
-            projections=db_projections(conn),
-            jobs=jobs,
-            progress=progress,
-            expected_size=_head_size(conn),
-            anchor=anchor,
+        return verify_connection(
+            conn, trusted_log_key=trusted_log_key, jobs=jobs, progress=progress, anchor=anchor
         )
-        _check_checkpoint_columns(conn)
-        _check_tree_nodes(conn, report.size)
-        head = conn.execute(select(log_state)).first()
-        if head is not None and (
-            head.size != report.size or head.head_hash != _last_hash(conn, report.size)
-        ):
-            raise VerificationFailed(
-                "the log head does not match the last entry", seq=report.size - 1
-            )
-        return report
+
+
+def verify_connection(
+    conn: Connection,
+    *,
+    trusted_log_key: bytes | None,
+    jobs: int = 1,
+    progress: bool | None = None,
+    anchor: str | None = None,
+) -> Report:
+    """:func:`verify_database` inside the caller's transaction (a restore verifies what
+    it wrote before it commits)."""
+    size = _snapshot_size(conn)
+    report = verify_history(
+        db_rows(conn, upto=size),
+        db_checkpoints(conn, upto=max(size, _max_cp(conn))),
+        trusted_log_key=trusted_log_key,
+        projections=db_projections(conn),
+        jobs=jobs,
+        progress=progress,
+        expected_size=_head_size(conn),
+        anchor=anchor,
+    )
+    _check_checkpoint_columns(conn)
+    _check_tree_nodes(conn, report.size)
+    head = conn.execute(select(log_state)).first()
+    if head is not None and (
+        head.size != report.size or head.head_hash != _last_hash(conn, report.size)
+    ):
+        raise VerificationFailed(
+            "the log head does not match the last entry", seq=report.size - 1
+        )
+    return report
 
 
 def _max_cp(conn: Connection) -> int:

@@ -4,15 +4,23 @@ Appends are serialised (one log, one head), so under load each transaction's fix
 (lock, head read, checkpoint signature, commit fsync) would be paid once per entry. A
 single committer thread instead takes whatever is queued (up to ``max_batch``), appends
 it in one transaction with one checkpoint, and answers each caller with its own seq or
-its own refusal: one refused entry never refuses its neighbours (``append_batch``).
+its own refusal: one refused entry never refuses its neighbours (``append_batch``, one
+savepoint per item).
+
+A caller waits at most ``wait`` seconds. If the outcome is not known by then, ``submit``
+raises :class:`~ledger.errors.OutcomePending` instead of an error (the write may still
+commit), and the committer keeps the pending write's future under its idempotency key so
+:meth:`GroupCommitter.outcome` can answer later (issue #8, item 2).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +29,15 @@ from sqlalchemy import Engine
 
 from ledger.crypto import Signer
 from ledger.entries import parse_submission
-from ledger.errors import LedgerError, StorageError
+from ledger.errors import LedgerError, OutcomePending, StorageError
 from ledger.store.idempotency import IdemKey
-from ledger.store.log import BatchItem, append_batch
+from ledger.store.log import BatchItem, append_batch, stored_log_id
 
 log = structlog.get_logger("ledger.group_commit")
+
+# How many timed-out writes the committer remembers the outcome of (oldest dropped first;
+# a dropped one is still answered from the idempotency table once it is appended).
+MAX_REMEMBERED_OUTCOMES = 10_000
 
 
 @dataclass
@@ -44,12 +56,17 @@ class GroupCommitter:
         log_signer: Callable[[], Signer],
         *,
         max_batch: int = 256,
+        wait: float = 30.0,
         observe: Callable[[int], None] | None = None,
     ):
         self._engine = engine
         self._observe = observe  # told each transaction's size (metrics, issue #11)
         self._log_signer = log_signer
         self._max_batch = max_batch
+        self._log_id: str | None = None  # cached: a log's id never changes
+        self._wait = wait
+        self._late: OrderedDict[tuple[str, str], Future[Any]] = OrderedDict()
+        self._late_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
@@ -62,17 +79,45 @@ class GroupCommitter:
         precheck: Callable[..., Any] | None = None,
         dedupe_key: tuple[str, str] | None = None,
         idempotency: IdemKey | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
     ) -> Any:
         """The entry's seq, or ``precheck``'s (or the idempotency key's stored) answer;
-        raises the entry's refusal. Edge validation (schema, signatures) runs here, in
-        the caller's thread."""
+        raises the entry's refusal, or :class:`OutcomePending` if it is not decided
+        within ``timeout`` (default: the committer's ``wait``). Edge validation (schema,
+        signatures) runs here, in the caller's thread."""
         if idempotency is not None and dedupe_key is None:
             dedupe_key = (idempotency.user, idempotency.key)
-        item = BatchItem(parse_submission(submission), also, precheck, idempotency)
-        pending = _Pending(item, dedupe_key)
+        if self._log_id is None:
+            self._log_id = stored_log_id(self._engine)
+        pending = _Pending(
+            BatchItem(
+                parse_submission(submission, log_id=self._log_id), also, precheck, idempotency
+            ),
+            dedupe_key,
+        )
         self._queue.put(pending)
-        return pending.future.result(timeout=timeout)
+        try:
+            return pending.future.result(timeout=self._wait if timeout is None else timeout)
+        except FutureTimeout:
+            if dedupe_key is not None:
+                with self._late_lock:
+                    self._late[dedupe_key] = pending.future
+                    self._late.move_to_end(dedupe_key)
+                    while len(self._late) > MAX_REMEMBERED_OUTCOMES:
+                        self._late.popitem(last=False)
+            log.warning("write_outcome_pending", waited_s=self._wait if timeout is None else timeout)
+            raise OutcomePending(
+                "the write is queued and its outcome is not known yet; fetch it later by its "
+                "Idempotency-Key"
+                if dedupe_key is not None
+                else "the write is queued and its outcome is not known yet",
+                idempotency_key=dedupe_key[1] if dedupe_key is not None else None,
+            ) from None
+
+    def outcome(self, dedupe_key: tuple[str, str]) -> Future[Any] | None:
+        """The future of a write whose caller stopped waiting, if this process has it."""
+        with self._late_lock:
+            return self._late.get(dedupe_key)
 
     def close(self) -> None:
         self._queue.put(None)

@@ -34,6 +34,16 @@ def lookup_in(conn: Connection, *, user: str, key: str, request_hash: str) -> St
     return int(row.status), json.loads(row.response)
 
 
+def stored_response(conn: Connection, *, user: str, key: str) -> Stored | None:
+    """The (status, response) stored for ``user``'s write with ``key``, if it was appended
+    (the key is stored in the entry's own transaction, so a row means appended)."""
+    q = select(idempotency_keys.c.status, idempotency_keys.c.response).where(
+        idempotency_keys.c.user_name == user, idempotency_keys.c.key == key
+    )
+    row = conn.execute(q).first()
+    return None if row is None else (int(row.status), json.loads(row.response))
+
+
 def remember(
     *, user: str, key: str, request_hash: str, status: int, response: Callable[[int], dict[str, Any]]
 ) -> Callable[[Connection, int], None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -20,10 +21,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.crypto import Signer, key_id
 from ledger.entries import ZERO_HASH, make_leaf, parse_submission
-from ledger.errors import ConfigError, Conflict, LedgerError, StorageError
+from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, StorageError
 from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.reducer import Context, apply
-from ledger.state import Change, State
+from ledger.state import CLOCK_SKEW, Change, State
 from ledger.store import idempotency, projections
 from ledger.store.db import write_transaction
 from ledger.store.idempotency import IdemKey
@@ -93,7 +94,8 @@ def append(
     """
     if not submissions:
         raise ConfigError("nothing to append")
-    parsed = [parse_submission(s) for s in submissions]
+    log_id = stored_log_id(engine)
+    parsed = [parse_submission(s, log_id=log_id) for s in submissions]
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
@@ -134,6 +136,35 @@ def _append_locked(
     return appended
 
 
+def _recorded_time(clock_now: str, last: str | None) -> datetime:
+    """The time the log records: the clock, never before the last entry's time.
+
+    Within :data:`CLOCK_SKEW` of the last entry the log keeps ``recorded_at`` monotonic by
+    using the last time. Further behind, the clock (or the last entry's time) is wrong:
+    taking the later of the two would pin every later entry to a time that a clock once
+    ran fast to, and the replay window would then refuse every normal append. So the log
+    refuses to append, with a typed error and an alert, until an operator fixes the
+    clock (issue #8, item 8).
+    """
+    now_dt = parse_time(clock_now)
+    if last is None:
+        return now_dt
+    last_dt = parse_time(last)
+    if now_dt >= last_dt:
+        return now_dt
+    if last_dt - now_dt > CLOCK_SKEW:
+        log.error(
+            "alert_clock_behind_log",
+            behind_s=round((last_dt - now_dt).total_seconds(), 3),
+            allowed_s=CLOCK_SKEW.total_seconds(),
+        )
+        raise ClockBehind(
+            "the server clock is behind the log's last recorded time by more than the "
+            "allowed skew; nothing was appended (fix the server clock)"
+        )
+    return last_dt  # the log's clock never runs backwards
+
+
 def _append_items(
     conn: Connection,
     items: Sequence[BatchItem],
@@ -141,17 +172,17 @@ def _append_items(
     log_signer: Signer,
     clock: Any,
     isolate: bool,
+    savepoints: bool = False,
 ) -> tuple[list[Any], AppendResult | None]:
     """The reducer and the writes, under the append lock. With ``isolate`` a refused
     entry is answered with its error and the others still go in (group commit);
-    without it the first refusal refuses the whole batch."""
+    without it the first refusal refuses the whole batch. With ``savepoints`` each entry
+    is written at once in its own SAVEPOINT, so a database failure refuses that entry
+    only; without, the batch is written at the end in bulk (fast, all or nothing)."""
     head = conn.execute(select(log_state)).first()
     size = head.size if head else 0
     prev_hash = head.head_hash if head else ZERO_HASH
-    recorded = clock()
-    if head is not None and recorded < head.last_recorded_at:
-        recorded = head.last_recorded_at  # the log's clock never runs backwards
-    recorded_dt = parse_time(recorded)
+    recorded_dt = _recorded_time(clock(), head.last_recorded_at if head is not None else None)
     recorded = format_time(recorded_dt)
 
     state = State(loader=projections.db_loader(conn))
@@ -175,7 +206,7 @@ def _append_items(
     results: list[Any] = []
     afterwards: list[tuple[Callable[[Connection, int], None], int]] = []
     first_seq = size
-    for item in items:
+    for index, item in enumerate(items):
         if item.idempotency is not None:
             stored = answered.get((item.idempotency.user, item.idempotency.key))
             if stored is not None:
@@ -193,12 +224,15 @@ def _append_items(
                 state, signed.entry, list(signed.sigs), Context(seq=seq, recorded_at=recorded_dt)
             )
         except LedgerError as exc:
+            # The seq the reducer tried was never written (the next accepted entry gets
+            # it): a refusal on the write path names no seq (issue #8, item 10).
+            exc.seq = None
             if not isolate:
+                # Name the entry by its place in the batch: nothing of it was appended.
+                exc.public_message = f"batch entry {index}: {exc.public_message}"
                 raise
             results.append(exc)
             continue
-        state.apply(changes)
-        all_changes.extend(changes)
         sigs = [{"pub": s.pub, "sig": s.sig} for s in signed.sigs]
         leaf = make_leaf(
             seq=seq, prev_hash=prev_hash, recorded_at=recorded, body=raw_body, sigs=sigs
@@ -206,25 +240,37 @@ def _append_items(
         lh = leaf_hash(leaf)
         if tree is None:
             tree = CompactRange.from_store(DbNodeReader(conn), size)
-        for (level, idx), h in tree.append(lh):
-            node_rows.append({"level": level, "idx": idx, "hash": h})
-        entry_rows.append(
-            {
-                "seq": seq,
-                "entry_id": signed.entry.id,
-                "kind": raw_body["kind"],
-                "author": signed.entry.author,
-                "recorded_at": recorded,
-                "leaf_hash": lh,
-                "leaf": leaf,
-            }
-        )
+        before = CompactRange(tree.size, tree.frontier)
+        nodes = [{"level": level, "idx": idx, "hash": h} for (level, idx), h in tree.append(lh)]
+        row = {
+            "seq": seq,
+            "entry_id": signed.entry.id,
+            "kind": raw_body["kind"],
+            "author": signed.entry.author,
+            "recorded_at": recorded,
+            "leaf_hash": lh,
+            "leaf": leaf,
+        }
+        if savepoints:
+            item_also = item.also
+            if item.idempotency is not None:  # stored in the item's own savepoint
+                item_also = _remembering(item.idempotency, item.also)
+            failure = _write_item(conn, row, nodes, changes, item_also, seq)
+            if failure is not None:
+                tree = before  # the item's nodes were rolled back with its savepoint
+                results.append(failure)
+                continue
+        else:
+            node_rows.extend(nodes)
+            all_changes.extend(changes)
+            if item.idempotency is not None:  # stored for the whole batch at once
+                remembered.append((item.idempotency, seq))
+            if item.also is not None:
+                afterwards.append((item.also, seq))
+        state.apply(changes)
+        entry_rows.append(row)
         prev_hash = lh.hex()
         results.append(seq)
-        if item.idempotency is not None:
-            remembered.append((item.idempotency, seq))
-        if item.also is not None:
-            afterwards.append((item.also, seq))
     if not entry_rows or tree is None:
         return results, None
 
@@ -240,12 +286,15 @@ def _append_items(
         signer=log_signer,
         key_name=info.log_id,
     )
-    conn.execute(insert(entries), entry_rows)
-    conn.execute(insert(tree_nodes), node_rows)
-    projections.write_changes(conn, all_changes)
+    if not savepoints:  # else each entry was written in its own savepoint
+        conn.execute(insert(entries), entry_rows)
+        conn.execute(insert(tree_nodes), node_rows)
+        projections.write_changes(conn, all_changes)
     head_values = {
         "log_id": info.log_id,
         "log_key": info.log_key,
+        "entry_sig_version": info.entry_sig_version,
+        "demo": info.demo,
         "size": new_size,
         "head_hash": prev_hash,
         "last_recorded_at": recorded,
@@ -264,17 +313,78 @@ def _append_items(
     return results, AppendResult(first_seq=first_seq, size=new_size, root=root, checkpoint=note)
 
 
+def _remembering(
+    claim: IdemKey, also: Callable[[Connection, int], None] | None
+) -> Callable[[Connection, int], None]:
+    """``also`` preceded by storing the idempotency key (the one-item savepoint path)."""
+
+    def run(conn: Connection, seq: int) -> None:
+        idempotency.remember_many(conn, [(claim, seq)])
+        if also is not None:
+            also(conn, seq)
+
+    return run
+
+
+def _write_item(
+    conn: Connection,
+    row: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    changes: list[Change],
+    also: Callable[[Connection, int], None] | None,
+    seq: int,
+) -> LedgerError | None:
+    """Write one group-commit item in its own SAVEPOINT: if the database (or its ``also``
+    callback: a sealed location, an idempotency key) refuses it, only this item is rolled
+    back and refused; its neighbours and the group's transaction go on (issue #8, item 2).
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(entries), [row])
+            conn.execute(insert(tree_nodes), nodes)
+            projections.write_changes(conn, changes)
+            if also is not None:
+                also(conn, seq)
+    except LedgerError as exc:
+        exc.seq = None
+        return exc
+    except IntegrityError:
+        return Conflict("the entry conflicted with the log's constraints; it was not appended")
+    except (DBAPIError, OverflowError) as exc:
+        # OverflowError: the SQLite driver refuses an int beyond 64 bits before SQL runs.
+        orig = getattr(exc, "orig", exc)
+        log.error("append_item_failed", error_class=type(orig).__name__)
+        return StorageError("the database refused this entry; it was not appended")
+    return None
+
+
 def append_batch(
     engine: Engine, items: Sequence[BatchItem], *, log_signer: Signer, clock: Any = now
 ) -> list[Any]:
     """Group commit: one transaction, one checkpoint, many independent submissions. Each
     result is the entry's seq, a precheck's answer, or the LedgerError that refused it.
-    A database failure fails them all (nothing was written)."""
+
+    One entry's failure is its own (issue #8, item 2). The group is first written in bulk
+    inside a SAVEPOINT (the common case, at the cost of one atomic append). If the
+    database, a sealing callback or an idempotency insert refuses anything, that savepoint
+    is rolled back and the group is decided again with one SAVEPOINT per entry (the reducer
+    re-runs, since later entries may have relied on the failed one). Only a failure of the
+    group's own writes (head, checkpoint, commit) fails them all; nothing is then written.
+    """
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
+            try:
+                with conn.begin_nested():
+                    results, _ = _append_items(
+                        conn, items, log_signer=log_signer, clock=clock, isolate=True
+                    )
+                return results
+            except (LedgerError, DBAPIError, OverflowError) as exc:
+                orig = getattr(exc, "orig", None) or exc
+                log.warning("group_commit_isolating", error_class=type(orig).__name__, size=len(items))
             results, _ = _append_items(
-                conn, items, log_signer=log_signer, clock=clock, isolate=True
+                conn, items, log_signer=log_signer, clock=clock, isolate=True, savepoints=True
             )
             return results
     except LedgerError:
@@ -289,6 +399,17 @@ def append_batch(
 
 
 # -- reading -----------------------------------------------------------------------
+
+
+def stored_log_id(engine: Engine) -> str | None:
+    """The log id entry signatures must cover (``None`` before the genesis, which names
+    its own). It never changes once set, so callers may cache it."""
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(log_state.c.log_id)).first()
+    except DBAPIError:  # no schema yet: only a genesis can be appended
+        return None
+    return str(row.log_id) if row is not None else None
 
 
 def head(engine: Engine) -> Any:

@@ -179,8 +179,19 @@ def read_table(conn: Connection, name: str) -> dict[Hashable, Any]:
 
 
 def read_log_info(conn: Connection) -> LogInfo | None:
-    row = conn.execute(select(log_state.c.log_id, log_state.c.log_key)).first()
-    return LogInfo(log_id=row.log_id, log_key=row.log_key) if row else None
+    row = conn.execute(
+        select(
+            log_state.c.log_id, log_state.c.log_key, log_state.c.entry_sig_version, log_state.c.demo
+        )
+    ).first()
+    if row is None:
+        return None
+    return LogInfo(
+        log_id=row.log_id,
+        log_key=row.log_key,
+        entry_sig_version=int(row.entry_sig_version),
+        demo=bool(row.demo),
+    )
 
 
 def read_user_keys(conn: Connection, user: str) -> list[KeyRecord]:

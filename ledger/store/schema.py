@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -20,6 +22,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -66,6 +70,9 @@ log_state = Table(
     Column("size", BigInteger, nullable=False),
     Column("head_hash", String(64), nullable=False),
     Column("last_recorded_at", String(32), nullable=False),
+    # Migration 0006 (issue #9): the v1 signature ratchet and the genesis' demo mark.
+    Column("entry_sig_version", SmallInteger, nullable=False, server_default="1"),
+    Column("demo", Boolean, nullable=False, server_default=false()),
     CheckConstraint("id = 1", name="log_state_single_row"),
 )
 
@@ -176,6 +183,7 @@ transfers = Table(
     Column("to_site", String(64), nullable=False),
     Column("quantity", BigInteger, nullable=False),
     Column("dispatched_seq", BigInteger, nullable=False),
+    Column("dispatched_at", String(32), nullable=True),  # migration 0005
 )
 
 loans = Table(
@@ -205,6 +213,7 @@ movements = Table(
     Column("recorded_at", String(32), nullable=False),
     Column("postings", Text, nullable=False),
     Column("reversed_by", BigInteger, nullable=True),
+    Column("occurred_at", String(32), nullable=True),  # migration 0005
 )
 
 # Every leg of every movement, with the account's balance after it: a balance as of any
@@ -380,4 +389,62 @@ release_orders = Table(
     CheckConstraint("remaining >= 0 AND remaining <= cap", name="release_orders_remaining"),
     CheckConstraint("quorum >= 1", name="release_orders_quorum"),
     CheckConstraint("valid_from < valid_until", name="release_orders_window"),
+)
+
+
+# -- issue #9 (migration 0006): key login and co-signature proposals --------------------
+
+# Login challenges: single use (``used_at`` set by one conditional UPDATE), short-lived.
+auth_nonces = Table(
+    "auth_nonces",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("log_id", String(128), nullable=False),
+    # The user or key the challenge was asked for (a nonce logs in only that subject).
+    Column("subject_user", String(64), nullable=True),
+    Column("subject_key", String(64), nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False, index=True),
+    Column("used_at", String(32), nullable=True),
+    CheckConstraint("created_at < expires_at", name="auth_nonces_window"),
+)
+
+# Entries waiting for co-signatures. Never part of the log until complete.
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("entry_id", String(32), nullable=False, unique=True),
+    Column("kind", String(40), nullable=False),
+    Column("proposer", String(64), nullable=False, index=True),
+    Column("body", Text, nullable=False),  # canonical JSON (JCS) of the body to sign
+    Column("cosigners", Text, nullable=False),  # JSON list of user names, in order
+    Column("created_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("closed_at", String(32), nullable=True),
+    Column("outcome_seq", BigInteger, nullable=True),
+    Column("outcome", Text, nullable=True),  # JSON: the refusal (type, detail, field)
+    CheckConstraint(
+        "status IN ('open', 'appended', 'refused', 'withdrawn')", name="proposals_status"
+    ),
+    CheckConstraint(
+        "(status = 'appended') = (outcome_seq IS NOT NULL)", name="proposals_outcome_seq"
+    ),
+    CheckConstraint("(status = 'open') = (closed_at IS NULL)", name="proposals_closed_at"),
+    CheckConstraint("created_at < expires_at", name="proposals_window"),
+)
+
+proposal_signatures = Table(
+    "proposal_signatures",
+    metadata,
+    Column("proposal_id", String(32), ForeignKey("proposals.id"), primary_key=True),
+    Column("user_name", String(64), primary_key=True),
+    Column("position", SmallInteger, nullable=False),
+    Column("pub", String(64), nullable=False),
+    Column("sig", String(88), nullable=False),
+    Column("signed_at", String(32), nullable=False),
+    UniqueConstraint("proposal_id", "pub", name="proposal_signatures_one_per_key"),
+    UniqueConstraint("proposal_id", "position", name="proposal_signatures_position"),
+    CheckConstraint("position >= 0", name="proposal_signatures_position_nonneg"),
 )
