@@ -101,7 +101,7 @@ def settings_problems(env: Mapping[str, str]) -> list[str]:
     elif keystore == "pkcs11":
         for name in PKCS11_VARIABLES:
             if not env.get(name):
-                problems.append(f"{name} is required with RESERVE_KEYSTORE=pkcs11")
+                problems.append(f"RESERVE_KEYSTORE=pkcs11 needs {name}")  # as keys.factory says
         module = env.get("RESERVE_PKCS11_MODULE")
         if module and not Path(module).is_file():
             problems.append("RESERVE_PKCS11_MODULE does not name a readable library file")
