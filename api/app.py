@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import errors, metrics
 from api.audit import refusal_event
+from api.request_context import RequestContext
 from api.routes import log as log_routes
 from api.routes import login, meta, proposals, reads, releases, writes
 from api.routes import registry as registry_routes
@@ -47,6 +47,8 @@ def create_app(svc: Services) -> FastAPI:
     @app.exception_handler(LedgerError)
     async def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         response = errors.ledger_problem(exc)
+        if isinstance(exc, Rejected):
+            metrics.REFUSALS.labels(rule=exc.rule).inc()
         # Refusals for scope or role by the rules are access refusals too.
         scope_rule = isinstance(exc, Rejected) and exc.rule in SCOPE_RULES
         if response.status_code in REFUSALS or scope_rule:
@@ -56,30 +58,7 @@ def create_app(svc: Services) -> FastAPI:
             refusal_event(svc, request, response.status_code, exc.code)
         return response
 
-    @app.middleware("http")
-    async def _request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = uuid.uuid4().hex
-        request.state.request_id = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # built outside the handlers: still a problem, with an id
-            log.error("unexpected", error_class=type(exc).__name__)
-            response = errors.problem(500, "internal", "the service could not complete this request; try again later")
-        route = request.scope.get("route")
-        log.info(
-            "request",
-            method=request.method,
-            route=getattr(route, "path", "unmatched"),
-            status=response.status_code,
-            ms=round((time.perf_counter() - start) * 1000, 2),
-        )
-        response.headers["X-Request-ID"] = request_id
-        return response
+    app.add_middleware(RequestContext)
 
     for router in (
         meta.router,
@@ -92,4 +71,10 @@ def create_app(svc: Services) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(registry_routes.router)
+    if svc.settings.trusted_proxies:
+        # X-Forwarded-For is believed only from the configured proxies (uvicorn's
+        # middleware takes the right-most address not itself a trusted proxy).
+        app.add_middleware(
+            ProxyHeadersMiddleware, trusted_hosts=[str(n) for n in svc.settings.trusted_proxies]
+        )
     return app

@@ -17,8 +17,7 @@ from api.services import Services
 from ledger.errors import Unauthenticated
 from ledger.policy import Principal, require_role
 from ledger.state import KeyRecord
-from ledger.store.projections import read_user_keys
-from ledger.store.tokens import is_revoked
+from ledger.store.projections import read_caller
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -31,10 +30,13 @@ async def services(request: Request) -> Services:
 
 
 def _registry(svc: Services, jti: str, sub: str) -> list[KeyRecord]:
-    with svc.reader.connect() as conn:  # one connection for both lookups
-        if is_revoked(conn, jti):
-            raise Unauthenticated("token was revoked")
-        return read_user_keys(conn, sub)
+    """The caller's active keys, and whether the token is revoked, in one query on the
+    primary (a revocation counts at once, in every worker; issue #11)."""
+    with svc.auth_connection() as conn:
+        revoked, records = read_caller(conn, sub, jti)
+    if revoked:
+        raise Unauthenticated("token was revoked")
+    return records
 
 
 async def principal(
@@ -57,11 +59,13 @@ async def principal(
         )
     else:
         claims = svc.verifier.verify(creds.credentials, check_revoked=False)
+    # The database on a worker thread, never on the event loop (issue #8 item 9).
     records = await run_in_threadpool(_registry, svc, claims.jti, claims.sub)
     p = Principal.from_keys(claims.sub, records)
     if not p.roles:
         raise Unauthenticated("the token's subject has no active key in this ledger")
     request.state.user = p.user
+    request.state.keys = records  # read once per request (the custodial write reuses them)
     request.state.jti = claims.jti
     request.state.token_exp = claims.exp
     structlog.contextvars.bind_contextvars(user=p.user)

@@ -2,8 +2,9 @@
 
 Builds a small real ledger in a fresh PostgreSQL schema (owner, material, a sealed site,
 50 operators scoped to it, a lot with stock), issues one token per operator with the
-service's own issuer, starts ``reserve serve`` as a subprocess (one process: the service
-has no ``--workers`` option) and drives it with ``wrk`` (50 connections, 2 threads):
+service's own issuer, starts ``reserve serve --workers 2`` as a subprocess (issue #11) and
+drives it with ``wrk`` (50 connections, 2 threads; installed from Debian's packages by
+the benchmark itself when missing and run as root):
 
 * ``POST /stock/receive`` (custodial: the server signs with the operator's key), body
   ``"quantity": "1 kg"``, a fresh ``Idempotency-Key`` per request;
@@ -36,6 +37,8 @@ from bench.common import PASSPHRASE, Config, Row, database_url, quiet_logs
 SECTION = "http"
 N_OPERATORS = 50
 CONNECTIONS = 50
+WORKERS = 2
+RECEIVE_WARM_UP = 30  # seconds: until every worker holds every operator's key
 SITE, OWNER, LOT = "SITE-7F3K", "JP-RESERVE", "NDPR-2025-001"
 
 LUA = r"""
@@ -65,6 +68,17 @@ request = function()
   return wrk.format(method, path, h, body)
 end
 """
+
+
+def _ensure_wrk(log: Callable[[str], None]) -> bool:
+    """wrk on PATH, installed with apt-get (Debian's package) if missing and allowed."""
+    if shutil.which("wrk") is not None:
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        log("   http: installing wrk (apt-get install -y wrk)")
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, check=False,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("wrk") is not None
 
 
 def _free_port() -> int:
@@ -159,8 +173,8 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int
     if "postgresql" not in cfg.engines:
         log("   http: PostgreSQL not available, skipped")
         return []
-    if shutil.which("wrk") is None:
-        log("   http: wrk not installed, skipped")
+    if not _ensure_wrk(log):
+        log("   http: wrk not installed and cannot be (apt-get install wrk as root), skipped")
         return []
     dur = duration or (5 if cfg.quick else 20)
     rows: list[Row] = []
@@ -178,8 +192,8 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int
         tokens = _prepare(url, home, env)
         port = _free_port()
         reserve = Path(sys.executable).with_name("reserve")
-        cmd = [str(reserve), "serve", "--port", str(port)] if reserve.exists() else [
-            sys.executable, "-m", "cli", "serve", "--port", str(port)]
+        cmd = [str(reserve)] if reserve.exists() else [sys.executable, "-m", "cli"]
+        cmd += ["serve", "--port", str(port), "--workers", str(WORKERS)]
         serve_err = open(workdir / "serve.err", "wb")  # noqa: SIM115 - lives as long as the server
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=serve_err)
         try:
@@ -193,8 +207,10 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int
                 "balances": _lua(workdir / "balances.lua", tokens, "GET", "/balances", None),
                 "receive": _lua(workdir / "receive.lua", tokens, "POST", "/stock/receive", body),
             }
-            for s in scripts.values():  # warm-up
-                _wrk(port, s, 2)
+            for name, s in scripts.items():  # warm-up
+                # Each worker loads an operator's custodial key on first use: scrypt
+                # (~0.4 s, issue #9) x 50 operators x 2 workers. Steady state is measured.
+                _wrk(port, s, RECEIVE_WARM_UP if name == "receive" else 2)
             res: dict[str, dict[str, Any]] = {}
             for name in ("health", "balances", "receive", "health"):
                 log(f"   wrk -c{CONNECTIONS} {dur}s: {name}")
@@ -212,19 +228,25 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int
             except subprocess.TimeoutExpired:
                 proc.kill()
         h = res["health"]
-        for name, label, tgt_p99 in (("receive", "POST /stock/receive", 50.0),
-                                     ("balances", "GET /balances", 10.0)):
+        # Targets of issue #11 (two workers, 50 clients): receive >= 500/s with p99 at most
+        # 3x /health's p99; /balances at least half /health's throughput.
+        for name, label in (("receive", "POST /stock/receive"), ("balances", "GET /balances")):
             r = res[name]
-            note = f"{r['requests']} requests, {r['non2xx']} non-2xx; p90 {r['p90']:.1f} ms"
+            note = (f"{WORKERS} workers; {r['requests']} requests, {r['non2xx']} non-2xx; "
+                    f"p90 {r['p90']:.1f} ms")
             rows.append(Row(SECTION, f"{label} p50 (c={CONNECTIONS})", r["p50"], "ms",
                             "GET /health p50", h["p50"], higher_is_better=False, notes=note))
+            p99_ok = r["p99"] <= 3 * h["p99"] if name == "receive" else None
             rows.append(Row(SECTION, f"{label} p99 (c={CONNECTIONS})", r["p99"], "ms",
                             "GET /health p99", h["p99"], higher_is_better=False,
-                            target=f"<= {tgt_p99:.0f} ms", met=r["p99"] <= tgt_p99, notes=note))
+                            target="<= 3x /health p99" if name == "receive" else "",
+                            met=p99_ok, notes=note))
+            if name == "receive":
+                target, met = ">= 500 /s", r["rps"] >= 500
+            else:
+                target, met = ">= 0.5x /health", r["rps"] >= 0.5 * h["rps"]
             rows.append(Row(SECTION, f"{label} throughput", r["rps"], "req/s",
-                            "GET /health", h["rps"],
-                            target=">= 500 /s" if name == "receive" else "",
-                            met=(r["rps"] >= 500) if name == "receive" else None, notes=note,
+                            "GET /health", h["rps"], target=target, met=met, notes=note,
                             extra={"wrk": r["raw"]}))
     return rows
 

@@ -11,16 +11,16 @@ machine with nothing else: ``pip install reserve-ledger`` (no extra) is enough f
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.backend import ServiceFailed
 from cli.output import add_format
-from ledger.config import Settings, load_settings
+from ledger.config import Settings, load_settings, raise_problems
 from ledger.errors import ConfigError, LedgerError, Rejected, VerificationFailed
 
 if TYPE_CHECKING:
@@ -37,38 +37,14 @@ SERVER_MODULES = frozenset(
 )
 
 
-class _CurrentStderr:
-    """Whatever ``sys.stderr`` is when a line is written, not when logging was set up: a
-    logger cached by one in-process run (tests, embedding) must not keep a closed file."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, fmt: str = "json") -> None:
     # Imported here, after argument parsing: structlog (and the asyncio it pulls in)
     # costs ~60 ms that ``reserve --help`` and usage errors need not pay.
     try:
-        import structlog
-    except ModuleNotFoundError:  # the core install: verifying commands log nothing
+        from ledger.logconfig import configure_logging
+    except ModuleNotFoundError:  # the core install (no structlog): verifying commands log nothing
         return
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=False,  # tests capture logs after a CLI run configured them
-    )
+    configure_logging(level, fmt)
 
 
 def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
@@ -85,7 +61,7 @@ def _ledger(settings: Settings, *, prompt: bool = True) -> Ledger:
 def _reader(settings: Settings) -> Any:
     from ledger.store.db import make_engine
 
-    return make_engine(settings.db_url, readonly=True)
+    return make_engine(settings.read_url, readonly=True)  # the replica, if RESERVE_DB_READ
 
 
 def _acting_user(args: argparse.Namespace, settings: Settings) -> str:
@@ -406,28 +382,9 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
-    import uvicorn
+    from cli import serve
 
-    from api.app import create_app
-    from api.config import load_api_settings
-    from api.services import build_services
-    from keys import passphrase_from_env_or_prompt
-
-    if not os.environ.get("RESERVE_LOG_LEVEL"):
-        _configure_logging("info")  # a service logs its requests by default
-    settings = load_api_settings()
-    svc = build_services(settings, passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=True))
-    if svc.issuer is not None and args.print_tokens:
-        for k in sorted({k.user for k in svc.ledger.registered_keys() if k.user != "log" and k.revoked_seq is None}):
-            print(f"  {k:<10} reserve token --user {k}")
-    from cli.witness import start_feeder
-
-    feeder = start_feeder(svc.ledger.engine)  # checkpoints to the witnesses (issue #10)
-    try:
-        uvicorn.run(create_app(svc), host=args.host, port=args.port, log_config=None, access_log=False)
-    finally:
-        feeder.stop()
-    return 0
+    return serve.run(args, _configure_logging)
 
 
 def cmd_token(args: argparse.Namespace, s: Settings) -> int:
@@ -459,7 +416,7 @@ def cmd_login(b: Backend, args: argparse.Namespace) -> int:
 
 def _with_db(args: argparse.Namespace, s: Settings) -> Settings:
     if getattr(args, "db", None):
-        return Settings(home=s.home, db_url=args.db, user=s.user, log_level=s.log_level)
+        return replace(s, db_url=args.db, read_db_url=None)
     return s
 
 
@@ -612,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
     sp.add_argument("--print-tokens", action="store_true", help="print how to get a token for each user")
+    from cli import serve as cli_serve
+
+    cli_serve.add_arguments(sp)
     sp = add("token", cmd_token, "print a short-lived access token for a registered user")
     sp.add_argument("--user", required=True)
 
@@ -661,11 +621,15 @@ def _client_url(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = load_settings()
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(settings.log_level)
     try:
+        if args.fn in (cmd_serve, cmd_token):  # the service's variables too, in one list
+            from api.config import api_problems
+
+            raise_problems(api_problems(os.environ, workers=getattr(args, "workers", None)))
+        settings = load_settings(strict=True)  # every problem at once, one line each
+        _configure_logging(settings.log_level, settings.log_format)
         if (
             _client_url(args)
             and not getattr(args.fn, "client_ok", False)
@@ -679,7 +643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAILED: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except Rejected as exc:
         # A refusal names no seq: the entry was not appended (issue #8, item 10).

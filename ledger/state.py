@@ -221,6 +221,12 @@ class State:
             return False
         return self.loader is not None and self.loader.entry_id_seen(entry_id)
 
+    def known_keys(self, records: list[KeyRecord]) -> None:
+        """Key records the caller read from the store for a whole batch (one query);
+        never overrides what this state already holds."""
+        for rec in records:
+            self._keys.setdefault(rec.key_id, rec)
+
     def known_absent_ids(self, ids: set[str]) -> None:
         """Ids the caller has checked are not in the store (one query per batch)."""
         self._absent_ids |= ids

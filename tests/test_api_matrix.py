@@ -206,6 +206,9 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/ready"): (PUBLIC, _get("/ready")),
     ("GET", "/.well-known/jwks.json"): (PUBLIC, _get("/.well-known/jwks.json")),
     ("POST", "/auth/demo-login"): (DEMO_OFF, _demo_login),
+    # Metrics: the monitoring host only (an unproxied loopback peer); 404 to any caller
+    # here, token or not, like a route that does not exist.
+    ("GET", "/metrics"): (DEMO_OFF, _get("/metrics")),
     ("GET", "/me"): (EVERYONE, _get("/me")),
     # key login and co-signature proposals (issue #9)
     ("POST", "/auth/challenge"): (PUBLIC, lambda w, user, token: Req("POST", "/auth/challenge", {"user": user or "olga"})),

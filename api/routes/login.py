@@ -74,7 +74,7 @@ def token(body: TokenIn, svc: Services = Depends(services)) -> dict[str, Any]:
     # The signature first (no database write for garbage), then the key's standing, then
     # the nonce is consumed: a nonce offered with a valid signature is spent either way.
     verify_login(public_key=pub, signature_b64=body.signature, log_id=svc.log_id, nonce=body.nonce)
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         rec = db_loader(conn).key(key_id(pub))
     if rec is None or rec.revoked_seq is not None or rec.user == LOG_PRINCIPAL or not rec.roles:
         raise Unauthenticated(LOGIN_REFUSED)

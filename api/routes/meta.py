@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from api import metrics
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
 from api.params import IDEMPOTENCY_KEY, MAX_SAFE_INT, USER_NAME
@@ -19,6 +22,7 @@ from ledger.errors import Forbidden, NotFound
 from ledger.policy import ADMIN, Principal
 from ledger.store.db import write_transaction
 from ledger.store.projections import read_user_keys
+from ledger.store.replica import replica_status
 from ledger.store.tokens import revoke
 
 router = APIRouter(tags=["service"], route_class=StrictJSONRoute)
@@ -34,10 +38,41 @@ def health() -> dict[str, str]:
 @router.get("/ready")
 def ready(svc: Services = Depends(services)) -> dict[str, Any]:
     """The database answers and the log is initialised. ``log_id`` is what entry
-    signatures are bound to; ``demo`` whether the genesis marks a demo ledger (issue #9)."""
-    with svc.reader.connect() as conn:
+    signatures are bound to; ``demo`` whether the genesis marks a demo ledger (issue #9);
+    with a read replica, how far behind it is (issue #11)."""
+    with svc.primary_engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    return {"status": "ready", "log_id": svc.log_id, "demo": svc.ledger.is_demo()}
+    out: dict[str, Any] = {"status": "ready", "log_id": svc.log_id, "demo": svc.ledger.is_demo()}
+    if svc.has_replica:
+        st = replica_status(svc.primary_engine, svc.reader)
+        out["replica"] = {
+            "in_recovery": st.in_recovery,
+            "lag_seconds": round(st.lag_seconds, 3),
+            "lag_bytes": st.lag_bytes,
+            "behind_entries": st.behind_entries,
+        }
+    return out
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics_route(request: Request, svc: Services = Depends(services)) -> Response:
+    """Prometheus metrics, for the monitoring host only: the direct peer must be in
+    RESERVE_METRICS_ALLOW (loopback by default) and the request must not have come
+    through a proxy (no X-Forwarded-For), so the public TLS proxy never serves it."""
+    peer = request.client.host if request.client else ""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers or not _allowed(
+        peer, svc.settings.metrics_allow
+    ):
+        raise NotFound("no such route")
+    return Response(metrics.render(svc), media_type=metrics.CONTENT_TYPE)
+
+
+def _allowed(peer: str, networks: tuple[Any, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(addr in n for n in networks)
 
 
 @router.get("/.well-known/jwks.json")
@@ -56,7 +91,7 @@ def demo_login(body: LoginIn, svc: Services = Depends(services)) -> dict[str, An
     without a password. Off by default; returns 404 when off."""
     if not svc.settings.unsafe_demo_login or svc.issuer is None:
         raise NotFound("no such route")
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         if not [k for k in read_user_keys(conn, body.user) if k.revoked_seq is None]:
             raise NotFound(f"no registered user '{body.user}'")
     log.warning("unsafe_demo_login_used", subject=body.user)

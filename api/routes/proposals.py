@@ -102,7 +102,7 @@ def list_proposals(
 ) -> dict[str, Any]:
     """``?for=me``: what waits for the caller's signature; otherwise every proposal the
     caller made or is named in."""
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         found = (
             store.waiting_for(conn, p.user, at=datetime.now(UTC))
             if for_ == "me"
@@ -112,7 +112,7 @@ def list_proposals(
 
 
 def _visible(svc: Services, pid: str, user: str) -> Proposal:
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         prop = store.get(conn, pid)
     if user != prop.proposer and user not in prop.cosigners:
         raise NotFound("no such proposal")
@@ -148,7 +148,7 @@ def _custodial_sig(svc: Services, pid: str, user: str) -> dict[str, str]:
     if not svc.settings.custodial:
         raise Forbidden("this service does not hold users' keys: send your signature")
     prop = _visible(svc, pid, user)
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         held = [k for k in read_user_keys(conn, user) if k.custody == "server" and k.revoked_seq is None]
     if not held or not svc.ledger.keystore.exists(user):
         raise Forbidden("the service holds no key of yours: send your signature")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api import metrics
 from api.audit import access_event
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
@@ -85,7 +86,7 @@ def reveal_location(
     """The opening of a site's sealed location (location and salt), for a cleared user in
     scope, who checks it against the signed commitment. The access-log entry is written
     first; if it cannot be, nothing is revealed."""
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:
         site = policy.require_reveal(p, read_table(conn, "sites").get(code), code)
     access_event(
         svc,
@@ -96,6 +97,7 @@ def reveal_location(
         purpose=body.purpose,
         commitment_seq=site.commitment_seq,
     )
+    metrics.REVEALS.inc()
     try:
         opening = svc.ledger.open_site_location(code)
     except VerificationFailed as exc:  # our sealed data disagrees with the signed log: ours
@@ -133,7 +135,9 @@ def balances(
     seq) or time (RFC 3339 UTC, not before the first entry); your scope is part of the
     query, so nothing outside it is read."""
     scope = policy.stock_scope(p)
-    with svc.reader.connect() as conn:
+    # No transaction needed: current balances are one statement, and a past seq's
+    # balances are history that never changes (two round trips fewer per request).
+    with svc.read_connection() as conn:
         seq = reports.resolve_as_of(conn, as_of_seq=as_of_seq, as_of=as_of)
         rows = reports.balances(
             conn, owner=owner, site=site, material=material, lot=lot, as_of_seq=seq, scope=scope

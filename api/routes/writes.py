@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api import metrics
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
 from api.params import IDEMPOTENCY_KEY, IdempotencyKey, KeyIdPath
@@ -29,7 +30,7 @@ from ledger.errors import (
     OutcomePending,
 )
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
-from ledger.service import both, new_body
+from ledger.service import new_body
 from ledger.store import idempotency
 from ledger.store.projections import read_user_keys
 from ledger.units import parse_purity, parse_quantity
@@ -93,20 +94,19 @@ def _write(
         return {"seq": seq, "entry_id": entry["id"], "kind": entry["kind"]}
 
     if idem_key is None:
-        return JSONResponse(response(svc.committer.submit(submission, also=seal)), status_code=201)
+        seq = svc.committer.submit(submission, also=seal)
+        metrics.APPENDS.labels(kind=entry["kind"]).inc()
+        return JSONResponse(response(seq), status_code=201)
     if not re.fullmatch(IDEMPOTENCY_KEY, idem_key):  # stored as given: no control chars
         raise InvalidEntry(
             "Idempotency-Key must be 1 to 128 printable ASCII characters", field="Idempotency-Key"
         )
     h = _request_hash(svc, payload)
-    result = svc.committer.submit(
-        submission,
-        precheck=lambda conn: idempotency.lookup_in(conn, user=p.user, key=idem_key, request_hash=h),
-        also=both(seal, idempotency.remember(user=p.user, key=idem_key, request_hash=h, status=201, response=response)),
-        dedupe_key=(p.user, idem_key),
-    )
+    claim = idempotency.IdemKey(user=p.user, key=idem_key, request_hash=h, status=201, response=response)
+    result = svc.committer.submit(submission, also=seal, idempotency=claim)
     if isinstance(result, tuple):  # the stored answer to an earlier identical request
         return JSONResponse(result[1], status_code=result[0])
+    metrics.APPENDS.labels(kind=entry["kind"]).inc()
     return JSONResponse(response(result), status_code=201)
 
 
@@ -122,7 +122,12 @@ def _custodial_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _custodial(
-    svc: Services, p: Principal, kind: str, fields: dict[str, Any], idem_key: str | None
+    svc: Services,
+    p: Principal,
+    kind: str,
+    fields: dict[str, Any],
+    idem_key: str | None,
+    request: Request | None = None,
 ) -> JSONResponse:
     if not svc.settings.custodial:
         raise Forbidden(
@@ -135,8 +140,11 @@ def _custodial(
             "send the entry's own fields as a JSON object; the service sets kind, id, author, time"
         )
     body = new_body(kind, p.user, **_custodial_fields(fields))
-    with svc.reader.connect() as conn:
-        held = any(k.custody == "server" and k.revoked_seq is None for k in read_user_keys(conn, p.user))
+    records = getattr(request.state, "keys", None) if request is not None else None
+    if records is None:  # the principal's lookup in this request, else the primary
+        with svc.primary_engine.connect() as conn:
+            records = read_user_keys(conn, p.user)
+    held = any(k.custody == "server" and k.revoked_seq is None for k in records)
     if not held:
         raise Forbidden("the service holds no key of yours: submit entries you signed to POST /entries")
     submission = sign_body(body, [svc.ledger.signer_for(p.user)], log_id=svc.log_id)
@@ -163,6 +171,7 @@ def submit_signed(
 @router.post("/stock/{action}", status_code=201, **roles(OPERATOR))
 def record_movement(
     action: str,
+    request: Request,
     fields: dict[str, Any] = Body(
         ..., description='the movement\'s fields; quantities as "12.5 t"'
     ),
@@ -180,12 +189,13 @@ def record_movement(
         raise InvalidEntry(
             "a count beyond tolerance is co-signed: submit it signed to /entries", field="cosigners"
         )
-    return _custodial(svc, p, kind, fields, idempotency_key)
+    return _custodial(svc, p, kind, fields, idempotency_key, request)
 
 
 @router.post("/reference/{collection}", status_code=201, **roles(ADMIN, OPERATOR, OFFICIAL))
 def register_reference(
     collection: str,
+    request: Request,
     fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
@@ -199,7 +209,7 @@ def register_reference(
             f"unknown collection '{collection}': one of {', '.join(REFERENCE_KINDS)}",
             field="collection",
         )
-    return _custodial(svc, p, kind, fields, idempotency_key)
+    return _custodial(svc, p, kind, fields, idempotency_key, request)
 
 
 class SiteIn(BaseModel):
@@ -336,7 +346,7 @@ def write_outcome(
     late = svc.committer.outcome((p.user, idempotency_key))
     if late is not None and not late.done():
         raise OutcomePending("the write is still queued", idempotency_key=idempotency_key)
-    with svc.reader.connect() as conn:
+    with svc.primary_engine.connect() as conn:  # idempotency reads the primary (issue #11)
         stored = idempotency.stored_response(conn, user=p.user, key=idempotency_key)
     if stored is not None:
         return JSONResponse({"outcome": "appended", "status": stored[0], **stored[1]}, status_code=200)

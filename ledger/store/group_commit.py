@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 from ledger.crypto import Signer
 from ledger.entries import parse_submission
 from ledger.errors import LedgerError, OutcomePending, StorageError
+from ledger.store.idempotency import IdemKey
 from ledger.store.log import BatchItem, append_batch, stored_log_id
 
 log = structlog.get_logger("ledger.group_commit")
@@ -56,8 +57,10 @@ class GroupCommitter:
         *,
         max_batch: int = 256,
         wait: float = 30.0,
+        observe: Callable[[int], None] | None = None,
     ):
         self._engine = engine
+        self._observe = observe  # told each transaction's size (metrics, issue #11)
         self._log_signer = log_signer
         self._max_batch = max_batch
         self._log_id: str | None = None  # cached: a log's id never changes
@@ -75,16 +78,21 @@ class GroupCommitter:
         also: Callable[..., None] | None = None,
         precheck: Callable[..., Any] | None = None,
         dedupe_key: tuple[str, str] | None = None,
+        idempotency: IdemKey | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """The entry's seq, or ``precheck``'s answer; raises the entry's refusal, or
-        :class:`OutcomePending` if it is not decided within ``timeout`` (default: the
-        committer's ``wait``). Edge validation (schema, signatures) runs here, in the
-        caller's thread."""
+        """The entry's seq, or ``precheck``'s (or the idempotency key's stored) answer;
+        raises the entry's refusal, or :class:`OutcomePending` if it is not decided
+        within ``timeout`` (default: the committer's ``wait``). Edge validation (schema,
+        signatures) runs here, in the caller's thread."""
+        if idempotency is not None and dedupe_key is None:
+            dedupe_key = (idempotency.user, idempotency.key)
         if self._log_id is None:
             self._log_id = stored_log_id(self._engine)
         pending = _Pending(
-            BatchItem(parse_submission(submission, log_id=self._log_id), also, precheck),
+            BatchItem(
+                parse_submission(submission, log_id=self._log_id), also, precheck, idempotency
+            ),
             dedupe_key,
         )
         self._queue.put(pending)
@@ -140,6 +148,8 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        if self._observe is not None:
+            self._observe(len(batch))
         try:
             results = append_batch(
                 self._engine, [p.item for p in batch], log_signer=self._log_signer()

@@ -19,14 +19,15 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.crypto import Signer
+from ledger.crypto import Signer, key_id
 from ledger.entries import ZERO_HASH, make_leaf, parse_submission
 from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, StorageError
 from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.reducer import Context, apply
 from ledger.state import CLOCK_SKEW, Change, State
-from ledger.store import projections
+from ledger.store import idempotency, projections
 from ledger.store.db import write_transaction
+from ledger.store.idempotency import IdemKey
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.timefmt import format_time, now, parse_time
 
@@ -121,6 +122,8 @@ class BatchItem:
     parsed: tuple[Any, dict[str, Any]]
     also: Callable[[Connection, int], None] | None = None
     precheck: Callable[[Connection], Any] | None = None
+    # Checked and stored for the whole batch in one query each (see idempotency.IdemKey).
+    idempotency: IdemKey | None = None
 
 
 def _append_locked(
@@ -187,6 +190,15 @@ def _append_items(
     batch_ids = [item.parsed[0].entry.id for item in items]
     taken = {r.entry_id for r in conn.execute(select(entries.c.entry_id).where(entries.c.entry_id.in_(batch_ids)))}
     state.known_absent_ids(set(batch_ids) - taken)
+    # The batch's signing keys in one query rather than one per entry.
+    state.known_keys(
+        projections.read_keys_by_id(
+            conn, (key_id(bytes.fromhex(s.pub)) for item in items for s in item.parsed[0].sigs)
+        )
+    )
+    claims = [item.idempotency for item in items if item.idempotency is not None]
+    answered = idempotency.lookup_many(conn, claims)
+    remembered: list[tuple[IdemKey, int]] = []
     tree: CompactRange | None = None
     entry_rows: list[dict[str, Any]] = []
     node_rows: list[dict[str, Any]] = []
@@ -195,6 +207,11 @@ def _append_items(
     afterwards: list[tuple[Callable[[Connection, int], None], int]] = []
     first_seq = size
     for index, item in enumerate(items):
+        if item.idempotency is not None:
+            stored = answered.get((item.idempotency.user, item.idempotency.key))
+            if stored is not None:
+                results.append(stored)
+                continue
         if item.precheck is not None:
             answer = item.precheck(conn)
             if answer is not None:
@@ -235,7 +252,10 @@ def _append_items(
             "leaf": leaf,
         }
         if savepoints:
-            failure = _write_item(conn, row, nodes, changes, item.also, seq)
+            item_also = item.also
+            if item.idempotency is not None:  # stored in the item's own savepoint
+                item_also = _remembering(item.idempotency, item.also)
+            failure = _write_item(conn, row, nodes, changes, item_also, seq)
             if failure is not None:
                 tree = before  # the item's nodes were rolled back with its savepoint
                 results.append(failure)
@@ -243,6 +263,8 @@ def _append_items(
         else:
             node_rows.extend(nodes)
             all_changes.extend(changes)
+            if item.idempotency is not None:  # stored for the whole batch at once
+                remembered.append((item.idempotency, seq))
             if item.also is not None:
                 afterwards.append((item.also, seq))
         state.apply(changes)
@@ -284,10 +306,24 @@ def _append_items(
     conn.execute(
         insert(checkpoints).values(size=new_size, root=root, recorded_at=recorded, note=note)
     )
+    idempotency.remember_many(conn, remembered)
     for fn, seq in afterwards:
         fn(conn, seq)
     log.info("appended", first_seq=first_seq, count=len(entry_rows), size=new_size)
     return results, AppendResult(first_seq=first_seq, size=new_size, root=root, checkpoint=note)
+
+
+def _remembering(
+    claim: IdemKey, also: Callable[[Connection, int], None] | None
+) -> Callable[[Connection, int], None]:
+    """``also`` preceded by storing the idempotency key (the one-item savepoint path)."""
+
+    def run(conn: Connection, seq: int) -> None:
+        idempotency.remember_many(conn, [(claim, seq)])
+        if also is not None:
+            also(conn, seq)
+
+    return run
 
 
 def _write_item(

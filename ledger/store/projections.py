@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, Table, delete, func, insert, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.records import (
@@ -196,6 +196,29 @@ def read_log_info(conn: Connection) -> LogInfo | None:
 
 def read_user_keys(conn: Connection, user: str) -> list[KeyRecord]:
     return [_key_record(r) for r in conn.execute(select(keys).where(keys.c.user_name == user))]
+
+
+def read_caller(conn: Connection, user: str, jti: str) -> tuple[bool, list[KeyRecord]]:
+    """Whether token ``jti`` is revoked, and ``user``'s keys, in ONE round trip: every
+    authenticated request asks both (issue #11: round trips, not CPU, bound the service
+    under load)."""
+    one = select(literal(1).label("one")).subquery()
+    q = select(schema.revoked_tokens.c.jti.label("revoked_jti"), keys).select_from(
+        one.outerjoin(schema.revoked_tokens, schema.revoked_tokens.c.jti == jti).outerjoin(
+            keys, keys.c.user_name == user
+        )
+    )
+    rows = conn.execute(q).all()
+    revoked = any(r.revoked_jti is not None for r in rows)
+    return revoked, [_key_record(r) for r in rows if r.key_id is not None]
+
+
+def read_keys_by_id(conn: Connection, ids: Iterable[str]) -> list[KeyRecord]:
+    """The registered keys among ``ids``, in one query (a batch's signers)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return []
+    return [_key_record(r) for r in conn.execute(select(keys).where(keys.c.key_id.in_(wanted)))]
 
 
 def read_keys(conn: Connection) -> dict[str, KeyRecord]:
