@@ -112,7 +112,7 @@ def _cover(conn: Connection, q: dict[str, Any]) -> Any:
 
 
 def _crma(conn: Connection, q: dict[str, Any]) -> Any:
-    rep = reports.crma_report(conn, owners=_owners(q), year=int(q.get("year") or now()[:4]))
+    rep = reports.crma_report(conn, owners=_owners(q), year=int(q["year"]) if q.get("year") is not None else int(now()[:4]))
     return jsonable(asdict(rep))
 
 

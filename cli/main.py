@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cli.backend import ServiceFailed
 from cli.output import add_format
 from ledger.config import Settings, load_settings, raise_problems
-from ledger.errors import ConfigError, LedgerError, Rejected, VerificationFailed
+from ledger.errors import ConfigError, LedgerError, Rejected, StorageError, VerificationFailed
 
 if TYPE_CHECKING:
     from cli.backend import Backend
@@ -301,7 +301,15 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
         raise ConfigError("the database holds no log: run 'reserve init' first")
     event = {"actor": s.user or "local-admin", "action": "export", "outcome": "started",
              "size": int(h.size), "via": "cli"}
-    record(led.engine, event, log_signer=led.log_signer(), log_id=h.log_id)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:  # on the primary (RESERVE_DB), even when the bundle is read from a replica
+        record(led.engine, event, log_signer=led.log_signer(), log_id=h.log_id)
+    except SQLAlchemyError:
+        raise StorageError(
+            "the export could not be recorded in the access log (the primary database did "
+            "not take the write), so nothing was exported"
+        ) from None
     size, root = export_bundle(reader, Path(args.dir))
     print(f"exported {size} entries to {args.dir} (root {root.hex()})")
     return 0

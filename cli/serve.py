@@ -20,10 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-log = structlog.get_logger("reserve.serve")
-
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
@@ -102,7 +98,11 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
         # Prompted once here; the workers read it from their environment (readable only
         # by this user). Production sets it from a credential file instead.
         os.environ[PASSPHRASE_ENV] = asked[0].decode()
-    log.info("serve_workers", workers=settings.workers, port=args.port)
+    import structlog
+
+    structlog.get_logger("reserve.serve").info(
+        "serve_workers", workers=settings.workers, port=args.port
+    )
     try:
         # One feeder for all workers, in the supervisor: the witnesses see each new
         # checkpoint once (issue #10).

@@ -56,7 +56,7 @@ def _client(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
 
 
 def test_rule_refusal_is_exit_1_naming_the_rule(tmp_path: Path, url: str) -> None:
-    assert _client(tmp_path, url, "owner", "list") == (1, "refused (role): an admin records no movement\n")
+    assert _client(tmp_path, url, "owner", "list") == (1, "refused (role), the entry was not appended: an admin records no movement\n")
 
 
 def test_server_flag_is_client_mode_too(tmp_path: Path, url: str) -> None:

@@ -106,8 +106,13 @@ def test_scenario_on_primary_verified_on_replica(pg_url: str, standby: Cluster, 
     v = _reserve(["verify", "--trust", str(home / "log.pub")], replica_only)
     assert v.returncode == 0, v.stderr
     assert v.stdout.startswith(f"OK size {size} ")
+    # An export is recorded in the access log first (issue #10), on the primary: without
+    # it there is no export; with it, the bundle itself is read from the replica.
     bundle = tmp_path / "bundle"
-    e = _reserve(["export", str(bundle)], replica_only)
+    refused = _reserve(["export", str(bundle)], replica_only)
+    assert refused.returncode == 1 and "access log" in refused.stderr, refused.stderr
+    assert not (bundle / "entries.jsonl").exists()
+    e = _reserve(["export", str(bundle)], env)
     assert e.returncode == 0, e.stderr
     vb = _reserve(["verify-bundle", str(bundle), "--trust", str(home / "log.pub")], replica_only)
     assert vb.returncode == 0, vb.stderr
