@@ -15,7 +15,10 @@ import argparse
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,25 @@ def _metrics_dir() -> Path:
             child.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
+
+
+def _say_when_listening(host: str, port: int) -> None:
+    """Print where the service listens once it accepts connections (a newcomer running
+    ``make run`` is told where to go; uvicorn's own log lines are off)."""
+
+    def wait() -> None:
+        for _ in range(600):  # at most a minute
+            try:
+                with socket.create_connection((host, port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            return
+        shown = f"[{host}]" if ":" in host else host
+        print(f"reserve: listening on http://{shown}:{port} (OpenAPI at /docs)", flush=True)
+
+    threading.Thread(target=wait, name="say-listening", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -89,6 +111,7 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
         from api.app import create_app
 
         with _witness_feeder(svc):
+            _say_when_listening(args.host, args.port)
             uvicorn.run(create_app(svc), **common)
         return 0
     svc.close()  # each worker builds its own; nothing with a socket crosses the fork
@@ -107,6 +130,7 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
         # One feeder for all workers, in the supervisor: the witnesses see each new
         # checkpoint once (issue #10).
         with _witness_feeder(svc):
+            _say_when_listening(args.host, args.port)
             uvicorn.run("api.worker:app_from_env", factory=True, workers=settings.workers, **common)
     finally:
         if metrics_dir.name.startswith("reserve-metrics-"):  # ours, not an operator's

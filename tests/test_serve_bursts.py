@@ -106,12 +106,19 @@ def test_fresh_starts_survive_a_burst_of_writes(
         for start in range(STARTS):
             port = _free_port()
             err = home / f"serve-{start}.err"
-            with open(err, "wb") as err_file:
+            out = home / f"serve-{start}.out"
+            with open(err, "wb") as err_file, open(out, "wb") as out_file:
                 proc = subprocess.Popen(
-                    _serve_command(port), env=env, stdout=subprocess.DEVNULL, stderr=err_file
+                    _serve_command(port), env=env, stdout=out_file, stderr=err_file
                 )
                 try:
                     _wait_ready(port, proc)
+                    # A newcomer is told where the service listens, once it does.
+                    said = f"listening on http://127.0.0.1:{port}"
+                    deadline = time.monotonic() + 10
+                    while said not in out.read_text() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    assert said in out.read_text(), out.read_text()
                     results: list[int | str] = [0] * BURST
                     gate = threading.Barrier(BURST)
 
