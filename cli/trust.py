@@ -46,7 +46,7 @@ def parse_trust(value: str, *, bundle_dir: Path | None = None) -> tuple[bytes, s
     path = Path(value)
     if not path.is_file() and (os.sep in value or path.suffix in (".pub", ".pem", ".vkey")):
         # Meant as a file (issue #8 item 5: a missing file is a usage error, one line).
-        raise ConfigError("--trust: cannot read the trust file (no such file)")
+        raise ConfigError("--trust cannot read the trust file: there is no such file")
     if not path.is_file():
         raise ConfigError(
             "--trust takes the log key as 64 hex digits, a note verifier key "
