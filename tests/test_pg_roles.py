@@ -120,8 +120,9 @@ def test_the_whole_application_runs_as_the_runtime_role(runtime_url: tuple[str, 
         reports.overdue_loans(conn, now=at)
         releases.open_requests(conn, owners=None, at=at)
         releases.order_report(conn, expected["ids"]["sale_order"], owners=None, at=at)
-        idempotency.remember(user="olga", key="k1", request_hash="0" * 64, status=201,
-                             response=lambda seq: {"seq": seq})(conn, 1)
+        claim = idempotency.IdemKey(user="olga", key="k1", request_hash="0" * 64, status=201,
+                                    response=lambda seq: {"seq": seq})
+        idempotency.remember_many(conn, [(claim, 1)])
         assert idempotency.stored_response(conn, user="olga", key="k1") == (201, {"seq": 1})
         revoke(conn, jti="j" * 16, expires_at=2_000_000_000, by="olga")
     access.record(app.engine, {"action": "reveal", "site": "SITE-9LOC", "user": "olga", "outcome": "granted"},

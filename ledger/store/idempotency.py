@@ -22,18 +22,6 @@ from ledger.timefmt import now
 Stored = tuple[int, dict[str, Any]]
 
 
-def lookup_in(conn: Connection, *, user: str, key: str, request_hash: str) -> Stored | Conflict | None:
-    """The stored (status, response), a Conflict (the key was used for another request;
-    returned, not raised, so a group commit refuses only this caller), or None."""
-    q = select(idempotency_keys).where(idempotency_keys.c.user_name == user, idempotency_keys.c.key == key)
-    row = conn.execute(q).first()
-    if row is None:
-        return None
-    if row.request_hash != request_hash:
-        return Conflict("this Idempotency-Key was already used for a different request")
-    return int(row.status), json.loads(row.response)
-
-
 def stored_response(conn: Connection, *, user: str, key: str) -> Stored | None:
     """The (status, response) stored for ``user``'s write with ``key``, if it was appended
     (the key is stored in the entry's own transaction, so a row means appended)."""
@@ -42,26 +30,6 @@ def stored_response(conn: Connection, *, user: str, key: str) -> Stored | None:
     )
     row = conn.execute(q).first()
     return None if row is None else (int(row.status), json.loads(row.response))
-
-
-def remember(
-    *, user: str, key: str, request_hash: str, status: int, response: Callable[[int], dict[str, Any]]
-) -> Callable[[Connection, int], None]:
-    """An ``also`` callback for an append: stores the response built from the seq."""
-
-    def store(conn: Connection, seq: int) -> None:
-        conn.execute(
-            insert(idempotency_keys).values(
-                user_name=user,
-                key=key,
-                request_hash=request_hash,
-                status=status,
-                response=json.dumps(response(seq)),
-                created_at=now(),
-            )
-        )
-
-    return store
 
 
 @dataclass(frozen=True)
