@@ -28,7 +28,9 @@ DECLARE
     service CONSTANT text[] := ARRAY['idempotency_keys', 'revoked_tokens'];
     -- Witness cosignatures are append-only (issue #10); the witness list is changed by the
     -- admin's `reserve witness add` (the migration role), the service only reads it.
-    appended CONSTANT text[] := ARRAY['cosignatures'];
+    -- Owner-scoped audit (issue #14): commitments, secrets and the v2 switch, append-only.
+    appended CONSTANT text[] := ARRAY['cosignatures', 'owner_commitments', 'owner_keys',
+        'owner_scope'];
     readonly CONSTANT text[] := ARRAY['witnesses'];
     heads CONSTANT text[] := ARRAY['log_state', 'access_state'];
     -- Working state that is not history (issue #9): co-signature proposals change status

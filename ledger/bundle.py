@@ -9,8 +9,14 @@ Layout (format 1)::
     DIR/genesis.json       entry 0, the same bytes as the first line of entries.jsonl
     DIR/log.vkey           the log's note verifier key (golang.org/x/mod/sumdb/note)
     DIR/projections.json   the server's projections at export time, to compare
+    DIR/owner_commitments.jsonl  {"seq": N, "commitment": hex} per v2 leaf (issue #14)
 
-Sealed locations and the keystore are never part of a bundle.
+An owner-scoped bundle (``reserve export --owner CODE``, issue #14) has the same layout
+with ``"scope": {"owner": CODE}`` in the manifest; its ``entries.jsonl`` line for a leaf
+it withholds is ``{"seq":N,"withheld":"<SHA-256 of the leaf line, hex>"}``; instead of
+``projections.json`` it has ``owner_balances.json``, the owner's holdings only.
+
+Sealed locations, the keystore and owner secrets are never part of a bundle.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError, VerificationFailed
+from ledger.owner_scope_verify import ScopedRow
 from ledger.records import record_from_json
 from ledger.state import KeyRecord
 from ledger.verify import LeafRow, Projections
@@ -31,6 +38,8 @@ ENTRIES = "entries.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
 PROJECTIONS = "projections.json"
 MANIFEST = "MANIFEST.json"
+COMMITMENTS = "owner_commitments.jsonl"
+OWNER_BALANCES = "owner_balances.json"
 
 
 def file_sha256(path: Path) -> str:
@@ -97,10 +106,65 @@ class Bundle:
             if file_sha256(path) != digest:
                 raise VerificationFailed(f"bundle file {name} does not match the manifest")
 
+    @property
+    def scope(self) -> str | None:
+        """The owner an owner-scoped bundle is for; None for a whole-log bundle."""
+        scope = self.manifest.get("scope")
+        return str(scope["owner"]) if isinstance(scope, dict) and "owner" in scope else None
+
+    def commitments(self) -> dict[int, bytes]:
+        """The owner commitments of the v2 leaves, by seq (empty for a v1 history)."""
+        path = self.root / COMMITMENTS
+        out: dict[int, bytes] = {}
+        if not path.is_file():
+            return out
+        with path.open("rb") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    d = json.loads(line)
+                    out[int(d["seq"])] = bytes.fromhex(d["commitment"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise VerificationFailed(f"{COMMITMENTS} line {n} is malformed") from exc
+        return out
+
     def rows(self) -> Iterator[LeafRow]:
+        if self.scope is not None:
+            raise ConfigError(
+                f"this bundle is scoped to owner {self.scope}: verify it with --owner {self.scope} --owner-key FILE"
+            )
+        commits = self.commitments()
         with (self.root / ENTRIES).open("rb") as f:
-            for line in f:
-                yield LeafRow(line.rstrip(b"\n"))
+            for seq, line in enumerate(f):
+                yield LeafRow(line.rstrip(b"\n"), None, commits.get(seq))
+
+    def scoped_rows(self) -> Iterator[ScopedRow]:
+        """The rows of an owner-scoped bundle: given in full or withheld."""
+        commits = self.commitments()
+        with (self.root / ENTRIES).open("rb") as f:
+            for seq, raw in enumerate(f):
+                line = raw.rstrip(b"\n")
+                if line.startswith(b'{"seq":'):
+                    try:
+                        d = json.loads(line)
+                        rest = bytes.fromhex(d["withheld"])
+                        if int(d["seq"]) != seq:
+                            raise ValueError
+                    except (ValueError, KeyError, TypeError):
+                        raise VerificationFailed("a withheld leaf line is malformed", seq=seq) from None
+                    yield ScopedRow(None, rest, commits.get(seq))
+                else:
+                    yield ScopedRow(line, None, commits.get(seq))
+
+    def owner_balances(self) -> dict[tuple[str, str], int] | None:
+        """What the server says the owner holds at export: (site, lot) -> grams."""
+        path = self.root / OWNER_BALANCES
+        if not path.is_file():
+            return None
+        try:
+            d = json.loads(path.read_text())
+            return {(str(b["site"]), str(b["lot"])): int(b["quantity"]) for b in d["balances"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise VerificationFailed(f"{OWNER_BALANCES} is malformed") from exc
 
     def line(self, seq: int) -> bytes | None:
         """The stored line at ``seq`` (the evidence of a failure; a scan, used once)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,8 +32,10 @@ from ledger.entries import ZERO_HASH, Leaf, decode_leaf, leaf_signature_version
 from ledger.errors import HeldCheckpointInvalid, LedgerError, Rejected, VerificationFailed
 from ledger.kinds.keys import Genesis
 from ledger.merkle import CompactRange, leaf_hash
+from ledger.owner_scope import CommitmentMalformed, leaf_hash_v2, names, parse_commitment, rest_hash
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
+from ledger.rules.owners import EVERY, owners_touched, registered_owners, touches
 from ledger.state import CLOCK_SKEW, COMPARED_TABLES, REPLAY_WINDOW, Change, KeyRecord, State
 from ledger.timefmt import format_time, parse_time
 
@@ -45,6 +47,8 @@ class LeafRow:
 
     line: bytes
     columns: dict[str, Any] | None = None
+    # The owner commitment of a v2 leaf (``ledger.owner_scope``, issue #14); None: a v1 leaf.
+    commitment: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Snapshot:
     log_keys: list[str]
     checkpoints: int
     last_cp_size: int
+    leaf_version: int = 1  # 2 from the log's first v2 leaf on (issue #14)
 
 
 @dataclass
@@ -173,6 +178,7 @@ def verify_history(
     resume: Snapshot | None = None,
     complete: bool = True,
     observer: VerifyObserver | None = None,
+    owner_secrets: Mapping[str, Sequence[bytes]] | None = None,
 ) -> Report:
     """Verify a whole history; return the report or raise :class:`VerificationFailed`
     naming the first bad ``seq`` and what is wrong with it.
@@ -189,6 +195,10 @@ def verify_history(
     then start at ``resume.tree.size``. With ``complete=False`` the end-of-history checks
     (coverage by a checkpoint, truncation, projections) are skipped, for a verification
     that goes on later; the report's ``snapshot`` says where it stopped.
+
+    ``owner_secrets`` (every epoch of every owner's scoped-audit secret) makes it check
+    each v2 leaf's owner commitment against :func:`ledger.rules.owners.owners_touched`
+    (issue #14); without them the commitment is still bound into the leaf hash.
     """
     if progress is None:
         progress = sys.stderr.isatty()
@@ -210,6 +220,7 @@ def verify_history(
     anchor_cp = _parse_anchor(anchor) if anchor is not None else None
 
     last_version = 2
+    leaf_version = resume.leaf_version if resume is not None else 1
     checked = _with_signature_checks(
         rows, jobs, start=tree.size, log_id=resume.log_id if resume is not None else None
     )
@@ -233,7 +244,17 @@ def verify_history(
         recorded = parse_time(leaf.recorded_at)
         if prev_time is not None and recorded < prev_time:
             raise _fail(seq, "recorded_at runs backwards")
-        lh = leaf_hash(row.line)
+        if row.commitment is None:
+            if leaf_version == 2:
+                raise _fail(seq, "a v1 leaf (no owner commitment) after the log's first v2 leaf")
+            lh = leaf_hash(row.line)
+        else:
+            try:
+                lh = leaf_hash_v2(row.commitment, rest_hash(row.line))
+                parse_commitment(row.commitment)
+            except CommitmentMalformed as exc:
+                raise _fail(seq, f"owner commitment: {exc}") from None
+            leaf_version = 2
         if row.columns is not None:
             _check_columns(seq, row.columns, leaf, raw, lh)
         if sig_error is not None:
@@ -248,6 +269,8 @@ def verify_history(
             except LedgerError as exc:
                 raise _fail(seq, _describe(exc)) from None
         last_version = version
+        if owner_secrets is not None and row.commitment is not None:
+            _check_owner_commitment(seq, leaf.entry, row.commitment, state, owner_secrets)
         try:
             changes = apply(
                 state,
@@ -306,6 +329,7 @@ def verify_history(
         report.log_keys,
         report.checkpoints,
         last_cp_size,
+        leaf_version,
     )
     if not complete:
         report.size, report.root = size, tree.root()
@@ -339,6 +363,29 @@ def verify_history(
     report.size = size
     report.root = tree.root()
     return report
+
+
+def _check_owner_commitment(
+    seq: int, body: Any, commitment: bytes, state: State, secrets: Mapping[str, Sequence[bytes]]
+) -> None:
+    """Each owner whose secret we hold is named by the leaf exactly when the entry touches
+    it; an owner the entry touches must be one we hold a secret for (issue #14)."""
+    info = state.log_info()
+    log_id = info.log_id if info is not None else getattr(body, "log_id", "")
+    touched = owners_touched(body, state)
+    owners = registered_owners(body, (str(o) for o in state.table("owners")))
+    needed = owners if touched is EVERY else {o for o in owners if touches(touched, o, registered=True)}
+    missing = sorted(needed - set(secrets))
+    if missing:
+        raise _fail(seq, f"owner commitment: no scoped-audit secret for owner {missing[0]}")
+    for owner, keys in secrets.items():
+        expected = touches(touched, owner, registered=owner in owners)
+        if names(commitment, keys, log_id=log_id, seq=seq) != expected:
+            raise _fail(
+                seq,
+                f"owner commitment is wrong for owner {owner}: the entry "
+                f"{'touches' if expected else 'does not touch'} it",
+            )
 
 
 def _parse_anchor(note: str) -> Checkpoint:

@@ -19,7 +19,7 @@ from ledger.errors import ConfigError, LedgerError, VerificationFailed
 from ledger.merkle import CompactRange
 from ledger.records import record_to_json
 from ledger.state import COMPARED_TABLES
-from ledger.store import projections
+from ledger.store import owner_scope, projections
 from ledger.store.log import DbNodeReader
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.store.witnesses import cosigned_note
@@ -39,6 +39,8 @@ def db_rows(conn: Connection, *, upto: int, start: int = 0) -> Iterator[LeafRow]
         ).all()
         if not rows:
             return
+        # v2 leaves' owner commitments (issue #14), for the same range of seqs.
+        commits = owner_scope.read_commitments(conn, start=rows[0].seq, end=rows[-1].seq + 1)
         for r in rows:
             cols = {
                 "seq": r.seq,
@@ -48,7 +50,7 @@ def db_rows(conn: Connection, *, upto: int, start: int = 0) -> Iterator[LeafRow]
                 "recorded_at": r.recorded_at,
                 "leaf_hash": bytes(r.leaf_hash),
             }
-            yield LeafRow(bytes(r.leaf), cols)
+            yield LeafRow(bytes(r.leaf), cols, commits.get(int(r.seq)))
         next_seq = rows[-1].seq + 1
 
 
@@ -186,6 +188,7 @@ def verify_connection(
         expected_size=_head_size(conn),
         anchor=anchor,
         observer=observer,
+        owner_secrets=_all_owner_secrets(conn),
     )
     _check_checkpoint_columns(conn)
     _check_tree_nodes(conn, report.size)
@@ -197,6 +200,14 @@ def verify_connection(
             "the log head does not match the last entry", seq=report.size - 1
         )
     return report
+
+
+def _all_owner_secrets(conn: Connection) -> dict[str, list[bytes]] | None:
+    """Every owner's every secret epoch: the full verify checks each v2 leaf's owner
+    commitment with them (issue #14). None on a log that never switched to v2."""
+    if owner_scope.enabled_from(conn) is None:
+        return None
+    return {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn).items()}
 
 
 def entry_line(engine: Engine, seq: int) -> bytes | None:
@@ -245,11 +256,17 @@ def export_bundle(engine: Engine, out: Path) -> tuple[int, bytes]:
         if head is None:
             raise ConfigError("the database holds no log: run 'reserve init' first")
         size = int(head.size)
-        with (out / bundle.ENTRIES).open("wb") as f:
+        commitments = 0
+        with (out / bundle.ENTRIES).open("wb") as f, (out / bundle.COMMITMENTS).open("w") as cf:
             for i, row in enumerate(db_rows(conn, upto=size)):
                 if i == 0:
                     (out / "genesis.json").write_bytes(row.line + b"\n")
                 f.write(row.line + b"\n")
+                if row.commitment is not None:  # a v2 leaf (issue #14)
+                    cf.write(json.dumps({"seq": i, "commitment": row.commitment.hex()}) + "\n")
+                    commitments += 1
+        if not commitments:  # a v1 history: the bundle looks as it always did
+            (out / bundle.COMMITMENTS).unlink()
         last_note = ""
         with (out / bundle.CHECKPOINTS).open("w") as f:
             for cp_size, note in db_checkpoints(conn, upto=size):

@@ -23,11 +23,13 @@ from ledger.crypto import Signer, key_id
 from ledger.entries import ZERO_HASH, make_leaf, parse_submission
 from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, StorageError
 from ledger.merkle import CompactRange, NodeId, leaf_hash
+from ledger.owner_scope import leaf_hash_v2, rest_hash
 from ledger.reducer import Context, apply
 from ledger.state import CLOCK_SKEW, Change, State
 from ledger.store import idempotency, projections
 from ledger.store.db import write_transaction
 from ledger.store.idempotency import IdemKey
+from ledger.store.owner_scope import Committer
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.timefmt import format_time, now, parse_time
 
@@ -196,6 +198,9 @@ def _append_items(
             conn, (key_id(bytes.fromhex(s.pub)) for item in items for s in item.parsed[0].sigs)
         )
     )
+    # Owner commitments of v2 leaves (issue #14); inert on a log not switched to v2.
+    committer = Committer(conn)
+    commitment_rows: list[dict[str, Any]] = []
     claims = [item.idempotency for item in items if item.idempotency is not None]
     answered = idempotency.lookup_many(conn, claims)
     remembered: list[tuple[IdemKey, int]] = []
@@ -237,7 +242,15 @@ def _append_items(
         leaf = make_leaf(
             seq=seq, prev_hash=prev_hash, recorded_at=recorded, body=raw_body, sigs=sigs
         )
-        lh = leaf_hash(leaf)
+        info_before = state.log_info()
+        commitment = committer.commit(
+            signed.entry,
+            state,
+            seq=seq,
+            log_id=info_before.log_id if info_before is not None else getattr(signed.entry, "log_id", ""),
+        )
+        lh = leaf_hash(leaf) if commitment is None else leaf_hash_v2(commitment, rest_hash(leaf))
+        crows = [] if commitment is None else [{"seq": seq, "commitment": commitment}]
         if tree is None:
             tree = CompactRange.from_store(DbNodeReader(conn), size)
         before = CompactRange(tree.size, tree.frontier)
@@ -255,6 +268,8 @@ def _append_items(
             item_also = item.also
             if item.idempotency is not None:  # stored in the item's own savepoint
                 item_also = _remembering(item.idempotency, item.also)
+            if crows:
+                item_also = _committing(committer, crows, item_also)
             failure = _write_item(conn, row, nodes, changes, item_also, seq)
             if failure is not None:
                 tree = before  # the item's nodes were rolled back with its savepoint
@@ -262,6 +277,7 @@ def _append_items(
                 continue
         else:
             node_rows.extend(nodes)
+            commitment_rows.extend(crows)
             all_changes.extend(changes)
             if item.idempotency is not None:  # stored for the whole batch at once
                 remembered.append((item.idempotency, seq))
@@ -289,6 +305,7 @@ def _append_items(
     if not savepoints:  # else each entry was written in its own savepoint
         conn.execute(insert(entries), entry_rows)
         conn.execute(insert(tree_nodes), node_rows)
+        committer.write(conn, commitment_rows)
         projections.write_changes(conn, all_changes)
     head_values = {
         "log_id": info.log_id,
@@ -320,6 +337,19 @@ def _remembering(
 
     def run(conn: Connection, seq: int) -> None:
         idempotency.remember_many(conn, [(claim, seq)])
+        if also is not None:
+            also(conn, seq)
+
+    return run
+
+
+def _committing(
+    committer: Committer, rows: list[dict[str, Any]], also: Callable[[Connection, int], None] | None
+) -> Callable[[Connection, int], None]:
+    """``also`` preceded by storing the entry's owner commitment (the savepoint path)."""
+
+    def run(conn: Connection, seq: int) -> None:
+        committer.write(conn, rows)
         if also is not None:
             also(conn, seq)
 

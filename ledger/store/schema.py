@@ -471,3 +471,34 @@ cosignatures = Table(
     Column("line", Text, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
 )
+
+# Owner-scoped audit (issue #14, migration 0013): append-only by trigger. A log writes v2
+# leaves (with an owner commitment) from ``owner_scope.from_seq`` on.
+owner_scope = Table(
+    "owner_scope",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("from_seq", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="owner_scope_single_row"),
+    CheckConstraint("from_seq >= 0", name="owner_scope_from_seq_nonneg"),
+)
+
+owner_keys = Table(
+    "owner_keys",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("epoch", Integer, primary_key=True, autoincrement=False),
+    Column("secret", LargeBinary(32), nullable=False),
+    Column("from_seq", BigInteger, nullable=False),
+    CheckConstraint("epoch >= 1", name="owner_keys_epoch_positive"),
+    CheckConstraint("length(secret) = 32", name="owner_keys_secret_32"),
+)
+
+owner_commitments = Table(
+    "owner_commitments",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("commitment", LargeBinary, nullable=False),
+    CheckConstraint("seq >= 0", name="owner_commitments_seq_nonneg"),
+    CheckConstraint("length(commitment) >= 80", name="owner_commitments_shape"),
+)

@@ -1,0 +1,129 @@
+"""Owner-scoped audit in the database (issue #14): the v2 switch, per-owner secrets, the
+commitments the write path binds into each leaf, and the scoped export.
+
+Secrets live in ``owner_keys`` (append-only): one row per owner and epoch. A new owner's
+first epoch is created in the transaction that appends its ``owner.registered`` entry, so
+no leaf touching an owner is ever written before its secret exists. Rotation adds an
+epoch used from the next append on; old leaves keep the tags of their epoch (nothing is
+rewritten), and the key file handed to an owner's auditors lists every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from ledger.errors import ConfigError, NotFound
+from ledger.kinds.stock import OwnerRegistered
+from ledger.owner_scope import OwnerSecret, key_file_json, make_commitment, new_secret
+from ledger.rules.owners import OwnerLookup, owners_touched, touches
+from ledger.store.schema import log_state, owner_commitments, owner_keys, owner_scope
+from ledger.store.schema import owners as owners_table
+
+
+def enabled_from(conn: Connection) -> int | None:
+    """The seq from which the log writes v2 leaves, or None (a v1 log)."""
+    row = conn.execute(select(owner_scope.c.from_seq)).first()
+    return int(row.from_seq) if row is not None else None
+
+
+def read_secrets(conn: Connection, owner: str | None = None) -> dict[str, list[OwnerSecret]]:
+    """Every epoch of every owner's secret (or of one owner), oldest epoch first."""
+    q = select(owner_keys).order_by(owner_keys.c.owner, owner_keys.c.epoch)
+    if owner is not None:
+        q = q.where(owner_keys.c.owner == owner)
+    out: dict[str, list[OwnerSecret]] = {}
+    for r in conn.execute(q):
+        out.setdefault(r.owner, []).append(OwnerSecret(r.owner, int(r.epoch), bytes(r.secret)))
+    return out
+
+
+def read_commitments(conn: Connection, *, start: int, end: int) -> dict[int, bytes]:
+    q = select(owner_commitments).where(owner_commitments.c.seq >= start, owner_commitments.c.seq < end)
+    return {int(r.seq): bytes(r.commitment) for r in conn.execute(q)}
+
+
+def _head_size(conn: Connection) -> int:
+    row = conn.execute(select(log_state.c.size)).first()
+    return int(row.size) if row is not None else 0
+
+
+def enable(engine: Engine, *, rand: Callable[[], bytes] = new_secret) -> int:
+    """Switch the log to v2 leaves from its next entry on, creating a secret for every
+    owner registered so far. One-way (the table is append-only). Returns that seq."""
+    with engine.begin() as conn:
+        if enabled_from(conn) is not None:
+            raise ConfigError("owner-scoped audit is already enabled on this log")
+        size = _head_size(conn)
+        conn.execute(insert(owner_scope).values(id=1, from_seq=size))
+        have = read_secrets(conn)
+        for r in conn.execute(select(owners_table.c.code)):
+            if r.code not in have:
+                conn.execute(insert(owner_keys).values(owner=r.code, epoch=1, secret=rand(), from_seq=size))
+    return size
+
+
+def rotate(engine: Engine, owner: str, *, rand: Callable[[], bytes] = new_secret) -> int:
+    """A new epoch of ``owner``'s secret, used from the next append on. Returns it."""
+    with engine.begin() as conn:
+        if enabled_from(conn) is None:
+            raise ConfigError("owner-scoped audit is not enabled on this log")
+        last = conn.execute(
+            select(func.max(owner_keys.c.epoch)).where(owner_keys.c.owner == owner)
+        ).scalar_one_or_none()
+        if last is None:
+            raise NotFound(f"no owner {owner} with a scoped-audit secret")
+        epoch = int(last) + 1
+        conn.execute(
+            insert(owner_keys).values(owner=owner, epoch=epoch, secret=rand(), from_seq=_head_size(conn))
+        )
+    return epoch
+
+
+def key_file(engine: Engine, owner: str) -> str:
+    """The key file for ``owner``'s auditors (every epoch): hand it over out of band."""
+    with engine.connect() as conn:
+        head = conn.execute(select(log_state.c.log_id)).first()
+        epochs = read_secrets(conn, owner).get(owner)
+    if head is None or not epochs:
+        raise NotFound(f"no owner {owner} with a scoped-audit secret")
+    return key_file_json(str(head.log_id), owner, epochs)
+
+
+class Committer:
+    """The write path's part (``ledger.store.log``): per appended entry, the commitment to
+    bind into its leaf (None for a v1 log), and the rows to store with it."""
+
+    def __init__(self, conn: Connection, *, rand: Callable[[], bytes] = new_secret):
+        self.enabled = enabled_from(conn) is not None
+        self._rand = rand
+        self.current: dict[str, bytes] = {}
+        self.new_keys: list[dict[str, Any]] = []
+        if self.enabled:
+            for owner, epochs in read_secrets(conn).items():
+                self.current[owner] = epochs[-1].secret
+
+    def commit(self, body: Any, state: OwnerLookup, *, seq: int, log_id: str) -> bytes | None:
+        """``C`` for ``body`` at ``seq`` (``state`` as the reducer saw it, before it)."""
+        if not self.enabled:
+            return None
+        if isinstance(body, OwnerRegistered) and body.code not in self.current:
+            secret = self._rand()
+            self.current[body.code] = secret
+            self.new_keys.append({"owner": body.code, "epoch": 1, "secret": secret, "from_seq": seq})
+        touched = owners_touched(body, state)
+        # The owners with a secret are exactly those registered so far (``enable`` made
+        # one for each earlier owner; the registration above for a new one), which is
+        # what ``touches`` means by registered.
+        chosen = [k for o, k in self.current.items() if touches(touched, o, registered=True)]
+        return make_commitment(chosen, log_id=log_id, seq=seq)
+
+    def write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Store the new owners' secrets and the batch's commitments (same transaction)."""
+        if self.new_keys:
+            conn.execute(insert(owner_keys), self.new_keys)
+            self.new_keys = []
+        if rows:
+            conn.execute(insert(owner_commitments), rows)
