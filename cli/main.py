@@ -300,7 +300,7 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
     if h is None:
         raise ConfigError("the database holds no log: run 'reserve init' first")
     event = {"actor": s.user or "local-admin", "action": "export", "outcome": "started",
-             "size": int(h.size), "via": "cli"}
+             "size": int(h.size), "via": "cli", **({"owner": args.owner} if args.owner else {})}
     from sqlalchemy.exc import SQLAlchemyError
 
     try:  # on the primary (RESERVE_DB), even when the bundle is read from a replica
@@ -310,6 +310,10 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
             "the export could not be recorded in the access log (the primary database did "
             "not take the write), so nothing was exported"
         ) from None
+    if args.owner:  # an owner-scoped bundle (issue #14)
+        from cli.owner_scope_cmd import export_owner
+
+        return export_owner(args, reader)
     size, root = export_bundle(reader, Path(args.dir))
     print(f"exported {size} entries to {args.dir} (root {root.hex()})")
     return 0
@@ -324,6 +328,14 @@ def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
     witness_policy(args)
     b = Bundle(Path(args.dir))
     trusted = _trust(args.trust, bundle_dir=Path(args.dir))
+    from cli.owner_scope_cmd import owner_secrets, verify_owner
+
+    if args.owner or b.scope is not None:  # owner-scoped (issue #14)
+        if args.owner != b.scope:
+            raise ConfigError(f"this bundle is scoped to owner {b.scope}: verify it with --owner {b.scope}"
+                              if b.scope else "this bundle is of the whole log: verify it without --owner")
+        return verify_owner(args, trusted)
+    secrets = owner_secrets(args.owner_key)
     anchor = _read_anchor(args.checkpoint)
 
     source: dict[str, Any] = {
@@ -357,6 +369,7 @@ def cmd_verify_bundle(args: argparse.Namespace, s: Settings) -> int:
             expected_size=b.manifest.get("size"),
             anchor=anchor,
             observer=observer,
+            owner_secrets=secrets,
         )
         if damaged is not None:
             raise damaged
@@ -549,11 +562,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("export", cmd_export, "write an audit bundle to DIR")
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
+    sp.add_argument("--owner", metavar="CODE", help="only this owner's part, with proof of completeness (issue #14)")
     sp.add_argument("dir")
 
     sp = add("verify-bundle", cmd_verify_bundle, "verify an export bundle offline")
     sp.set_defaults(client_ok=True)
     sp.add_argument("dir")
+    sp.add_argument("--owner", metavar="CODE", help="the bundle is this owner's scoped bundle (issue #14)")
+    sp.add_argument(
+        "--owner-key",
+        action="append",
+        metavar="FILE",
+        help="an owner's scoped-audit key file: with --owner, that owner's; without, give every "
+        "owner's to check every leaf's owner commitment",
+    )
     sp.add_argument(
         "--trust",
         required=True,
@@ -602,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_witness.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_bundle.add_parser(sub)
+    from cli import owner_scope_cmd
+
+    owner_scope_cmd.add_parser(sub)
     return p
 
 

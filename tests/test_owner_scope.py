@@ -58,9 +58,10 @@ def _receipt(led: Ledger, actor: str, site: str, owner: str, lot: str, qty: int,
     ).first_seq  # fmt: skip
 
 
-def build(led: Ledger) -> dict[str, int]:
+def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
     """The three-owner history on a log switched to v2 right after its genesis."""
-    owner_scope.enable(led.engine)
+    if enable:
+        owner_scope.enable(led.engine)
     users = [
         ("olga", ["operator"], [SITE_JP1, SITE_JP2], []),
         ("omar", ["operator"], [SITE_RO], []),
