@@ -134,3 +134,17 @@ def require_reveal(p: Principal, site: SiteRec | None, code: str) -> SiteRec:
     if CLEARANCE_ORDER.get(p.clearance, 0) < CLEARANCE_ORDER[site.classification]:
         raise Forbidden(f"opening this location needs clearance {site.classification}")
     return site
+
+
+def bundle_scope(p: Principal, owner: str | None) -> str | None:
+    """Which bundle an auditor may export (issue #14): an auditor whose keys are scoped to
+    owners gets only those owners' scoped bundles; an unscoped auditor any bundle. An
+    owner out of scope gets the answer of one that does not exist."""
+    require_role(p, AUDITOR, what="export bundles")
+    if not p.owners:
+        return owner
+    if owner is None:
+        raise Forbidden("an auditor scoped to owners exports only their bundles: add ?owner=CODE")
+    if owner not in p.owners:
+        raise NotFound(f"no owner {owner}")
+    return owner

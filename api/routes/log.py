@@ -28,6 +28,7 @@ from ledger.policy import AUDITOR, Principal
 from ledger.store.access import iter_access, iter_access_checkpoints
 from ledger.store.audit import db_rows, export_bundle
 from ledger.store.log import head
+from ledger.store.owner_export import export_owner_bundle
 from ledger.store.proofs import prove_consistency, prove_inclusion
 from ledger.store.witnesses import cosigned_note
 
@@ -126,14 +127,25 @@ def leaves(
 
 
 @router.get("/bundle", **roles(AUDITOR))
-def bundle(request: Request, svc: Services = Depends(services)) -> StreamingResponse:
+def bundle(
+    request: Request,
+    owner: str | None = Query(default=None, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9._-]{0,63}$"),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> StreamingResponse:
     """The whole bundle ``reserve export`` writes, as a tar stream of ``bundle/<file>``
     (``curl ... | tar x``, or ``reserve audit fetch DIR``), for ``reserve verify-bundle``.
-    Recorded in the access log."""
+    With ``?owner=CODE``, that owner's scoped bundle (issue #14; an auditor scoped to
+    owners gets only theirs). Recorded in the access log."""
+    owner = policy.bundle_scope(p, owner)
     work = FsPath(tempfile.mkdtemp(prefix="reserve-bundle-"))
     try:
-        size, _root = export_bundle(svc.reader, work / "bundle")
-        access_event(svc, request, action="export", outcome="started", size=size, format="bundle")
+        if owner is None:
+            size, _root = export_bundle(svc.reader, work / "bundle")
+        else:
+            size, _root, _given = export_owner_bundle(svc.reader, owner, work / "bundle")
+        scope = {} if owner is None else {"owner": owner}
+        access_event(svc, request, action="export", outcome="started", size=size, format="bundle", **scope)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
