@@ -348,8 +348,9 @@ def balances(
             )
             if (material is None or row[2] == material) and (lot is None or row[1] == lot)
         ]
+    found.sort()
     rows: list[BalanceRow] = []
-    for account, lot_, mat, qty in sorted(found):
+    for account, lot_, mat, qty in found:
         if not _in_scope(account, owner, site, owners, sites, scope):
             continue
         o, s = split_holding(account) if is_holding(account) else (None, None)

@@ -221,7 +221,7 @@ movements = Table(
 )
 
 # Every leg of every movement, with the account's balance after it: a balance as of any
-# seq is one index seek (the last posting at or before it), never a replay.
+# seq is the last snapshot before it overridden by the legs after it, never a replay.
 postings = Table(
     "postings",
     metadata,
@@ -236,8 +236,17 @@ postings = Table(
     # lot trace reads its legs from one index range, with no join to ``entries``.
     Column("kind", String(40), nullable=False),
     Column("recorded_at", String(32), nullable=False),
-    Index("postings_account_lot_seq", "account", "lot", "seq"),
-    Index("postings_lot_seq", "lot", "seq"),
+    # No (account, lot, seq) index since migration 0014: as-of reads take a snapshot and
+    # a seq range, and every append saves that index's update per leg.
+    # A lot's legs in log order, and on PostgreSQL everything a trace shows, so the
+    # trace is an index-only range (migration 0014 replaces postings_lot_seq).
+    Index(
+        "postings_lot_trace",
+        "lot",
+        "seq",
+        "n",
+        postgresql_include=["account", "delta", "balance_after", "kind", "recorded_at"],
+    ),
 )
 
 # Balance snapshots (issue #12, migration 0014): every non-zero (account, lot) balance

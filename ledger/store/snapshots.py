@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, literal, select
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, literal, select, union_all
 
 from ledger.errors import VerificationFailed
 from ledger.records import BalanceRec
@@ -86,24 +86,18 @@ def after_batch(
 
 def balances_as_of(
     conn: Connection, seq: int, where: AccountFilter
-) -> Iterator[tuple[str, str, str, int]]:
+) -> list[tuple[str, str, str, int]]:
     """(account, lot, material, quantity) of every non-zero balance just after entry
     ``seq`` whose account passes ``where`` (a filter built on an ``account`` column),
     unordered: the last snapshot at or before ``seq``, overridden by the last posting of
-    each pair after it."""
-    snap = conn.execute(
-        select(func.max(balance_snapshots.c.seq)).where(balance_snapshots.c.seq <= seq)
-    ).scalar_one_or_none()
-    base = -1 if snap is None else int(snap)
+    each pair after it. One statement: the snapshot's rows, then each pair's last leg
+    after it (``src`` orders them, so a leg overrides the snapshot)."""
+    snap = (
+        select(func.coalesce(func.max(balance_snapshots.c.seq), -1))
+        .where(balance_snapshots.c.seq <= seq)
+        .scalar_subquery()
+    )
     r = balance_snapshot_rows
-    merged: dict[tuple[str, str], tuple[str, int]] = {}
-    if snap is not None:
-        for row in conn.execute(
-            select(r.c.account, r.c.lot, r.c.material, r.c.quantity).where(
-                r.c.seq == base, where(r.c.account)
-            )
-        ):
-            merged[(row.account, row.lot)] = (row.material, int(row.quantity))
     p = postings
     ranked = (
         select(
@@ -115,18 +109,26 @@ def balances_as_of(
             .over(partition_by=(p.c.account, p.c.lot), order_by=(p.c.seq.desc(), p.c.n.desc()))
             .label("rn"),
         )
-        .where(p.c.seq > base, p.c.seq <= seq, where(p.c.account))
+        .where(p.c.seq > snap, p.c.seq <= seq, where(p.c.account))
         .subquery()
     )
-    for row in conn.execute(
-        select(ranked.c.account, ranked.c.lot, ranked.c.material, ranked.c.balance_after).where(
-            ranked.c.rn == 1
-        )
-    ):
-        merged[(row.account, row.lot)] = (row.material, int(row.balance_after))
-    for (account, lot), (material, qty) in merged.items():
-        if qty != 0:
-            yield account, lot, material, qty
+    both = union_all(
+        select(r.c.account, r.c.lot, r.c.material, r.c.quantity, literal(0).label("src")).where(
+            r.c.seq == snap, where(r.c.account)
+        ),
+        select(
+            ranked.c.account,
+            ranked.c.lot,
+            ranked.c.material,
+            ranked.c.balance_after,
+            literal(1).label("src"),
+        ).where(ranked.c.rn == 1),
+    ).subquery()
+    rows = conn.execute(
+        select(both.c.account, both.c.lot, both.c.material, both.c.quantity).order_by(both.c.src)
+    ).all()
+    merged = {(a, lot): (a, lot, m, int(q)) for a, lot, m, q in rows}
+    return [v for v in merged.values() if v[3] != 0]
 
 
 # -- verifying --------------------------------------------------------------------------

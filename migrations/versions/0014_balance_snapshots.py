@@ -55,6 +55,16 @@ def upgrade() -> None:
         ),
     )
     _add_posting_columns(pg)
+    # A trace reads one index range; on PostgreSQL an index-only one. As-of reads no
+    # longer seek (account, lot, seq): the index goes, and its cost on every append.
+    op.drop_index("postings_account_lot_seq", table_name="postings")
+    op.drop_index("postings_lot_seq", table_name="postings")
+    op.create_index(
+        "postings_lot_trace",
+        "postings",
+        ["lot", "seq", "n"],
+        postgresql_include=["account", "delta", "balance_after", "kind", "recorded_at"],
+    )
     _backfill_snapshots()
     _append_only(pg)
 
@@ -176,6 +186,9 @@ def _append_only(pg: bool) -> None:
 
 def downgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
+    op.drop_index("postings_lot_trace", table_name="postings")
+    op.create_index("postings_lot_seq", "postings", ["lot", "seq"])
+    op.create_index("postings_account_lot_seq", "postings", ["account", "lot", "seq"])
     op.drop_table("balance_snapshot_rows")
     op.drop_table("balance_snapshots")
     if pg:
