@@ -34,6 +34,7 @@ from bench.common import (
     presign,
     quiet_logs,
 )
+from ledger.store import snapshots
 
 SECTION = "stock"
 OWNERS = [f"OWN-{i}" for i in range(5)]
@@ -68,6 +69,9 @@ def _history(n_mov: int, n_lots: int, hot_legs: int, rng: random.Random):
     ent: list[tuple[Any, ...]] = []
     post: list[tuple[Any, ...]] = []
     leaf_pad = secrets.token_bytes(300)
+    n_post = 0
+    snaps: list[tuple[int, int]] = []
+    _history.snapshots = snaps  # type: ignore[attr-defined]
     for seq in range(n_mov):
         lot = HOT_LOT if seq % hot_every == 0 else lot_codes[rng.randrange(n_lots)]
         owner = lot_owner[lot]
@@ -85,14 +89,22 @@ def _history(n_mov: int, n_lots: int, hot_legs: int, rng: random.Random):
         t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base_t + seq * 30)) + ".000000Z"
         ent.append((seq, f"e{seq:031d}", kind, "olga", t, secrets.token_bytes(32),
                     leaf_pad))
-        post.append((seq, 0, src, MATERIAL, lot, -q, b_src))
-        post.append((seq, 1, dst, MATERIAL, lot, q, b_dst))
-        if len(ent) >= 20_000:
-            yield ent, post
+        post.append((seq, 0, src, MATERIAL, lot, -q, b_src, kind, t))
+        post.append((seq, 1, dst, MATERIAL, lot, q, b_dst, kind, t))
+        n_post += 2
+        snap: list[tuple[Any, ...]] = []
+        if snapshots.due(n_post - 2, n_post):
+            # What the append path stores (ledger.store.snapshots.take): every non-zero
+            # balance after this entry.
+            snaps.append((seq, n_post))
+            snap = [(seq, a, lot_, MATERIAL, v) for (a, lot_), v in bal.items() if v != 0]
+        if len(ent) >= 20_000 or snap:
+            yield ent, post, snap
             ent, post = [], []
     if ent:
-        yield ent, post
+        yield ent, post, []
     _history.balances = bal  # type: ignore[attr-defined]
+    _history.postings = n_post  # type: ignore[attr-defined]
     _history.lots = lot_codes  # type: ignore[attr-defined]
 
 
@@ -107,23 +119,40 @@ def _load(url: str, sizes: dict[str, int], rng: random.Random, log: Callable[[st
         cur = raw.cursor()
         cur.execute("DROP TRIGGER IF EXISTS entries_in_order ON entries")
         # Load first, index after: drop the secondary postings indexes, recreate at end.
-        cur.execute("DROP INDEX IF EXISTS postings_account_lot_seq")
-        cur.execute("DROP INDEX IF EXISTS postings_lot_seq")
+        cur.execute("DROP INDEX IF EXISTS postings_lot_trace")
         raw.commit()
         n_post = 0
-        for ent, post in _history(sizes["movements"], sizes["lots"], sizes["hot_legs"], rng):
+        n_snap_rows = 0
+        for ent, post, snap in _history(sizes["movements"], sizes["lots"], sizes["hot_legs"], rng):
             with cur.copy(
                 "COPY entries (seq, entry_id, kind, author, recorded_at, leaf_hash, leaf) FROM STDIN"
             ) as cp:
                 for r in ent:
                     cp.write_row(r)
             with cur.copy(
-                "COPY postings (seq, n, account, material, lot, delta, balance_after) FROM STDIN"
+                "COPY postings (seq, n, account, material, lot, delta, balance_after, kind,"
+                " recorded_at) FROM STDIN"
             ) as cp:
                 for r in post:
                     cp.write_row(r)
+            if snap:
+                seq_, count = _history.snapshots[-1]  # type: ignore[attr-defined]
+                cur.execute(
+                    "INSERT INTO balance_snapshots (seq, postings) VALUES (%s, %s)", (seq_, count)
+                )
+                with cur.copy(
+                    "COPY balance_snapshot_rows (seq, account, lot, material, quantity) FROM STDIN"
+                ) as cp:
+                    for r in snap:
+                        cp.write_row(r)
+                n_snap_rows += len(snap)
             n_post += len(post)
             raw.commit()
+        cur.execute(
+            "INSERT INTO log_state (id, log_id, log_key, size, head_hash, last_recorded_at,"
+            " postings) VALUES (1, 'bench', 'bench', %s, 'bench', 'bench', %s)",
+            (sizes["movements"], n_post),
+        )
         bal = _history.balances  # type: ignore[attr-defined]
         lots_ = _history.lots  # type: ignore[attr-defined]
         with cur.copy("COPY balances (account, lot, material, quantity) FROM STDIN") as cp:
@@ -136,10 +165,14 @@ def _load(url: str, sizes: dict[str, int], rng: random.Random, log: Callable[[st
             for lot in lots_:
                 cp.write_row((lot, MATERIAL, "AU", "bench", "99.50", "TREO", "00" * 32, "[]", 0))
         cur.execute(
-            "CREATE INDEX postings_account_lot_seq ON postings (account, lot, seq)"
+            "CREATE INDEX postings_lot_trace ON postings (lot, seq, n)"
+            " INCLUDE (account, delta, balance_after, kind, recorded_at)"
         )
-        cur.execute("CREATE INDEX postings_lot_seq ON postings (lot, seq)")
-        cur.execute("ANALYZE")
+        raw.commit()
+        # A settled history: the visibility map lets the trace read the index alone.
+        raw.autocommit = True
+        cur.execute("VACUUM ANALYZE")
+        raw.autocommit = False
         raw.commit()
     finally:
         raw.close()
@@ -148,6 +181,7 @@ def _load(url: str, sizes: dict[str, int], rng: random.Random, log: Callable[[st
     log(
         f"   history: {sizes['movements']:,} movements, {n_post:,} postings, {len(bal):,} "
         f"(account, lot) pairs ({holding_pairs:,} holdings), {len(lots_):,} lots,"
+        f" {len(_history.snapshots):,} snapshots ({n_snap_rows:,} rows),"  # type: ignore[attr-defined]
         f" loaded in {time.perf_counter() - t0:.0f}s"
     )
     return {"postings": n_post, "pairs": len(bal), "holding_pairs": holding_pairs,

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -18,10 +19,11 @@ from ledger.checkpoint import note_verifier_key, parse_checkpoint
 from ledger.errors import ConfigError, LedgerError, VerificationFailed
 from ledger.merkle import CompactRange
 from ledger.records import record_to_json
-from ledger.state import COMPARED_TABLES
+from ledger.state import COMPARED_TABLES, Change, State
 from ledger.store import owner_scope, projections
 from ledger.store.log import DbNodeReader
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
+from ledger.store.snapshots import SnapshotCheck
 from ledger.store.witnesses import cosigned_note
 from ledger.verify import LeafRow, Projections, Report, VerifyObserver, verify_history
 
@@ -178,6 +180,8 @@ def verify_connection(
     """:func:`verify_database` inside the caller's transaction (a restore verifies what
     it wrote before it commits)."""
     size = _snapshot_size(conn)
+    # Postings and balance snapshots are checked as the replay passes them (issue #12).
+    stored = SnapshotCheck(conn)
     report = verify_history(
         db_rows(conn, upto=size),
         db_checkpoints(conn, upto=max(size, _max_cp(conn))),
@@ -187,9 +191,11 @@ def verify_connection(
         progress=progress,
         expected_size=_head_size(conn),
         anchor=anchor,
-        observer=observer,
+        observer=_Both(stored, observer) if observer is not None else stored,
         owner_secrets=_all_owner_secrets(conn),
     )
+    head_postings = conn.execute(select(log_state.c.postings)).scalar_one_or_none()
+    stored.finish(head_postings=int(head_postings or 0))
     _check_checkpoint_columns(conn)
     _check_tree_nodes(conn, report.size)
     head = conn.execute(select(log_state)).first()
@@ -232,6 +238,21 @@ def verify_access(engine: Engine, *, log_id: str, log_keys: list[bytes]) -> dict
             iter_access(conn), iter_access_checkpoints(conn), log_id=log_id, log_keys=log_keys
         )
     return {"size": rep.size, "root": rep.root.hex(), "checkpoints": rep.checkpoints}
+
+
+class _Both:
+    """Two observers of one verification, the database's own checks first."""
+
+    def __init__(self, first: VerifyObserver, second: VerifyObserver):
+        self._first, self._second = first, second
+
+    def entry(self, seq: int, leaf: Any, changes: list[Change], state: State) -> None:
+        self._first.entry(seq, leaf, changes, state)
+        self._second.entry(seq, leaf, changes, state)
+
+    def checkpoint(self, size: int, note: str) -> None:
+        self._first.checkpoint(size, note)
+        self._second.checkpoint(size, note)
 
 
 def _max_cp(conn: Connection) -> int:

@@ -25,8 +25,8 @@ from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, Stora
 from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.owner_scope import leaf_hash_v2, rest_hash
 from ledger.reducer import Context, apply
-from ledger.state import CLOCK_SKEW, Change, State
-from ledger.store import idempotency, projections
+from ledger.state import CLOCK_SKEW, Change, Post, State
+from ledger.store import idempotency, projections, snapshots
 from ledger.store.db import write_transaction
 from ledger.store.idempotency import IdemKey
 from ledger.store.owner_scope import Committer
@@ -209,6 +209,7 @@ def _append_items(
     node_rows: list[dict[str, Any]] = []
     all_changes: list[Change] = []
     results: list[Any] = []
+    legs: dict[int, int] = {}  # postings of each written entry, by seq
     afterwards: list[tuple[Callable[[Connection, int], None], int]] = []
     first_seq = size
     for index, item in enumerate(items):
@@ -284,6 +285,7 @@ def _append_items(
             if item.also is not None:
                 afterwards.append((item.also, seq))
         state.apply(changes)
+        legs[seq] = sum(1 for ch in changes if isinstance(ch, Post))
         entry_rows.append(row)
         prev_hash = lh.hex()
         results.append(seq)
@@ -306,7 +308,18 @@ def _append_items(
         conn.execute(insert(entries), entry_rows)
         conn.execute(insert(tree_nodes), node_rows)
         committer.write(conn, commitment_rows)
-        projections.write_changes(conn, all_changes)
+        projections.write_changes(
+            conn,
+            all_changes,
+            kinds={r["seq"]: r["kind"] for r in entry_rows},
+            recorded_at=recorded,
+        )
+    # Balance snapshots the batch made due (issue #12), after its projections.
+    posted = snapshots.after_batch(
+        conn,
+        before=int(head.postings) if head is not None else 0,
+        per_entry=[(r["seq"], legs.get(r["seq"], 0)) for r in entry_rows],
+    )
     head_values = {
         "log_id": info.log_id,
         "log_key": info.log_key,
@@ -315,6 +328,7 @@ def _append_items(
         "size": new_size,
         "head_hash": prev_hash,
         "last_recorded_at": recorded,
+        "postings": posted,
     }
     if head is None:
         conn.execute(insert(log_state).values(id=1, **head_values))
@@ -372,7 +386,9 @@ def _write_item(
         with conn.begin_nested():
             conn.execute(insert(entries), [row])
             conn.execute(insert(tree_nodes), nodes)
-            projections.write_changes(conn, changes)
+            projections.write_changes(
+                conn, changes, kinds={seq: row["kind"]}, recorded_at=row["recorded_at"]
+            )
             if also is not None:
                 also(conn, seq)
     except LedgerError as exc:

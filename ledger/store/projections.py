@@ -8,7 +8,7 @@ full replay by the verifier.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -137,8 +137,12 @@ def _key_clause(spec: Spec, keys_: list[Hashable]) -> Any:
     return tuple_(*cols).in_([tuple(k) for k in keys_])  # type: ignore[arg-type]
 
 
-def write_changes(conn: Connection, changes: Iterable[Change]) -> None:
-    """Persist a batch's changes; only the last value of each record matters."""
+def write_changes(
+    conn: Connection, changes: Iterable[Change], *, kinds: Mapping[int, str], recorded_at: str
+) -> int:
+    """Persist a batch's changes; only the last value of each record matters. Each
+    posting also gets its entry's kind (``kinds`` by seq) and the batch's log time, so a
+    lot trace needs no join (issue #12). Returns the number of postings written."""
     key_rows: dict[str, dict[str, Any]] = {}
     puts: dict[str, dict[Hashable, Any]] = {}
     posting_rows: list[dict[str, Any]] = []
@@ -156,6 +160,8 @@ def write_changes(conn: Connection, changes: Iterable[Change]) -> None:
                     "lot": p.lot,
                     "delta": p.delta,
                     "balance_after": p.balance_after,
+                    "kind": kinds[p.seq],
+                    "recorded_at": recorded_at,
                 }
             )
         elif isinstance(ch, PutKey):
@@ -171,6 +177,7 @@ def write_changes(conn: Connection, changes: Iterable[Change]) -> None:
         upsert(conn, spec.table, rows, key=list(spec.key_cols))
     if posting_rows:
         conn.execute(insert(schema.postings), posting_rows)
+    return len(posting_rows)
 
 
 def read_table(conn: Connection, name: str) -> dict[Hashable, Any]:

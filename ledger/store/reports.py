@@ -44,6 +44,7 @@ from ledger.report_rows import AccountQuantity as AccountQuantity
 from ledger.report_rows import BalanceRow as BalanceRow
 from ledger.report_rows import LotTrace as LotTrace
 from ledger.report_rows import TraceLeg as TraceLeg
+from ledger.store import snapshots
 from ledger.store.schema import (
     balances as balances_t,
 )
@@ -238,8 +239,11 @@ def _account_filters(
     sites: Sequence[str] | None,
     include_virtual: bool,
     scope: StockScope | None = None,
+    column: Any = None,
 ) -> ColumnElement[bool]:
-    acct = balances_t.c.account
+    """The account filter on ``column`` (default ``balances.account``; the snapshot
+    reads apply it to the snapshot rows and the postings)."""
+    acct = balances_t.c.account if column is None else column
     holdings_only = not include_virtual or any(
         x is not None for x in (owner, site, owners, sites, scope)
     )
@@ -310,45 +314,47 @@ def balances(
     only with ``include_virtual`` and no owner or site filter or scope. A seq past the
     end of the log is refused (:func:`resolve_as_of`)."""
     b = balances_t
-    where = _account_filters(
-        owner=owner,
-        site=site,
-        owners=owners,
-        sites=sites,
-        include_virtual=include_virtual,
-        scope=scope,
-    )
+    filters = {
+        "owner": owner,
+        "site": site,
+        "owners": owners,
+        "sites": sites,
+        "include_virtual": include_virtual,
+        "scope": scope,
+    }
     if as_of_seq is not None and as_of_seq >= 0:
         _check_seq(as_of_seq, _log_size(conn))
-    if material is not None:
-        where = and_(where, b.c.material == material)
-    if lot is not None:
-        where = and_(where, b.c.lot == lot)
     if as_of_seq is not None and as_of_seq < 0:
         return []
+    found: list[tuple[str, str, str, int]]
     if as_of_seq is None:
-        q = select(b.c.account, b.c.lot, b.c.material, b.c.quantity.label("qty")).where(
+        where = _account_filters(**filters)  # type: ignore[arg-type]
+        if material is not None:
+            where = and_(where, b.c.material == material)
+        if lot is not None:
+            where = and_(where, b.c.lot == lot)
+        q = select(b.c.account, b.c.lot, b.c.material, b.c.quantity).where(
             where, b.c.quantity != 0
         )
+        found = [(r.account, r.lot, r.material, int(r.quantity)) for r in conn.execute(q)]
     else:
-        p = postings
-        last = (
-            select(p.c.balance_after)
-            .where(p.c.account == b.c.account, p.c.lot == b.c.lot, p.c.seq <= as_of_seq)
-            .order_by(p.c.seq.desc(), p.c.n.desc())
-            .limit(1)
-            .correlate(b)
-            .scalar_subquery()
-        )
-        q = select(b.c.account, b.c.lot, b.c.material, last.label("qty")).where(where)
+        # One snapshot and the postings after it (issue #12; ledger.store.snapshots).
+        found = [
+            row
+            for row in snapshots.balances_as_of(
+                conn,
+                as_of_seq,
+                lambda col: _account_filters(**filters, column=col),  # type: ignore[arg-type]
+            )
+            if (material is None or row[2] == material) and (lot is None or row[1] == lot)
+        ]
+    found.sort()
     rows: list[BalanceRow] = []
-    for r in conn.execute(q.order_by(b.c.account, b.c.lot)):
-        if r.qty is None or int(r.qty) == 0:
+    for account, lot_, mat, qty in found:
+        if not _in_scope(account, owner, site, owners, sites, scope):
             continue
-        if not _in_scope(r.account, owner, site, owners, sites, scope):
-            continue
-        o, s = split_holding(r.account) if is_holding(r.account) else (None, None)
-        rows.append(BalanceRow(r.account, o, s, r.material, r.lot, int(r.qty)))
+        o, s = split_holding(account) if is_holding(account) else (None, None)
+        rows.append(BalanceRow(account, o, s, mat, lot_, qty))
     return rows
 
 
@@ -376,17 +382,18 @@ def trace_lot(conn: Connection, lot: str, *, owners: Sequence[str] | None = None
     if material is None:
         raise NotFound(f"no lot '{lot}' is registered")
     p = postings
+    # Each leg carries its entry's kind and time (migration 0014): one range of the
+    # (lot, seq) index, no join to ``entries`` per leg (issue #12).
     q = (
         select(
             p.c.seq,
             p.c.n,
-            entries.c.recorded_at,
-            entries.c.kind,
+            p.c.recorded_at,
+            p.c.kind,
             p.c.account,
             p.c.delta,
             p.c.balance_after,
         )
-        .join(entries, entries.c.seq == p.c.seq)
         .where(p.c.lot == lot)
         .order_by(p.c.seq, p.c.n)
     )

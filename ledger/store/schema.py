@@ -73,7 +73,11 @@ log_state = Table(
     # Migration 0006 (issue #9): the v1 signature ratchet and the genesis' demo mark.
     Column("entry_sig_version", SmallInteger, nullable=False, server_default="1"),
     Column("demo", Boolean, nullable=False, server_default=false()),
+    # Migration 0014 (issue #12): postings written so far, which places the balance
+    # snapshots (one every ``ledger.store.snapshots.SNAPSHOT_EVERY`` postings).
+    Column("postings", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("id = 1", name="log_state_single_row"),
+    CheckConstraint("postings >= 0", name="log_state_postings_nonneg"),
 )
 
 keys = Table(
@@ -217,7 +221,7 @@ movements = Table(
 )
 
 # Every leg of every movement, with the account's balance after it: a balance as of any
-# seq is one index seek (the last posting at or before it), never a replay.
+# seq is the last snapshot before it overridden by the legs after it, never a replay.
 postings = Table(
     "postings",
     metadata,
@@ -228,8 +232,53 @@ postings = Table(
     Column("lot", String(64), nullable=False),
     Column("delta", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=False),
-    Index("postings_account_lot_seq", "account", "lot", "seq"),
-    Index("postings_lot_seq", "lot", "seq"),
+    # Migration 0014 (issue #12): the entry's kind and log time beside each leg, so a
+    # lot trace reads its legs from one index range, with no join to ``entries``.
+    Column("kind", String(40), nullable=False),
+    Column("recorded_at", String(32), nullable=False),
+    # No (account, lot, seq) index since migration 0014: as-of reads take a snapshot and
+    # a seq range, and every append saves that index's update per leg.
+    # A lot's legs in log order, and on PostgreSQL everything a trace shows, so the
+    # trace is an index-only range (migration 0014 replaces postings_lot_seq).
+    Index(
+        "postings_lot_trace",
+        "lot",
+        "seq",
+        "n",
+        postgresql_include=["account", "delta", "balance_after", "kind", "recorded_at"],
+    ),
+)
+
+# Balance snapshots (issue #12, migration 0014): every non-zero (account, lot) balance
+# just after entry ``seq``, taken every ``SNAPSHOT_EVERY`` postings in the append
+# transaction. An as-of balance reads one snapshot and the postings after it. Append-only
+# like ``postings``; the verifier checks each against its replay (ledger.store.snapshots).
+balance_snapshots = Table(
+    "balance_snapshots",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("entries.seq"), primary_key=True, autoincrement=False),
+    Column("postings", BigInteger, nullable=False),
+    CheckConstraint("postings > 0", name="balance_snapshots_postings_pos"),
+)
+
+balance_snapshot_rows = Table(
+    "balance_snapshot_rows",
+    metadata,
+    Column(
+        "seq",
+        BigInteger,
+        ForeignKey("balance_snapshots.seq"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("account", String(300), primary_key=True),
+    Column("lot", String(64), primary_key=True),
+    Column("material", String(64), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    CheckConstraint("quantity <> 0", name="balance_snapshot_rows_nonzero"),
+    CheckConstraint(
+        "account NOT LIKE 'H/%' OR quantity > 0", name="balance_snapshot_rows_holding_pos"
+    ),
 )
 
 # Sealed site locations (DESIGN.md, Secrets): AES-256-GCM ciphertext of the salt and the
