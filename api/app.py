@@ -40,7 +40,8 @@ def create_app(svc: Services) -> FastAPI:
         description="Signed, append-only ledger of strategic reserve stock. Every route lists the roles "
         "allowed to call it (x-roles). Errors are RFC 9457 problem details.",
         lifespan=_lifespan,
-        # /docs is served from local files by api.web (issue #13: no CDN); ReDoc has none.
+        # /docs is served from local files by api.web (issue #13: no CDN); ReDoc is not:
+        # its script loads its logo from its vendor's CDN.
         docs_url=None,
         redoc_url=None,
     )

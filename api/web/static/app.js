@@ -26,12 +26,13 @@ export function nfc(value) {
 }
 
 // RFC 8785: members sorted by UTF-16 code units (JS's default sort, section 3.2.3);
-// strings as ECMAScript JSON.stringify writes them (3.2.2.2). Entries hold integers only:
-// anything else is refused rather than written in a form the service would not produce.
+// strings as ECMAScript JSON.stringify writes them (3.2.2.2); numbers as ECMAScript's
+// Number.prototype.toString (3.2.2.3: what String() gives). Entries hold integers only;
+// a location's coordinates are the only fractions a page ever canonicalises.
 export function jcs(value) {
   if (value === null || typeof value === "boolean") return JSON.stringify(value);
   if (typeof value === "number") {
-    if (!Number.isSafeInteger(value)) throw new Error("only integers within 2^53 can be signed");
+    if (!Number.isFinite(value)) throw new Error("NaN and infinities have no JSON form");
     return String(value);
   }
   if (typeof value === "string") return JSON.stringify(value);
@@ -392,7 +393,7 @@ function wire() {
   on("#key-login", "submit", (e) => { e.preventDefault(); keyLogin(e.target); });
   on("#demo-login", "submit", (e) => { e.preventDefault(); demoLogin(); });
   on("#enrol-form", "submit", (e) => { e.preventDefault(); enrol(); });
-  on("#reveal-form", "submit", (e) => { e.preventDefault(); reveal(e.target); });
+  on("#reveal", "submit", (e) => { e.preventDefault(); reveal(e.target); });
   on("#bundle-download", "click", () => downloadBundle());
   on("#signout", "click", async () => {
     sessionStorage.removeItem(TOKEN);
