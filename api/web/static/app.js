@@ -222,6 +222,7 @@ function formFields(form) {
 
 async function submitEntry(form) {
   clearErrors(form);
+  say("Preparing the entry…");
   const fields = formFields(form);
   const user = currentUser();
   const rec = user ? await getKey(user) : undefined;
@@ -259,6 +260,7 @@ async function submitEntry(form) {
 }
 
 async function cosign(pid) {
+  say("Fetching the proposal…");
   const user = currentUser();
   const rec = user ? await getKey(user) : undefined;
   try {
