@@ -200,7 +200,7 @@ def _cover_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     the days themselves are the report's, ``ledger.store.reports.cover``)."""
     bars = []
     top = max([1.0] + [max(float(r["days_held"]), float(r["target_days"])) for r in rows])
-    width = 560.0
+    width, left = 400.0, 220.0
     for i, r in enumerate(rows):
         held = float(r["days_held"])
         target = float(r["target_days"])
@@ -209,7 +209,8 @@ def _cover_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "y": 10 + i * 44,
                 "label": f"{r['owner']} {r['material']}",
                 "held_w": round(width * held / top, 1),
-                "target_x": round(160 + width * target / top, 1),
+                "value_x": round(left + 6 + width * held / top, 1),
+                "target_x": round(left + width * target / top, 1),
                 "held": r["days_held"],
                 "target": r["target_days"],
                 "met": held >= target,
