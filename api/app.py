@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors, metrics
+from api import errors, metrics, web
 from api.audit import refusal_event
 from api.request_context import RequestContext
 from api.routes import log as log_routes
@@ -40,6 +40,10 @@ def create_app(svc: Services) -> FastAPI:
         description="Signed, append-only ledger of strategic reserve stock. Every route lists the roles "
         "allowed to call it (x-roles). Errors are RFC 9457 problem details.",
         lifespan=_lifespan,
+        # /docs is served from local files by api.web (issue #13: no CDN); ReDoc is not:
+        # its script loads its logo from its vendor's CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = svc
     errors.install(app)
@@ -71,6 +75,7 @@ def create_app(svc: Services) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(registry_routes.router)
+    web.mount(app)  # the pages and a local /docs (issue #13)
     if svc.settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (uvicorn's
         # middleware takes the right-most address not itself a trusted proxy).
