@@ -1,7 +1,8 @@
 """``reserve`` commands of the stock domain: reference data, movements and reports.
 
 Quantities are typed as decimal strings with a unit ("12.5 t") and converted exactly
-(``ledger.units``). A transfer, loan or movement may be named by its entry id or by the
+(``ledger.units``). A transfer, loan or movement may be named by its entry id, a unique id
+prefix of 8+ characters (issue #12) or by the
 ``seq`` the CLI printed when it was recorded. A location is never typed on the command
 line (it would land in shell history): it is read from a JSON file or standard input.
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cli.files import read_bytes, read_json
 from cli.output import add_format, emit, print_table
 from ledger.errors import ConfigError, InvalidEntry
+from ledger.refs import FIELD_KINDS
 from ledger.timefmt import now
 from ledger.units import format_quantity, parse_quantity
 
@@ -211,7 +213,7 @@ MOVEMENTS: tuple[Movement, ...] = (
              cosigner_flag="--second-officer"),
     Movement("reverse", "stock.reversal", "reverse an earlier movement (within 30 days)",
              (Flag("--reason", "reason"),
-              Flag("ref", "reverses", REF, positional=True, help="seq or entry id of the movement")), owner=False),
+              Flag("ref", "reverses", REF, positional=True, help="seq, entry id or id prefix (8+ characters) of the movement")), owner=False),
 )
 
 
@@ -229,7 +231,7 @@ def movement_body_fields(m: Movement, b: Backend, a: argparse.Namespace) -> dict
         if f.type in (QTY, QTY0):
             value = _qty(value, f.field, allow_zero=f.type == QTY0)
         elif f.type == REF:
-            value = b.entry_ref(value)
+            value = b.entry_ref(value, kinds=FIELD_KINDS.get(f.field, ()))
         fields[f.field] = value
     fields["occurred_at"] = a.at or now()
     return fields

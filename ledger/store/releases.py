@@ -442,6 +442,19 @@ def order_of_request(
     return _order_view(recs[0], _norm(at))
 
 
+def resolve_order(
+    conn: Connection, ref: str, *, owners: Sequence[str] | None, at: str, field: str = "order"
+) -> str:
+    """The order id a reference names: the order itself or the request it ordered, by
+    seq, id or id prefix (``ledger.refs``; issue #12: ``release report`` accepts both)."""
+    from ledger.refs import resolve_entry
+
+    found = resolve_entry(conn, ref, kinds=("release.ordered", "release.requested"), field=field)
+    if found.kind == "release.requested":
+        return order_of_request(conn, found.entry_id, owners=owners, at=at).id
+    return found.entry_id
+
+
 def order_report(
     conn: Connection, order_id: str, *, owners: Sequence[str] | None, at: str
 ) -> OrderReport:
@@ -521,4 +534,5 @@ __all__ = [
     "open_requests",
     "order_of_request",
     "order_report",
+    "resolve_order",
 ]
