@@ -17,8 +17,9 @@ from sqlalchemy import Connection
 
 from ledger import views
 from ledger.errors import NotFound
+from ledger.policy import Principal
 from ledger.refs import resolve_entry
-from ledger.store import releases, reports
+from ledger.store import inbox, releases, reports
 from ledger.store.projections import read_keys, read_table
 from ledger.timefmt import now
 from ledger.units import format_quantity
@@ -158,7 +159,26 @@ def _ref(conn: Connection, q: dict[str, Any], ref: str) -> Any:
     return {"seq": found.seq, "entry_id": found.entry_id, "kind": found.kind}
 
 
+def _principal(conn: Connection, q: dict[str, Any]) -> Principal | None:
+    """Local mode: the scope of the user named by ``--as`` (else everything)."""
+    user = q.get("as_user")
+    return Principal.from_keys(str(user), read_keys(conn).values()) if user else None
+
+
+def _transfers(conn: Connection, q: dict[str, Any]) -> Any:
+    rows = inbox.transfers_for(conn, _principal(conn, q), inbound=str(q.get("inbound")) == "true")
+    return {"transfers": [inbox.transfer_view(r) for r in rows]}
+
+
+def _inbox_orders(conn: Connection, q: dict[str, Any]) -> Any:
+    p = _principal(conn, q)
+    rows = inbox.orders_for(conn, p, at=now(), executable=str(q.get("executable")) == "true")
+    return {"orders": [inbox.order_view(o) for o in rows]}
+
+
 ROUTES: dict[str, Callable[[Connection, dict[str, Any]], Any]] = {
+    "/transfers": _transfers,
+    "/orders": _inbox_orders,
     "/sites": _sites,
     "/balances": _balances,
     "/cover": _cover,

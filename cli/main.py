@@ -592,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cli import audit as cli_audit
     from cli import bundle_cmd as cli_bundle
+    from cli import inbox as cli_inbox
     from cli import ops as cli_ops
     from cli import proposals as cli_proposals
     from cli import release as cli_release
@@ -600,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_stock.register(sub, wrap=wrap)
     cli_release.register(sub, wrap=wrap)
+    cli_inbox.register(sub, wrap=wrap)  # issue #12: inboxes
     cli_proposals.add_parser(sub, wrap=wrap)
     cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     cli_witness.add_parser(sub)

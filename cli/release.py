@@ -166,6 +166,15 @@ def revoke(b: Backend, a: argparse.Namespace) -> int:
 # -- reading ----------------------------------------------------------------------------
 
 
+def _print_approvals(approvals: list[Any]) -> None:
+    for x in approvals:
+        cond = f", condition: at most {format_quantity(x.cap)}" if x.cap is not None else ""
+        gone = f" (does not count: {x.note})" if not x.counts else ""
+        print(f"    - {x.user} at seq {x.seq}{cond}{gone}")
+        if getattr(x, "comment", ""):  # issue #12: the approver's words travel with the order
+            print(f"      comment: {x.comment}")
+
+
 def _print_request(r: Any) -> None:
     print(
         f"request {r.id} (seq {r.seq}) by {r.requester} at {r.recorded_at}: {r.status}, "
@@ -184,10 +193,7 @@ def _print_request(r: Any) -> None:
     quorum = r.quorum if r.quorum is not None else "-"
     counted = sum(1 for x in r.approvals if x.counts)
     print(f"  approvals: {counted} of {quorum} needed")
-    for x in r.approvals:
-        cond = f", condition: at most {format_quantity(x.cap)}" if x.cap is not None else ""
-        gone = f" (does not count: {x.note})" if not x.counts else ""
-        print(f"    - {x.user} at seq {x.seq}{cond}{gone}")
+    _print_approvals(r.approvals)
     for need in r.needs:
         print(f"  still needs: {need}")
 
@@ -252,6 +258,9 @@ def show(b: Backend, a: argparse.Namespace) -> int:
         if prefix:
             print(prefix)
         _print_order(_ns(rep["order"]))
+        approvals = _ns(rep.get("approvals", []))
+        print(f"  approvals ({len(approvals)}, quorum {rep.get('quorum', '-')}):")
+        _print_approvals(approvals)
         if rows:
             print()
             print_table(EXEC_HEADERS, rows)
