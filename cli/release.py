@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cli.output import add_format, emit, print_table
+from cli.report_opts import add_page_format
 from cli.stock import _act, _read_file, csv_list
 from ledger.errors import ConfigError, NotFound
 from ledger.kinds.release import REGIMES
@@ -298,13 +299,24 @@ def list_all(b: Backend, a: argparse.Namespace) -> int:
 
 
 def report(b: Backend, a: argparse.Namespace) -> int:
-    import json
+    """The order's report to parliament (issue #12: a table, JSON, CSV of the
+    executions, or a page to hand on: Markdown or HTML, tonnes, site codes only)."""
+    from cli import report_pages as pages
 
     rep = _report(b, b.entry_ref(a.order, kinds=REQUEST + ORDER))
-    if a.format == "csv":
-        return emit("csv", doc=rep, headers=EXEC_HEADERS, rows=_exec_rows(rep.get("executions", [])))
-    print(json.dumps(rep, indent=2))  # the report is a document: JSON for table and json
-    return 0
+    if a.format in ("md", "html"):
+        print(pages.order_page(rep, a.format), end="")
+        return 0
+
+    def text() -> None:
+        for line in pages.order_summary(rep):
+            print(line)
+        print()
+        print_table(pages.APPROVAL_HEADERS, pages.approval_rows(rep))
+        print()
+        print_table(pages.EXEC_HEADERS, pages.execution_rows(rep))
+
+    return emit(a.format, doc=rep, headers=pages.EXEC_HEADERS, rows=pages.execution_rows(rep), text=text)
 
 
 POLICY_HEADERS = ["OWNER", "MATERIAL", "FROM", "QUORUM", "REGIMES", "CRISIS", "TOLERANCE", "STATE"]
@@ -426,7 +438,7 @@ def register(sub: Any, *, wrap: Any) -> None:
     sp.add_argument("--owner", help="comma-separated owner codes")
     sp.add_argument("--all", action="store_true", help="also expired, revoked, used-up orders")
     sp.set_defaults(fn=wrap(list_all))
-    sp = add_format(g.add_parser("report", help="an order's report to parliament (JSON, site codes only)"))
+    sp = add_page_format(g.add_parser("report", help="an order's report to parliament (site codes only)"))
     sp.add_argument("order", help=REF_HELP + " of the order or its request")
     sp.set_defaults(fn=wrap(report))
     sp = add_format(g.add_parser("policies", help="policies in force and to come"))

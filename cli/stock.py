@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.files import read_bytes, read_json
 from cli.output import add_format, emit, print_table
+from cli.report_opts import add_page_format
 from ledger.errors import ConfigError, InvalidEntry
 from ledger.refs import FIELD_KINDS
 from ledger.timefmt import now
@@ -359,17 +360,13 @@ def show_cover(b: Backend, a: argparse.Namespace) -> int:
 
 
 def show_crma(b: Backend, a: argparse.Namespace) -> int:
-    import json
+    from cli.report_pages import CRMA_HEADERS, crma_page, crma_rows
 
     doc = b.read("/reports/crma", owner=a.owner, year=a.year)
-    mats = doc.get("materials", [])
-    headers = sorted({k for m in mats for k in m if not isinstance(m[k], dict | list)})
-    rows = [[m.get(h) for h in headers] for m in mats]
-    fmt = "json" if a.format == "table" else a.format  # a nested report reads best as JSON
-    if fmt == "json":
-        print(json.dumps(doc, indent=2, default=str))
+    if a.format in ("md", "html"):  # issue #12: a page to hand on, in tonnes, no site
+        print(crma_page(doc, a.format), end="")
         return 0
-    return emit(fmt, doc=doc, headers=headers, rows=rows)
+    return emit(a.format, doc=doc, headers=CRMA_HEADERS, rows=crma_rows(doc))
 
 
 def show_loans(b: Backend, a: argparse.Namespace) -> int:
@@ -489,7 +486,7 @@ def register(sub: Any, *, wrap: Any) -> None:
     report = sub.add_parser("report", help="reports").add_subparsers(
         dest="report", required=True, metavar="REPORT"
     )
-    sp = add_format(report.add_parser("crma", help="EU CRMA Art. 22 aggregate (no site named)"))
+    sp = add_page_format(report.add_parser("crma", help="EU CRMA Art. 22 aggregate (no site named)"))
     sp.add_argument("--owner")
     sp.add_argument("--year", type=int, default=int(now()[:4]))
     sp.set_defaults(fn=wrap(show_crma))

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, false, or_, select
 from ledger.errors import Forbidden
 from ledger.policy import Principal, stock_scope
 from ledger.records import OrderRec
-from ledger.rules.release import executable_at
 from ledger.store import projections
 from ledger.store.reports import TransferRow
 from ledger.store.schema import entries, transfers
@@ -92,6 +91,10 @@ def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bo
     """Orders the caller may see, newest first: operators those naming one of their
     sites, officials and ministers their owners'; ``executable``: only those that may be
     executed at ``at`` (at one of the operator's sites, for an operator)."""
+    # The rule book is loaded through the reducer (rules modules import each other).
+    from ledger.reducer import apply  # noqa: F401
+    from ledger.rules.release import executable_at
+
     now = format_time(parse_time(at, field="at"))
     scope = stock_scope(p) if p is not None else None
     q = select(orders_t)
