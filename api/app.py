@@ -13,6 +13,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api import errors, metrics, web
 from api.audit import refusal_event
 from api.request_context import RequestContext
+from api.routes import inbox as inbox_routes
 from api.routes import log as log_routes
 from api.routes import login, meta, proposals, reads, releases, writes
 from api.routes import registry as registry_routes
@@ -75,6 +76,7 @@ def create_app(svc: Services) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(registry_routes.router)
+    app.include_router(inbox_routes.router)  # issue #12: inboxes
     web.mount(app)  # the pages and a local /docs (issue #13)
     if svc.settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (uvicorn's

@@ -52,8 +52,13 @@ class Backend(Protocol):
         the entry needs their signatures too."""
         ...
 
-    def entry_ref(self, ref: str) -> str:
-        """An entry id from an id or the seq the CLI printed."""
+    def entry_ref(self, ref: str, *, kinds: Sequence[str] = ()) -> str:
+        """An entry id from a seq, an id or a unique id prefix (``ledger.refs``; issue
+        #12), of one of ``kinds`` when given."""
+        ...
+
+    def key_ref(self, ref: str) -> str:
+        """A key id from an id, an id prefix or its user's name (one active key)."""
         ...
 
     def read(self, path: str, **params: Any) -> Any:
@@ -124,8 +129,17 @@ class LocalBackend:
         res = led.submit(body, signers)
         return Written(kind=body["kind"], seq=res.first_seq)
 
-    def entry_ref(self, ref: str) -> str:
-        return self.ledger().entry_ref(ref) if ref.isascii() and ref.isdigit() else ref
+    def entry_ref(self, ref: str, *, kinds: Sequence[str] = ()) -> str:
+        from ledger.refs import resolve_entry
+
+        with self.engine().connect() as conn:
+            return resolve_entry(conn, ref, kinds=kinds or None).entry_id
+
+    def key_ref(self, ref: str) -> str:
+        from ledger.refs import resolve_key
+
+        with self.engine().connect() as conn:
+            return resolve_key(conn, ref).key_id
 
     def read(self, path: str, **params: Any) -> Any:
         from cli import local_views

@@ -13,13 +13,14 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from ledger import views
 from ledger.errors import NotFound
-from ledger.store import releases, reports
+from ledger.policy import Principal
+from ledger.refs import resolve_entry
+from ledger.store import inbox, releases, reports
 from ledger.store.projections import read_keys, read_table
-from ledger.store.schema import entries
 from ledger.timefmt import now
 from ledger.units import format_quantity
 
@@ -148,17 +149,36 @@ def _orders(conn: Connection, q: dict[str, Any]) -> Any:
 
 
 def _report(conn: Connection, q: dict[str, Any], order: str) -> Any:
-    return jsonable(asdict(releases.order_report(conn, order, owners=None, at=now())))
+    oid = releases.resolve_order(conn, order, owners=None, at=now())
+    return jsonable(asdict(releases.order_report(conn, oid, owners=None, at=now())))
 
 
-def _ref(conn: Connection, q: dict[str, Any], seq: str) -> Any:
-    found = conn.execute(select(entries.c.entry_id).where(entries.c.seq == int(seq))).first()
-    if found is None:
-        raise NotFound(f"no entry at seq {seq}")
-    return {"seq": int(seq), "entry_id": str(found.entry_id)}
+def _ref(conn: Connection, q: dict[str, Any], ref: str) -> Any:
+    kinds = str(q["kind"]).split(",") if q.get("kind") else None
+    found = resolve_entry(conn, ref, kinds=kinds, field="ref")
+    return {"seq": found.seq, "entry_id": found.entry_id, "kind": found.kind}
+
+
+def _principal(conn: Connection, q: dict[str, Any]) -> Principal | None:
+    """Local mode: the scope of the user named by ``--as`` (else everything)."""
+    user = q.get("as_user")
+    return Principal.from_keys(str(user), read_keys(conn).values()) if user else None
+
+
+def _transfers(conn: Connection, q: dict[str, Any]) -> Any:
+    rows = inbox.transfers_for(conn, _principal(conn, q), inbound=str(q.get("inbound")) == "true")
+    return {"transfers": [inbox.transfer_view(r) for r in rows]}
+
+
+def _inbox_orders(conn: Connection, q: dict[str, Any]) -> Any:
+    p = _principal(conn, q)
+    rows = inbox.orders_for(conn, p, at=now(), executable=str(q.get("executable")) == "true")
+    return {"orders": [inbox.order_view(o) for o in rows]}
 
 
 ROUTES: dict[str, Callable[[Connection, dict[str, Any]], Any]] = {
+    "/transfers": _transfers,
+    "/orders": _inbox_orders,
     "/sites": _sites,
     "/balances": _balances,
     "/cover": _cover,
@@ -177,7 +197,7 @@ ROUTES: dict[str, Callable[[Connection, dict[str, Any]], Any]] = {
 PATTERNS: list[tuple[re.Pattern[str], Callable[[Connection, dict[str, Any], str], Any]]] = [
     (re.compile(r"/lots/([^/]+)/trace"), _trace),
     (re.compile(r"/releases/orders/([^/]+)/report"), _report),
-    (re.compile(r"/registry/refs/([0-9]{1,16})"), _ref),
+    (re.compile(r"/registry/refs/([^/]+)"), _ref),
 ]
 
 

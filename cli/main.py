@@ -182,8 +182,9 @@ def cmd_keys_register(b: Backend, args: argparse.Namespace) -> int:
 def cmd_keys_revoke(b: Backend, args: argparse.Namespace) -> int:
     from ledger.bodies import new_body
 
-    body = new_body("key.revoked", b.acting_user(), key_id=args.key_id, reason=args.reason)
-    print(f"revoked key {args.key_id[:16]}... at seq {b.append(body).seq}")
+    key_id = b.key_ref(args.key_id)  # id, id prefix or user name (issue #12)
+    body = new_body("key.revoked", b.acting_user(), key_id=key_id, reason=args.reason)
+    print(f"revoked key {key_id[:16]}... at seq {b.append(body).seq}")
     return 0
 
 
@@ -525,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = kadd(
         "revoke", wrap(cmd_keys_revoke), "revoke a key (security admin, or the key's owner)", acts=True
     )
-    sp.add_argument("key_id")
+    sp.add_argument(
+        "key_id", metavar="KEY", help="key id, id prefix (8+ characters), or the user's name (one active key)"
+    )
     sp.add_argument("--reason", required=True)
     kadd("rotate", cmd_keys_rotate, "rotate the log's checkpoint key")
     add_format(kadd("list", wrap(cmd_keys_list), "list registered keys"))
@@ -611,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cli import audit as cli_audit
     from cli import bundle_cmd as cli_bundle
+    from cli import inbox as cli_inbox
     from cli import ops as cli_ops
     from cli import proposals as cli_proposals
     from cli import release as cli_release
@@ -619,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_stock.register(sub, wrap=wrap)
     cli_release.register(sub, wrap=wrap)
+    cli_inbox.register(sub, wrap=wrap)  # issue #12: inboxes
     cli_proposals.add_parser(sub, wrap=wrap)
     cli_ops.add_parser(sub, trust=_trust, anchor=_read_anchor)
     cli_witness.add_parser(sub)

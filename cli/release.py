@@ -15,7 +15,9 @@
     reserve release report  ORDER        (the reporting obligation's report, as JSON)
     reserve release policies [--owner O]
 
-Requests and orders may be named by entry id or by the seq the CLI printed. The
+Requests and orders may be named by the seq the CLI printed, the entry id, or a unique
+prefix of at least 8 characters of the id, as ``release list`` shows them (issue #12);
+``show`` and ``report`` take the request or its order. The
 executions themselves are stock movements: ``reserve stock release|sell|loan --order``.
 Every refusal is one line naming the rule and the reason (``ledger.rules.release``).
 """
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cli.output import add_format, emit, print_table
+from cli.report_opts import add_page_format
 from cli.stock import _act, _read_file, csv_list
 from ledger.errors import ConfigError, NotFound
 from ledger.kinds.release import REGIMES
@@ -37,6 +40,10 @@ from ledger.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
     from cli.backend import Backend
+
+
+REQUEST = ("release.requested",)
+ORDER = ("release.ordered",)
 
 
 def _qty(text: str, field: str) -> int:
@@ -106,7 +113,7 @@ def request(b: Backend, a: argparse.Namespace) -> int:
         )
     if a.price_observation:
         evidence.append(
-            {"type": "price_observation", "observation": b.entry_ref(a.price_observation)}
+            {"type": "price_observation", "observation": b.entry_ref(a.price_observation, kinds=("price.observed",))}
         )
     elif a.override:
         evidence.append({"type": "override", "reason": a.override})
@@ -116,7 +123,7 @@ def request(b: Backend, a: argparse.Namespace) -> int:
 
 
 def approve(b: Backend, a: argparse.Namespace) -> int:
-    fields: dict[str, Any] = {"request": b.entry_ref(a.request)}
+    fields: dict[str, Any] = {"request": b.entry_ref(a.request, kinds=REQUEST)}
     if a.cap:
         fields["cap"] = _qty(a.cap, "cap")
     if a.comment:
@@ -132,7 +139,7 @@ def _open_request(b: Backend, request_id: str) -> dict[str, Any] | None:
 
 
 def order(b: Backend, a: argparse.Namespace) -> int:
-    request_id = b.entry_ref(a.request)
+    request_id = b.entry_ref(a.request, kinds=REQUEST)
     regime = a.regime
     if regime is None:
         req = _open_request(b, request_id)
@@ -154,10 +161,19 @@ def order(b: Backend, a: argparse.Namespace) -> int:
 
 
 def revoke(b: Backend, a: argparse.Namespace) -> int:
-    return _act(b, "release.order_revoked", order=b.entry_ref(a.order), reason=a.reason)
+    return _act(b, "release.order_revoked", order=b.entry_ref(a.order, kinds=ORDER), reason=a.reason)
 
 
 # -- reading ----------------------------------------------------------------------------
+
+
+def _print_approvals(approvals: list[Any]) -> None:
+    for x in approvals:
+        cond = f", condition: at most {format_quantity(x.cap)}" if x.cap is not None else ""
+        gone = f" (does not count: {x.note})" if not x.counts else ""
+        print(f"    - {x.user} at seq {x.seq}{cond}{gone}")
+        if getattr(x, "comment", ""):  # issue #12: the approver's words travel with the order
+            print(f"      comment: {x.comment}")
 
 
 def _print_request(r: Any) -> None:
@@ -178,10 +194,7 @@ def _print_request(r: Any) -> None:
     quorum = r.quorum if r.quorum is not None else "-"
     counted = sum(1 for x in r.approvals if x.counts)
     print(f"  approvals: {counted} of {quorum} needed")
-    for x in r.approvals:
-        cond = f", condition: at most {format_quantity(x.cap)}" if x.cap is not None else ""
-        gone = f" (does not count: {x.note})" if not x.counts else ""
-        print(f"    - {x.user} at seq {x.seq}{cond}{gone}")
+    _print_approvals(r.approvals)
     for need in r.needs:
         print(f"  still needs: {need}")
 
@@ -226,7 +239,7 @@ def _report(b: Backend, order_id: str) -> dict[str, Any]:
 
 
 def show(b: Backend, a: argparse.Namespace) -> int:
-    ref = b.entry_ref(a.ref)
+    ref = b.entry_ref(a.ref, kinds=REQUEST + ORDER)
     req = _open_request(b, ref)
     if req is not None:
         return emit(a.format, doc=req, headers=["ID", "STATUS"], rows=[[req["id"], req["status"]]],
@@ -246,6 +259,9 @@ def show(b: Backend, a: argparse.Namespace) -> int:
         if prefix:
             print(prefix)
         _print_order(_ns(rep["order"]))
+        approvals = _ns(rep.get("approvals", []))
+        print(f"  approvals ({len(approvals)}, quorum {rep.get('quorum', '-')}):")
+        _print_approvals(approvals)
         if rows:
             print()
             print_table(EXEC_HEADERS, rows)
@@ -253,6 +269,7 @@ def show(b: Backend, a: argparse.Namespace) -> int:
     return emit(a.format, doc=rep, headers=EXEC_HEADERS, rows=rows, text=text)
 
 
+REF_HELP = "seq, entry id or id prefix (8+ characters)"
 ORDER_HEADERS = ["ORDER", "SEQ", "OWNER", "MATERIAL", "REGIME", "CAP", "REMAINING", "UNTIL", "STATUS"]
 
 
@@ -282,13 +299,24 @@ def list_all(b: Backend, a: argparse.Namespace) -> int:
 
 
 def report(b: Backend, a: argparse.Namespace) -> int:
-    import json
+    """The order's report to parliament (issue #12: a table, JSON, CSV of the
+    executions, or a page to hand on: Markdown or HTML, tonnes, site codes only)."""
+    from cli import report_pages as pages
 
-    rep = _report(b, b.entry_ref(a.order))
-    if a.format == "csv":
-        return emit("csv", doc=rep, headers=EXEC_HEADERS, rows=_exec_rows(rep.get("executions", [])))
-    print(json.dumps(rep, indent=2))  # the report is a document: JSON for table and json
-    return 0
+    rep = _report(b, b.entry_ref(a.order, kinds=REQUEST + ORDER))
+    if a.format in ("md", "html"):
+        print(pages.order_page(rep, a.format), end="")
+        return 0
+
+    def text() -> None:
+        for line in pages.order_summary(rep):
+            print(line)
+        print()
+        print_table(pages.APPROVAL_HEADERS, pages.approval_rows(rep))
+        print()
+        print_table(pages.EXEC_HEADERS, pages.execution_rows(rep))
+
+    return emit(a.format, doc=rep, headers=pages.EXEC_HEADERS, rows=pages.execution_rows(rep), text=text)
 
 
 POLICY_HEADERS = ["OWNER", "MATERIAL", "FROM", "QUORUM", "REGIMES", "CRISIS", "TOLERANCE", "STATE"]
@@ -385,12 +413,12 @@ def register(sub: Any, *, wrap: Any) -> None:
     )
 
     sp = acting("approve", approve, "approve a request (another official of the owner)")
-    sp.add_argument("request", help="seq or entry id of the request")
+    sp.add_argument("request", help=REF_HELP + " of the request")
     sp.add_argument("--cap", help="condition: at most this quantity")
     sp.add_argument("--comment")
 
     sp = acting("order", order, "order an approved request (minister of the owner)")
-    sp.add_argument("request", help="seq or entry id of the request")
+    sp.add_argument("request", help=REF_HELP + " of the request")
     sp.add_argument("--cap", required=True, help="at most this quantity")
     sp.add_argument("--valid-from", help="RFC 3339 UTC (default now)")
     sp.add_argument("--valid-until", required=True, help="RFC 3339 UTC")
@@ -400,18 +428,18 @@ def register(sub: Any, *, wrap: Any) -> None:
     sp.add_argument("--confirm-override", action="store_true")
 
     sp = acting("revoke", revoke, "revoke an order (minister of the owner)")
-    sp.add_argument("order", help="seq or entry id of the order")
+    sp.add_argument("order", help=REF_HELP + " of the order")
     sp.add_argument("--reason", required=True)
 
     sp = add_format(g.add_parser("show", help="a request still open, or an order with its executions"))
-    sp.add_argument("ref", help="seq or entry id")
+    sp.add_argument("ref", help=REF_HELP + " of the request or the order")
     sp.set_defaults(fn=wrap(show))
     sp = add_format(g.add_parser("list", help="open requests and what they need; orders and their cap"))
     sp.add_argument("--owner", help="comma-separated owner codes")
     sp.add_argument("--all", action="store_true", help="also expired, revoked, used-up orders")
     sp.set_defaults(fn=wrap(list_all))
-    sp = add_format(g.add_parser("report", help="an order's report to parliament (JSON, site codes only)"))
-    sp.add_argument("order", help="seq or entry id of the order")
+    sp = add_page_format(g.add_parser("report", help="an order's report to parliament (site codes only)"))
+    sp.add_argument("order", help=REF_HELP + " of the order or its request")
     sp.set_defaults(fn=wrap(report))
     sp = add_format(g.add_parser("policies", help="policies in force and to come"))
     sp.add_argument("--owner")

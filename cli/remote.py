@@ -342,10 +342,13 @@ class RemoteBackend:
         got = self.authed("POST", "/entries", body=submission, headers=headers)
         return Written(kind=body["kind"], seq=int(got["seq"]))
 
-    def entry_ref(self, ref: str) -> str:
-        if not (ref.isascii() and ref.isdigit()):
-            return ref
-        return str(self.authed("GET", f"/registry/refs/{int(ref)}")["entry_id"])
+    def entry_ref(self, ref: str, *, kinds: Sequence[str] = ()) -> str:
+        params = {"kind": ",".join(kinds)} if kinds else {}
+        got = self.authed("GET", f"/registry/refs/{quote(ref.strip(), safe='')}", params=params)
+        return str(got["entry_id"])
+
+    def key_ref(self, ref: str) -> str:
+        return str(self.authed("GET", f"/registry/keys/{quote(ref.strip(), safe='')}")["key_id"])
 
     def read(self, path: str, **params: Any) -> Any:
         return self.authed("GET", path, params={k: v for k, v in params.items() if v is not None})

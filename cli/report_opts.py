@@ -10,12 +10,29 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ledger.verify import Report, VerifyObserver
+if TYPE_CHECKING:  # annotations only: the report commands need not import the verifier
+    from ledger.verify import Report, VerifyObserver
 
 # Checks that only a database has (a bundle carries no columns, tree nodes or head).
 DATABASE_ONLY = frozenset({"database-columns", "checkpoint-columns", "tree-nodes", "log-head", "access-log"})
+
+
+# Reports people hand on (issue #12): the usual three, and as a readable page.
+PAGE_FORMATS = ("table", "json", "csv", "md", "html")
+
+
+def add_page_format(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--format table|json|csv|md|html`` for a report that is also a page to hand on
+    (``cli.report_pages``: tonnes, site codes only)."""
+    sp.add_argument(
+        "--format",
+        choices=PAGE_FORMATS,
+        default="table",
+        help="table (default), json, csv, or a readable page: md (Markdown) or html",
+    )
+    return sp
 
 
 def add_report_options(sp: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """``reserve`` commands of the stock domain: reference data, movements and reports.
 
 Quantities are typed as decimal strings with a unit ("12.5 t") and converted exactly
-(``ledger.units``). A transfer, loan or movement may be named by its entry id or by the
+(``ledger.units``). A transfer, loan or movement may be named by its entry id, a unique id
+prefix of 8+ characters (issue #12) or by the
 ``seq`` the CLI printed when it was recorded. A location is never typed on the command
 line (it would land in shell history): it is read from a JSON file or standard input.
 
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from cli.files import read_bytes, read_json
 from cli.output import add_format, emit, print_table
+from cli.report_opts import add_page_format
 from ledger.errors import ConfigError, InvalidEntry
+from ledger.refs import FIELD_KINDS
 from ledger.timefmt import now
 from ledger.units import format_quantity, parse_quantity
 
@@ -211,7 +214,7 @@ MOVEMENTS: tuple[Movement, ...] = (
              cosigner_flag="--second-officer"),
     Movement("reverse", "stock.reversal", "reverse an earlier movement (within 30 days)",
              (Flag("--reason", "reason"),
-              Flag("ref", "reverses", REF, positional=True, help="seq or entry id of the movement")), owner=False),
+              Flag("ref", "reverses", REF, positional=True, help="seq, entry id or id prefix (8+ characters) of the movement")), owner=False),
 )
 
 
@@ -229,7 +232,7 @@ def movement_body_fields(m: Movement, b: Backend, a: argparse.Namespace) -> dict
         if f.type in (QTY, QTY0):
             value = _qty(value, f.field, allow_zero=f.type == QTY0)
         elif f.type == REF:
-            value = b.entry_ref(value)
+            value = b.entry_ref(value, kinds=FIELD_KINDS.get(f.field, ()))
         fields[f.field] = value
     fields["occurred_at"] = a.at or now()
     return fields
@@ -357,17 +360,13 @@ def show_cover(b: Backend, a: argparse.Namespace) -> int:
 
 
 def show_crma(b: Backend, a: argparse.Namespace) -> int:
-    import json
+    from cli.report_pages import CRMA_HEADERS, crma_page, crma_rows
 
     doc = b.read("/reports/crma", owner=a.owner, year=a.year)
-    mats = doc.get("materials", [])
-    headers = sorted({k for m in mats for k in m if not isinstance(m[k], dict | list)})
-    rows = [[m.get(h) for h in headers] for m in mats]
-    fmt = "json" if a.format == "table" else a.format  # a nested report reads best as JSON
-    if fmt == "json":
-        print(json.dumps(doc, indent=2, default=str))
+    if a.format in ("md", "html"):  # issue #12: a page to hand on, in tonnes, no site
+        print(crma_page(doc, a.format), end="")
         return 0
-    return emit(fmt, doc=doc, headers=headers, rows=rows)
+    return emit(a.format, doc=doc, headers=CRMA_HEADERS, rows=crma_rows(doc))
 
 
 def show_loans(b: Backend, a: argparse.Namespace) -> int:
@@ -487,7 +486,7 @@ def register(sub: Any, *, wrap: Any) -> None:
     report = sub.add_parser("report", help="reports").add_subparsers(
         dest="report", required=True, metavar="REPORT"
     )
-    sp = add_format(report.add_parser("crma", help="EU CRMA Art. 22 aggregate (no site named)"))
+    sp = add_page_format(report.add_parser("crma", help="EU CRMA Art. 22 aggregate (no site named)"))
     sp.add_argument("--owner")
     sp.add_argument("--year", type=int, default=int(now()[:4]))
     sp.set_defaults(fn=wrap(show_crma))

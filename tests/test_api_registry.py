@@ -59,6 +59,6 @@ def test_loans_are_filtered_by_scope(world: World) -> None:
 def test_ref_names_only_the_entry_id(world: World) -> None:
     got = world.client.get("/registry/refs/1", headers=world.auth("olga"))
     assert got.status_code == 200
-    assert set(got.json()) == {"seq", "entry_id"}
+    assert set(got.json()) == {"seq", "entry_id", "kind"}
     assert world.client.get("/registry/refs/999999", headers=world.auth("olga")).status_code == 404
     assert world.client.get("/registry/refs/-1", headers=world.auth("olga")).status_code == 422

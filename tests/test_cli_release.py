@@ -120,7 +120,7 @@ def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
 
     shown = ok(home, "release", "show", order)
     assert "remaining 500 kg" in shown and "SITE-7F3K" in shown and LOCATION["name"] not in shown
-    report = json.loads(ok(home, "release", "report", order))
+    report = json.loads(ok(home, "release", "report", order, "--format", "json"))
     assert report["report_to"] == "Diet committee" and report["order"]["remaining"] == 500_000
     assert [e["site"] for e in report["executions"]] == ["SITE-7F3K"]
 

@@ -5,23 +5,24 @@ same as the other reads (``api/routes/reads.py``)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import principal, roles, services
+from api.params import RefPath
 from api.routes.reads import STOCK_READERS, _jsonable
 from api.services import Services
-from ledger import policy, views
-from ledger.errors import NotFound
+from ledger import policy, refs, views
+from ledger.errors import InvalidQuery
 from ledger.policy import ADMIN, AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.store.projections import read_keys, read_table
-from ledger.store.schema import entries
 from ledger.timefmt import now
 
+_KIND = re.compile(r"[a-z][a-z_]{0,30}(\.[a-z][a-z_]{0,30})?")
 router = APIRouter(prefix="/registry", tags=["registry"])
 KEY_READERS = (ADMIN, AUDITOR)
 POLICY_READERS = (OFFICIAL, MINISTER, AUDITOR)
@@ -82,12 +83,40 @@ def loans(p: Principal = Depends(principal), svc: Services = Depends(services)) 
     return {"loans": [views.loan_view(r) for r in rows if policy.holding_visible(p, r.owner, r.site)]}
 
 
-@router.get("/refs/{seq}", **roles(*policy.ALL_ROLES))
-def entry_ref(seq: int = Path(ge=0, le=2**53), svc: Services = Depends(services)) -> dict[str, Any]:
-    """The entry id at a seq (what the CLI prints), so a client can name an entry by seq.
-    Only the opaque id: what the entry says stays behind the scoped reads."""
+@router.get("/refs/{ref}", **roles(*policy.ALL_ROLES))
+def entry_ref(
+    ref: RefPath,
+    kind: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="comma-separated entry kinds the reference must name (e.g. release.ordered)",
+        ),
+    ] = None,
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """The entry a reference names (a seq, an id, or a unique id prefix of at least 8
+    characters; issue #12), so a client can name an entry the way people type it. Only
+    the opaque id, seq and kind: what the entry says stays behind the scoped reads."""
+    kinds = kind.split(",") if kind else None
+    if kinds and not all(_KIND.fullmatch(k) for k in kinds):
+        raise InvalidQuery("kind: comma-separated entry kinds such as release.ordered", field="kind")
     with svc.reader.connect() as conn:
-        found = conn.execute(select(entries.c.entry_id).where(entries.c.seq == seq)).first()
-    if found is None:
-        raise NotFound(f"no entry at seq {seq}")
-    return {"seq": seq, "entry_id": str(found.entry_id)}
+        found = refs.resolve_entry(conn, ref, kinds=kinds, field="ref")
+    return {"seq": found.seq, "entry_id": found.entry_id, "kind": found.kind}
+
+
+@router.get("/keys/{ref}", **roles(*policy.ALL_ROLES))
+def key_ref(
+    ref: Annotated[str, Path(max_length=64, description="key id, id prefix or user name")],
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """A key named by its id, an id prefix, or its user's name where the user has one
+    active key (issue #12). Security admins and auditors may name any key, everyone else
+    only their own (the keys they may revoke)."""
+    with svc.reader.connect() as conn:
+        recs = [k for k in read_keys(conn).values() if k.user != "log"]
+    if not any(r in KEY_READERS for r in p.roles):
+        recs = [k for k in recs if k.user == p.user]
+    return dict(views.key_view(refs.match_key(recs, ref, field="ref")))

@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse
 
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
-from api.params import EntryIdPath, IdempotencyKey
+from api.params import IdempotencyKey, RefPath
 from api.routes.reads import _jsonable
 from api.routes.writes import _custodial
 from api.services import Services
-from ledger import policy
+from ledger import policy, refs
 from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.timefmt import now
@@ -29,6 +29,13 @@ VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
 def _scope(p: Principal) -> list[str] | None:
     owners = policy.owner_scope(p)
     return sorted(owners) if owners is not None else None
+
+
+def _entry_id(svc: Services, ref: str, *kinds: str) -> str:
+    """A path's reference (seq, id or id prefix; issue #12) as the entry id. Writes
+    resolve on the primary, which the replica may not have caught up with yet."""
+    with svc.primary_engine.connect() as conn:
+        return refs.resolve_entry(conn, ref, kinds=kinds, field="ref").entry_id
 
 
 @router.post("/prices", status_code=201, **roles(OFFICIAL))
@@ -56,14 +63,14 @@ def request_release(
 
 @router.post("/requests/{request_id}/approve", status_code=201, **roles(OFFICIAL))
 def approve(
-    request_id: EntryIdPath,
+    request_id: RefPath,
     fields: dict[str, Any] = Body(default={}, description='optional "cap" and "comment"'),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
     return _custodial(
-        svc, p, "release.approved", {**fields, "request": request_id}, idempotency_key
+        svc, p, "release.approved", {**fields, "request": _entry_id(svc, request_id, "release.requested")}, idempotency_key
     )
 
 
@@ -81,14 +88,14 @@ def order(
 
 @router.post("/orders/{order_id}/revoke", status_code=201, **roles(MINISTER))
 def revoke(
-    order_id: EntryIdPath,
+    order_id: RefPath,
     fields: dict[str, Any] = Body(..., description='"reason"'),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
     return _custodial(
-        svc, p, "release.order_revoked", {**fields, "order": order_id}, idempotency_key
+        svc, p, "release.order_revoked", {**fields, "order": _entry_id(svc, order_id, "release.ordered")}, idempotency_key
     )
 
 
@@ -112,9 +119,11 @@ def orders(p: Principal = Depends(principal), svc: Services = Depends(services))
 
 @router.get("/orders/{order_id}/report", **roles(*VIEWERS))
 def order_report(
-    order_id: EntryIdPath, p: Principal = Depends(principal), svc: Services = Depends(services)
+    order_id: RefPath, p: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    """The report owed to the parliament or committee for an order: site codes only."""
+    """The report owed to the parliament or committee for an order: site codes only.
+    The order may be named by its request too (issue #12)."""
     with svc.reader.connect() as conn:
-        rep = releases.order_report(conn, order_id, owners=_scope(p), at=now())
+        oid = releases.resolve_order(conn, order_id, owners=_scope(p), at=now(), field="order_id")
+        rep = releases.order_report(conn, oid, owners=_scope(p), at=now())
     return dict(_jsonable(asdict(rep)))

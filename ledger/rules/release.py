@@ -705,3 +705,15 @@ def execute_order(
         order, remaining=order.remaining - quantity, executions=(*order.executions, execution)
     )
     return Put("release_orders", order.id, updated)
+
+
+def executable_at(order: OrderRec, at: str, *, sites: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The order's eligible sites (among ``sites``, when given) where something may still
+    be executed at ``at`` (normalised RFC 3339): the conditions :func:`execute_order`
+    checks that do not depend on the movement, so an operator's inbox (issue #12) lists
+    exactly the orders the reducer would let them execute. ``()``: none."""
+    if order.revoked_seq is not None or order.remaining <= 0:
+        return ()
+    if not order.valid_from <= at <= order.valid_until:
+        return ()
+    return tuple(s for s in order.sites if sites is None or s in sites)

@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Table, false, select
 
 from ledger.errors import NotFound
 from ledger.records import LoanRec, OrderRec, PolicyRec, PolicyVersion, PriceRec, RequestRec
 from ledger.state import KeyRecord
 from ledger.store import projections
-from ledger.store.schema import keys, loans, log_state, policies, prices
+from ledger.store.schema import entries, keys, loans, log_state, policies, prices
 from ledger.store.schema import release_orders as orders_t
 from ledger.store.schema import release_requests as requests_t
 from ledger.timefmt import format_time, parse_time
@@ -80,6 +81,7 @@ class ApprovalView:
     cap: int | None  # the approval's condition, if any
     counts: bool  # False once the approving key is revoked (before the order)
     note: str  # why it does not count, else ""
+    comment: str = ""  # the approver's own words, from the signed entry (issue #12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +204,29 @@ def _policy(conn: Connection, owner: str, material: str, at: str) -> PolicyVersi
     return recs[0].in_force(at) if recs else None
 
 
+def _comments(conn: Connection, seqs: Sequence[int]) -> dict[int, str]:
+    """Approval comments, read from the signed entries themselves (one query by primary
+    key): the projection keeps only what the rules need, the words are in the log."""
+    if not seqs:
+        return {}
+    rows = conn.execute(select(entries.c.seq, entries.c.leaf).where(entries.c.seq.in_(sorted(set(seqs)))))
+    out: dict[int, str] = {}
+    for r in rows:
+        comment = orjson.loads(bytes(r.leaf)).get("entry", {}).get("comment")
+        if isinstance(comment, str) and comment:
+            out[int(r.seq)] = comment
+    return out
+
+
 def _approvals(
+    conn: Connection,
     approvals: tuple[tuple[str, str, int, str, int | None], ...],
     key_recs: dict[str, KeyRecord],
     *,
     before_seq: int | None = None,
 ) -> tuple[ApprovalView, ...]:
     """``before_seq``: an order's seq (a key revoked after it did not matter)."""
+    comments = _comments(conn, [int(a[2]) for a in approvals])
     out = []
     for user, kid, seq, at, cap in approvals:
         k = key_recs.get(kid)
@@ -218,7 +236,7 @@ def _approvals(
         note = ""
         if revoked:
             note = f"key revoked at seq {k.revoked_seq}" if k is not None else "key unknown"
-        out.append(ApprovalView(user, int(seq), at, cap, not revoked, note))
+        out.append(ApprovalView(user, int(seq), at, cap, not revoked, note, comments.get(int(seq), "")))
     return tuple(out)
 
 
@@ -287,7 +305,7 @@ def latest_prices(conn: Connection, *, material: str | None = None) -> list[Pric
 
 def _request_view(conn: Connection, req: RequestRec, at: str) -> RequestView:
     key_recs = _keys(conn, {a[1] for a in req.approvals})
-    approvals = _approvals(req.approvals, key_recs)
+    approvals = _approvals(conn, req.approvals, key_recs)
     lapsed = at > req.lapses_at
     policy = _policy(conn, req.owner, req.material, at)
     quorum = policy.quorum if policy is not None and req.regime in policy.regimes else None
@@ -442,6 +460,19 @@ def order_of_request(
     return _order_view(recs[0], _norm(at))
 
 
+def resolve_order(
+    conn: Connection, ref: str, *, owners: Sequence[str] | None, at: str, field: str = "order"
+) -> str:
+    """The order id a reference names: the order itself or the request it ordered, by
+    seq, id or id prefix (``ledger.refs``; issue #12: ``release report`` accepts both)."""
+    from ledger.refs import resolve_entry
+
+    found = resolve_entry(conn, ref, kinds=("release.ordered", "release.requested"), field=field)
+    if found.kind == "release.requested":
+        return order_of_request(conn, found.entry_id, owners=owners, at=at).id
+    return found.entry_id
+
+
 def order_report(
     conn: Connection, order_id: str, *, owners: Sequence[str] | None, at: str
 ) -> OrderReport:
@@ -496,7 +527,7 @@ def order_report(
         evidence_type=o.evidence_type,
         evidence=o.evidence,
         evidence_detail=o.evidence_detail,
-        approvals=_approvals(o.approvals, key_recs, before_seq=o.seq),
+        approvals=_approvals(conn, o.approvals, key_recs, before_seq=o.seq),
         quorum=o.quorum,
         policy_seq=o.policy_seq,
         executions=tuple(executions),
@@ -521,4 +552,5 @@ __all__ = [
     "open_requests",
     "order_of_request",
     "order_report",
+    "resolve_order",
 ]
