@@ -267,6 +267,14 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     assert "0.4 t" in text and "0.6 t" in text, text
     shot(mx, "minister-order-report")
 
+    # ...and then revokes what is left of it.
+    mx.goto("/web/releases")
+    mx.locator("#orders tr", has_text=order_id).get_by_role("button", name="Revoke…").click()
+    assert mx.input_value("#revoke-order") == order_id
+    mx.fill("#revoke-reason", "supply restored; remaining cap withdrawn")
+    _sign(mx, "revoke", "release.order_revoked", "minister-revoke")
+    assert "revoked" in mx.locator("#orders tr", has_text=order_id).inner_text()
+
     # The auditor: checkpoint, access log check, verification report, bundle.
     au = _key_login(ctxs["waudrey"], "waudrey")
     assert au.url.endswith("/web/audit")
@@ -306,6 +314,6 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     kinds = sorted(x["entry"]["kind"] for x in lines)
     assert kinds == sorted(
         ["stock.receipt", "stock.dispatch", "stock.arrival", "release.requested", "release.approved",
-         "release.approved", "release.ordered", "stock.release"]
+         "release.approved", "release.ordered", "stock.release", "release.order_revoked"]
     ), kinds  # fmt: skip
     assert size > 0
