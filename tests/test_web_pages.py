@@ -7,6 +7,7 @@ Chromium drives the pages (tests/web_browser.py); screenshots go to artefacts/we
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,4 +184,22 @@ def test_a_form_by_keyboard_alone(web: tuple[World, Browser]) -> None:
         page.wait_for_function("document.querySelector('#status').textContent === 'Nothing was signed.'")
     finally:
         ctx.close()
+    assert b.errors == []
+
+
+def test_sign_out_denies_the_token(web: tuple[World, Browser]) -> None:
+    w, b = web
+    token = w.token("fiona")
+    ctx = b.person()
+    try:
+        page = ctx.new_page()
+        sign_in_with_token(page, token)
+        page.goto("/web/releases")
+        page.click("#signout")
+        page.wait_for_url(re.compile(r"/$"))
+        assert page.goto("/web/releases").url.endswith("/?signin=required")
+        assert page.evaluate("sessionStorage.getItem('reserve.token')") is None
+    finally:
+        ctx.close()
+    assert w.client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert b.errors == []

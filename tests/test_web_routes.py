@@ -63,6 +63,8 @@ def test_session_cookie_is_the_checked_token(world: World) -> None:
     assert ok.status_code == 200
     cookie = ok.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    max_age = int(cookie.split("max-age=")[1].split(";")[0])
+    assert 0 < max_age <= 900  # the token's own lifetime
     page = c.get("/web/operator")
     assert page.status_code == 200
     assert page.headers["content-security-policy"].startswith("default-src 'self'")

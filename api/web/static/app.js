@@ -398,6 +398,12 @@ function wire() {
   on("#reveal", "submit", (e) => { e.preventDefault(); reveal(e.target); });
   on("#bundle-download", "click", () => downloadBundle());
   on("#signout", "click", async () => {
+    // The token is denied from now on (POST /tokens/revoke, its own jti), not just forgotten.
+    const token = sessionStorage.getItem(TOKEN);
+    try {
+      const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      await api("POST", "/tokens/revoke", { jti: claims.jti });
+    } catch (err) { /* no token here, or already invalid: nothing to deny */ }
     sessionStorage.removeItem(TOKEN);
     await fetch("/web/logout", { method: "POST" });
     location.assign("/");
