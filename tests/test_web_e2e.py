@@ -285,6 +285,11 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
         au.click("#bundle-download")
     bundle = Path(dl.value.path())
     assert bundle.stat().st_size > 0
+    # The export is in the access log, which the page filters.
+    au.goto("/web/audit?action=export")
+    rows = au.locator("#access tbody tr")
+    assert rows.count() == 1 and "waudrey" in rows.first.inner_text()
+    shot(au, "auditor-access-log-export")
     au.click("#report-link")
     assert "Verification report" in au.content()
     assert "passed" in au.inner_text("body").lower()

@@ -89,6 +89,12 @@ def test_a_refused_page_is_a_page_and_is_in_the_access_log(world: World) -> None
         ("olga", "/web/audit", "403", "forbidden")
     ], refused
     c.cookies.clear()
+    # The auditor's page lists it, filtered by action and actor.
+    c.post("/web/session", headers=world.auth("audrey"))
+    html = c.get("/web/audit", params={"action": "refused", "actor": "olga"}).text
+    assert html.count("<tr><td>") == 1 and "/web/audit" in html and "forbidden" in html
+    assert c.get("/web/audit", params={"action": "refused", "actor": "nobody"}).text.count("<tr><td>") == 0
+    c.cookies.clear()
     # An expired or forged cookie is sent back to the sign-in page, nothing more.
     c.cookies.set("reserve_session", world.token("olga", now=0))
     resp = c.get("/web/releases", follow_redirects=False)
