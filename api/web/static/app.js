@@ -153,20 +153,20 @@ function clearErrors(form) {
 
 // The API names a field as "entry.quantity", "quantity" or "entry.evidence[0].reason":
 // the form's input is the first name after "entry." (evidence inputs share one message).
-function showProblem(form, err) {
+function showProblem(form, err, prefix = "Not recorded") {
   const doc = err.doc || {};
   const detail = doc.detail || err.message;
   if (form && doc.field) {
     let name = String(doc.field).replace(/^entry\./, "").replace(/^fields\./, "");
     name = name.split(/[.[]/)[0];
     if (fieldError(form, name, detail)) {
-      say(`Not recorded: ${detail}`, "error");
+      say(`${prefix}: ${detail}`, "error");
       const input = $(`#${form.id}-${name}`);
       if (input) input.focus();
       return;
     }
   }
-  say(`Not recorded: ${detail}`, "error");
+  say(`${prefix}: ${detail}`, "error");
 }
 
 function confirmDialog(how, shown) {
@@ -351,7 +351,7 @@ async function reveal(form) {
       : "WARNING: this location does not match the commitment signed in the log.";
     $("#reveal-result").hidden = false;
   } catch (err) {
-    if (!(err.doc && err.doc.field && fieldError(form, String(err.doc.field).split(".").pop(), err.doc.detail))) showProblem(null, err);
+    if (!(err.doc && err.doc.field && fieldError(form, String(err.doc.field).split(".").pop(), err.doc.detail))) showProblem(null, err, "Refused");
   }
 }
 
