@@ -226,6 +226,13 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     fiona.fill("#request-declaration", "ab" * 32)
     fiona.fill("#request-override", "export ban announced before the index reacted")
     _, request_id = _sign(fiona, "request", "release.requested", "official-request")
+    # Nobody approves their own request: the reducer's refusal, in words, nothing written.
+    fiona.locator("#requests tr", has_text=request_id).get_by_role("button", name="Approve…").click()
+    fiona.wait_for_selector("#confirm[open]")
+    fiona.click("#confirm-sign")
+    fiona.wait_for_selector("#status.error")
+    assert fiona.inner_text("#status").startswith("Not recorded: "), fiona.inner_text("#status")
+    shot(fiona, "official-approve-own-refused")
 
     # Two other officials approve it.
     for user in ("wfelix", "wfumio"):

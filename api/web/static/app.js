@@ -136,13 +136,15 @@ function say(text, kind = "info") {
   el.textContent = text;
   el.className = kind;
   el.setAttribute("role", kind === "error" ? "alert" : "status");
+  if (kind === "error") el.scrollIntoView({ block: "center" });  // the form may be far below
 }
 
 function fieldError(form, name, text) {
   const el = $(`#${form.id}-${name}-error`);
   const input = $(`#${form.id}-${name}`);
   if (input) input.setAttribute("aria-invalid", "true");
-  if (el) { el.textContent = text; return true; }
+  // A message beside a field nobody can see (the hidden approve form) goes to the page's line.
+  if (el && !el.closest("[hidden]")) { el.textContent = text; return true; }
   return false;
 }
 
