@@ -23,12 +23,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ledger.entries import sign_body
+from ledger.service import new_body
 from ledger.store.schema import entries
+from ledger.timefmt import now
 from tests import api_fixtures
 from tests.api_fixtures import (
     JP,
+    LOG_ID,
     LOT_NDPR,
     NDPR,
+    SELF_CUSTODY_USER,
     SITE_A,
     SITE_B,
     World,
@@ -158,6 +163,24 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     # Operator at site A: a receipt (a bad quantity first: the API's message by the field), then a dispatch.
     olga = _key_login(ctxs["wolga"], "wolga")
     assert olga.url.endswith("/web/operator")
+
+    # A count beyond tolerance proposed by another operator of the site waits for wolga's
+    # co-signature; she reads the entry and co-signs it with her browser key.
+    count = new_body("stock.count", SELF_CUSTODY_USER, site=SITE_A, owner=JP, lot=LOT_NDPR,
+                     book=38_000_000, counted=37_000_000, occurred_at=now())  # fmt: skip
+    signed = sign_body(count, [w.template.sam], log_id=LOG_ID)
+    opened = w.client.post("/proposals", json={**signed, "cosigners": ["wolga"]}, headers=w.auth(SELF_CUSTODY_USER))
+    assert opened.status_code == 201, opened.text
+    pid = opened.json()["id"]
+    olga.reload()
+    olga.locator("tr", has_text=pid).get_by_role("button", name="Review and co-sign").click()
+    olga.wait_for_selector("#confirm[open]")
+    assert json.loads(olga.inner_text("#confirm-body")) == count
+    shot(olga, "operator-cosign-confirm")
+    olga.click("#confirm-sign")
+    olga.wait_for_selector("#status.ok")
+    assert olga.inner_text("#status") == "Co-signed: appended"
+    assert "37 t" in olga.inner_text("#stock")
     olga.select_option("#receipt-site", SITE_A)
     olga.select_option("#receipt-owner", JP)
     olga.fill("#receipt-lot", LOT_NDPR)
@@ -171,7 +194,7 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     shot(olga, "operator-receipt-invalid")
     olga.fill("#receipt-quantity", "5 t")
     _sign(olga, "receipt", "stock.receipt", "operator-receipt")
-    assert "55 t" in olga.inner_text("#stock") or "43" in olga.inner_text("#stock")
+    assert "42 t" in olga.inner_text("#stock")
     olga.click("summary:has-text('Dispatch')")
     olga.select_option("#dispatch-site", SITE_A)
     olga.select_option("#dispatch-owner", JP)
@@ -203,6 +226,13 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     fiona.fill("#request-declaration", "ab" * 32)
     fiona.fill("#request-override", "export ban announced before the index reacted")
     _, request_id = _sign(fiona, "request", "release.requested", "official-request")
+    # Nobody approves their own request: the reducer's refusal, in words, nothing written.
+    fiona.locator("#requests tr", has_text=request_id).get_by_role("button", name="Approve…").click()
+    fiona.wait_for_selector("#confirm[open]")
+    fiona.click("#confirm-sign")
+    fiona.wait_for_selector("#status.error")
+    assert fiona.inner_text("#status").startswith("Not recorded: "), fiona.inner_text("#status")
+    shot(fiona, "official-approve-own-refused")
 
     # Two other officials approve it.
     for user in ("wfelix", "wfumio"):
@@ -244,6 +274,14 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     assert "0.4 t" in text and "0.6 t" in text, text
     shot(mx, "minister-order-report")
 
+    # ...and then revokes what is left of it.
+    mx.goto("/web/releases")
+    mx.locator("#orders tr", has_text=order_id).get_by_role("button", name="Revoke…").click()
+    assert mx.input_value("#revoke-order") == order_id
+    mx.fill("#revoke-reason", "supply restored; remaining cap withdrawn")
+    _sign(mx, "revoke", "release.order_revoked", "minister-revoke")
+    assert "revoked" in mx.locator("#orders tr", has_text=order_id).inner_text()
+
     # The auditor: checkpoint, access log check, verification report, bundle.
     au = _key_login(ctxs["waudrey"], "waudrey")
     assert au.url.endswith("/web/audit")
@@ -254,6 +292,11 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
         au.click("#bundle-download")
     bundle = Path(dl.value.path())
     assert bundle.stat().st_size > 0
+    # The export is in the access log, which the page filters.
+    au.goto("/web/audit?action=export")
+    rows = au.locator("#access tbody tr")
+    assert rows.count() == 1 and "waudrey" in rows.first.inner_text()
+    shot(au, "auditor-access-log-export")
     au.click("#report-link")
     assert "Verification report" in au.content()
     assert "passed" in au.inner_text("body").lower()
@@ -276,11 +319,13 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     with w.svc.ledger.engine.connect() as conn:
         rows = conn.execute(select(entries.c.leaf).where(entries.c.author.in_(list(PEOPLE))))
         lines = [json.loads(r.leaf) for r in rows]
+        counted = json.loads(conn.execute(select(entries.c.leaf).where(entries.c.kind == "stock.count")).scalars().all()[-1])
     for x in lines:
         assert [s["pub"] for s in x["sigs"]] == [pubs[x["entry"]["author"]]], x["entry"]["kind"]
+    assert [s["pub"] for s in counted["sigs"]] == [w.template.sam.public_key.hex(), pubs["wolga"]]
     kinds = sorted(x["entry"]["kind"] for x in lines)
     assert kinds == sorted(
         ["stock.receipt", "stock.dispatch", "stock.arrival", "release.requested", "release.approved",
-         "release.approved", "release.ordered", "stock.release"]
+         "release.approved", "release.ordered", "stock.release", "release.order_revoked"]
     ), kinds  # fmt: skip
     assert size > 0

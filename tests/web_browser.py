@@ -102,7 +102,7 @@ class Browser:
         )
         ctx.on("request", lambda req: self.requests.append(req.url))
         ctx.on("page", lambda page: page.on("pageerror", lambda exc: self.errors.append(str(exc))))
-        ctx.set_default_timeout(15_000)
+        ctx.set_default_timeout(30_000)  # a loaded 2-core CI machine
         return ctx
 
     def foreign_requests(self) -> list[str]:

@@ -249,7 +249,11 @@ async def audit(
     require(request.app, p, "GET", "/log/access")
     note = await _call(log_routes.latest_checkpoint, svc=svc)
     body, _, sigs = note.partition("\n\n")
-    events = (await _call(log_routes.access_log_page, start=start, limit=1000, svc=svc))["events"]
+    page = await _call(log_routes.access_log_page, start=start, limit=1000, svc=svc)
+    # Each record is {"seq", "at", "prev_hash", "event": {...}}: shown flat, by event.
+    events = [
+        {"seq": r.get("seq"), "at": r.get("at"), **r.get("event", {})} for r in page["events"]
+    ]
     shown = [
         e
         for e in events

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends
 
+from api.body import StrictJSONRoute
 from api.deps import principal, services
 from api.routes.writes import _custodial_fields
 from api.services import Services
@@ -25,7 +26,8 @@ from ledger.errors import InvalidEntry, SignatureInvalid
 from ledger.policy import Principal
 from ledger.service import new_body
 
-router = APIRouter(include_in_schema=False)
+# Bodies decoded strictly, as every API write's (api.body: no invalid UTF-8, depth limits).
+router = APIRouter(include_in_schema=False, route_class=StrictJSONRoute)
 
 # Kinds a page may prepare: the ones its forms make (never genesis or log keys).
 KINDS = frozenset(

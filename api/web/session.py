@@ -15,6 +15,8 @@ roles that route declares (``x-roles``, enforced by ``api.deps.roles``) are the 
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
@@ -90,7 +92,8 @@ async def open_session(
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
-        expires=int(exp) if exp else None,
+        # The cookie lives as long as the token (an absolute time would be read as seconds).
+        max_age=max(0, int(exp) - int(time.time())) if exp else None,
     )
     resp.headers["Cache-Control"] = "no-store"
     return resp

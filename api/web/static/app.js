@@ -136,13 +136,15 @@ function say(text, kind = "info") {
   el.textContent = text;
   el.className = kind;
   el.setAttribute("role", kind === "error" ? "alert" : "status");
+  if (kind === "error") el.scrollIntoView({ block: "center" });  // the form may be far below
 }
 
 function fieldError(form, name, text) {
   const el = $(`#${form.id}-${name}-error`);
   const input = $(`#${form.id}-${name}`);
   if (input) input.setAttribute("aria-invalid", "true");
-  if (el) { el.textContent = text; return true; }
+  // A message beside a field nobody can see (the hidden approve form) goes to the page's line.
+  if (el && !el.closest("[hidden]")) { el.textContent = text; return true; }
   return false;
 }
 
@@ -153,20 +155,20 @@ function clearErrors(form) {
 
 // The API names a field as "entry.quantity", "quantity" or "entry.evidence[0].reason":
 // the form's input is the first name after "entry." (evidence inputs share one message).
-function showProblem(form, err) {
+function showProblem(form, err, prefix = "Not recorded") {
   const doc = err.doc || {};
   const detail = doc.detail || err.message;
   if (form && doc.field) {
     let name = String(doc.field).replace(/^entry\./, "").replace(/^fields\./, "");
     name = name.split(/[.[]/)[0];
     if (fieldError(form, name, detail)) {
-      say(`Not recorded: ${detail}`, "error");
+      say(`${prefix}: ${detail}`, "error");
       const input = $(`#${form.id}-${name}`);
       if (input) input.focus();
       return;
     }
   }
-  say(`Not recorded: ${detail}`, "error");
+  say(`${prefix}: ${detail}`, "error");
 }
 
 function confirmDialog(how, shown) {
@@ -351,7 +353,7 @@ async function reveal(form) {
       : "WARNING: this location does not match the commitment signed in the log.";
     $("#reveal-result").hidden = false;
   } catch (err) {
-    if (!(err.doc && err.doc.field && fieldError(form, String(err.doc.field).split(".").pop(), err.doc.detail))) showProblem(null, err);
+    if (!(err.doc && err.doc.field && fieldError(form, String(err.doc.field).split(".").pop(), err.doc.detail))) showProblem(null, err, "Refused");
   }
 }
 
@@ -398,6 +400,12 @@ function wire() {
   on("#reveal", "submit", (e) => { e.preventDefault(); reveal(e.target); });
   on("#bundle-download", "click", () => downloadBundle());
   on("#signout", "click", async () => {
+    // The token is denied from now on (POST /tokens/revoke, its own jti), not just forgotten.
+    const token = sessionStorage.getItem(TOKEN);
+    try {
+      const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      await api("POST", "/tokens/revoke", { jti: claims.jti });
+    } catch (err) { /* no token here, or already invalid: nothing to deny */ }
     sessionStorage.removeItem(TOKEN);
     await fetch("/web/logout", { method: "POST" });
     location.assign("/");
