@@ -104,7 +104,7 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
         "omar", "stock.count", site=SITE_RO, owner=FR, lot=LOT_FR, book=7_000_000,
         counted=7_000_000, occurred_at=now(),
     )  # fmt: skip
-    set_policy(led, JP, NDPR, minister="mina")
+    set_policy(led, JP, NDPR, minister="mina", margin=1.0)
     order = authorise(
         led, owner=JP, material=NDPR, quantity=1_000_000, recipient="Shin-Etsu Chemical",
         regime="emergency_release", sites=[SITE_JP1], requester="fiona", approvers=["felix"],
