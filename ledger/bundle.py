@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ledger.errors import ConfigError, VerificationFailed
 from ledger.owner_scope_verify import ScopedRow
 from ledger.records import record_from_json
@@ -80,6 +82,20 @@ def key_record_from_json(d: dict[str, Any]) -> KeyRecord:
     )
 
 
+class _CommitmentLine(msgspec.Struct, forbid_unknown_fields=True):
+    seq: int
+    commitment: str
+
+
+class _WithheldLine(msgspec.Struct, forbid_unknown_fields=True):
+    seq: int
+    withheld: str
+
+
+_COMMITMENT = msgspec.json.Decoder(_CommitmentLine)
+_WITHHELD = msgspec.json.Decoder(_WithheldLine)
+
+
 class Bundle:
     """Reads a bundle directory lazily (entries are streamed, never loaded whole)."""
 
@@ -122,9 +138,9 @@ class Bundle:
         with path.open("rb") as f:
             for n, line in enumerate(f, 1):
                 try:
-                    d = json.loads(line)
-                    seq, c = int(d["seq"]), bytes.fromhex(d["commitment"])
-                except (ValueError, KeyError, TypeError) as exc:
+                    d = _COMMITMENT.decode(line)
+                    seq, c = d.seq, bytes.fromhex(d.commitment)
+                except (ValueError, msgspec.DecodeError) as exc:
                     raise VerificationFailed(f"{COMMITMENTS} line {n} is malformed") from exc
                 if seq <= last:
                     raise VerificationFailed(f"{COMMITMENTS} line {n} is out of order")
@@ -158,11 +174,11 @@ class Bundle:
         for seq, line, c in self._lines():
             if line.startswith(b'{"seq":'):
                 try:
-                    d = json.loads(line)
-                    rest = bytes.fromhex(d["withheld"])
-                    if int(d["seq"]) != seq:
+                    w = _WITHHELD.decode(line)
+                    rest = bytes.fromhex(w.withheld)
+                    if w.seq != seq:
                         raise ValueError
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, msgspec.DecodeError):
                     raise VerificationFailed("a withheld leaf line is malformed", seq=seq) from None
                 yield ScopedRow(None, rest, c)
             else:
