@@ -118,12 +118,22 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
     return seqs
 
 
+def _history(led: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
+    seqs = build(led)
+    out = tmp_path / "jp"
+    export_owner_bundle(led.engine, JP, out)
+    return led, seqs, out, owner_scope.key_file(led.engine, JP)
+
+
 @pytest.fixture
 def history(sqlite_ledger: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
-    seqs = build(sqlite_ledger)
-    out = tmp_path / "jp"
-    export_owner_bundle(sqlite_ledger.engine, JP, out)
-    return sqlite_ledger, seqs, out, owner_scope.key_file(sqlite_ledger.engine, JP)
+    return _history(sqlite_ledger, tmp_path)
+
+
+@pytest.fixture
+def history_any(ledger: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
+    """On SQLite and on the real PostgreSQL (migration 0013's triggers, both engines)."""
+    return _history(ledger, tmp_path)
 
 
 def _trust(led: Ledger) -> bytes:
@@ -150,8 +160,8 @@ def _reseal(out: Path) -> None:
     (out / MANIFEST).write_text(json.dumps(m))
 
 
-def test_scoped_bundle_verifies_and_holds_nothing_of_other_owners(history: Any) -> None:
-    led, _, out, key_file = history
+def test_scoped_bundle_verifies_and_holds_nothing_of_other_owners(history_any: Any) -> None:
+    led, _, out, key_file = history_any
     rep = _verify(led, out, key_file)
     with led.engine.connect() as conn:
         size = conn.execute(select(entries.c.seq)).all()
@@ -240,11 +250,11 @@ def test_an_altered_owner_commitment_is_refused_naming_its_seq(history: Any, wit
 
 
 def test_a_log_writing_a_wrong_owner_commitment_is_caught_by_full_verify(
-    sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dishonest writer leaves JP out of one receipt's commitment; the hashes, tree and
     checkpoint are consistent with that lie. Only a full verify can see it, and does."""
-    led = sqlite_ledger
+    led = ledger
     build(led)
     honest = owner_scope.Committer.commit
 
@@ -302,8 +312,8 @@ def test_scoped_bundle_refuses_the_wrong_owner_or_key_file(history: Any) -> None
         list(Bundle(out).rows())
 
 
-def test_commitments_are_append_only(history: Any) -> None:
-    led, _, _, _ = history
+def test_commitments_are_append_only(history_any: Any) -> None:
+    led, _, _, _ = history_any
     with pytest.raises(Exception, match="append-only"), led.engine.begin() as conn:
         conn.execute(owner_commitments.delete())
 
