@@ -21,6 +21,8 @@ world = api_fixtures.world
 
 def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Path) -> None:
     led = world.svc.ledger
+    before_enable = world.client.get(f"/log/bundle?owner={JP}", headers=world.auth("audrey"))
+    assert before_enable.status_code == 404 and "not enabled" in before_enable.json()["detail"]
     owner_scope.enable(led.engine)  # a v1 history switched to v2 mid-way
     led.register_key(admin="admin", user="jean", roles=[AUDITOR], sites=[], owners=[JP], clearance="NONE")
     seq = _receipt(led, "olga", SITE_A, JP, LOT_NDPR_1, 1_000, "Lynas Rare Earths", "PO-JP-9")
