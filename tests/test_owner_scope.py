@@ -332,3 +332,22 @@ def test_commitment_format() -> None:
     line = b'{"entry":{}}'
     assert scope.leaf_hash_v2(c, scope.rest_hash(line)) != hashlib.sha256(b"\x00" + line).digest()
     assert repr(scope.OwnerSecret("JP", 1, secrets[0])).count("01") == 0
+
+
+def test_a_v1_leaf_after_the_first_v2_leaf_is_refused(history: Any, tmp_path: Path) -> None:
+    """The ratchet: stripping a leaf's commitment (claiming it was written before the
+    switch) is refused at that seq, in a full bundle as in a scoped one."""
+    led, seqs, out, key_file = history
+    full = tmp_path / "full"
+    export_bundle(led.engine, full)
+    seq = seqs["fr_receipt"]
+    for d in (full, out):
+        rows = [x for x in (d / COMMITMENTS).read_text().splitlines() if json.loads(x)["seq"] != seq]
+        (d / COMMITMENTS).write_text("".join(r + "\n" for r in rows))
+    with pytest.raises(VerificationFailed, match="v1 leaf") as ei:
+        verify_history(Bundle(full).rows(), Bundle(full).checkpoints(), trusted_log_key=_trust(led))
+    assert ei.value.seq == seq
+    _reseal(out)
+    with pytest.raises(VerificationFailed, match="v1 leaf") as ei:
+        _verify(led, out, key_file)
+    assert ei.value.seq == seq

@@ -10,6 +10,7 @@ from ledger.bundle_tar import extract_bundle
 from ledger.owner_bundle import verify_owner_bundle
 from ledger.policy import AUDITOR
 from ledger.store import owner_scope
+from ledger.store.audit import verify_database
 from tests import api_fixtures
 from tests.api_fixtures import World
 from tests.stock_scenario import EU, JP, LOT_NDPR_1, SITE_A
@@ -48,3 +49,5 @@ def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Pa
     assert world.client.get(f"/log/bundle?owner={EU}", headers=world.auth("audrey")).status_code == 200
     assert world.client.get(f"/log/bundle?owner={JP}", headers=world.auth("olga")).status_code == 403
     assert world.client.get("/log/bundle?owner=..%2Fx", headers=world.auth("audrey")).status_code == 422
+    # The v1 history before the switch and the v2 leaves after it verify as one log.
+    assert verify_database(led.engine, trusted_log_key=led.log_signer().public_key).size == world.entry_count()
