@@ -33,7 +33,7 @@ from bench.common import (
     wait_quiet,
 )
 
-SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood", "audit", "client")
+SECTIONS = ("appends", "verify", "proofs", "stock", "http", "login", "hsm", "group_commit", "flood", "audit", "client", "owner_scope")
 
 
 def _log(msg: str) -> None:
@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import audit
 
                 rows += audit.run(cfg, workdir, _log)
+            elif name == "owner_scope":
+                from bench import owner_scope
+
+                rows += owner_scope.run(cfg, workdir, _log)
             elif name == "client":
                 from bench import client
 

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ledger.errors import ConfigError, VerificationFailed
 from ledger.owner_scope_verify import ScopedRow
 from ledger.records import record_from_json
@@ -80,6 +82,20 @@ def key_record_from_json(d: dict[str, Any]) -> KeyRecord:
     )
 
 
+class _CommitmentLine(msgspec.Struct, forbid_unknown_fields=True):
+    seq: int
+    commitment: str
+
+
+class _WithheldLine(msgspec.Struct, forbid_unknown_fields=True):
+    seq: int
+    withheld: str
+
+
+_COMMITMENT = msgspec.json.Decoder(_CommitmentLine)
+_WITHHELD = msgspec.json.Decoder(_WithheldLine)
+
+
 class Bundle:
     """Reads a bundle directory lazily (entries are streamed, never loaded whole)."""
 
@@ -112,48 +128,61 @@ class Bundle:
         scope = self.manifest.get("scope")
         return str(scope["owner"]) if isinstance(scope, dict) and "owner" in scope else None
 
-    def commitments(self) -> dict[int, bytes]:
-        """The owner commitments of the v2 leaves, by seq (empty for a v1 history)."""
+    def commitments(self) -> Iterator[tuple[int, bytes]]:
+        """The owner commitments of the v2 leaves, ``(seq, C)`` in seq order (none for a
+        v1 history); streamed, as the entries are."""
         path = self.root / COMMITMENTS
-        out: dict[int, bytes] = {}
         if not path.is_file():
-            return out
+            return
+        last = -1
         with path.open("rb") as f:
             for n, line in enumerate(f, 1):
                 try:
-                    d = json.loads(line)
-                    out[int(d["seq"])] = bytes.fromhex(d["commitment"])
-                except (ValueError, KeyError, TypeError) as exc:
+                    d = _COMMITMENT.decode(line)
+                    seq, c = d.seq, bytes.fromhex(d.commitment)
+                except (ValueError, msgspec.DecodeError) as exc:
                     raise VerificationFailed(f"{COMMITMENTS} line {n} is malformed") from exc
-        return out
+                if seq <= last:
+                    raise VerificationFailed(f"{COMMITMENTS} line {n} is out of order")
+                last = seq
+                yield seq, c
+
+    def _lines(self) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """``(seq, line, commitment or None)`` for every line of the entries file."""
+        commits = self.commitments()
+        pending = next(commits, None)
+        with (self.root / ENTRIES).open("rb") as f:
+            for seq, raw in enumerate(f):
+                c = None
+                if pending is not None and pending[0] == seq:
+                    c = pending[1]
+                    pending = next(commits, None)
+                yield seq, raw.rstrip(b"\n"), c
+        if pending is not None:
+            raise VerificationFailed(f"{COMMITMENTS} names seq {pending[0]}, beyond the entries")
 
     def rows(self) -> Iterator[LeafRow]:
         if self.scope is not None:
             raise ConfigError(
                 f"this bundle is scoped to owner {self.scope}: verify it with --owner {self.scope} --owner-key FILE"
             )
-        commits = self.commitments()
-        with (self.root / ENTRIES).open("rb") as f:
-            for seq, line in enumerate(f):
-                yield LeafRow(line.rstrip(b"\n"), None, commits.get(seq))
+        for _, line, c in self._lines():
+            yield LeafRow(line, None, c)
 
     def scoped_rows(self) -> Iterator[ScopedRow]:
         """The rows of an owner-scoped bundle: given in full or withheld."""
-        commits = self.commitments()
-        with (self.root / ENTRIES).open("rb") as f:
-            for seq, raw in enumerate(f):
-                line = raw.rstrip(b"\n")
-                if line.startswith(b'{"seq":'):
-                    try:
-                        d = json.loads(line)
-                        rest = bytes.fromhex(d["withheld"])
-                        if int(d["seq"]) != seq:
-                            raise ValueError
-                    except (ValueError, KeyError, TypeError):
-                        raise VerificationFailed("a withheld leaf line is malformed", seq=seq) from None
-                    yield ScopedRow(None, rest, commits.get(seq))
-                else:
-                    yield ScopedRow(line, None, commits.get(seq))
+        for seq, line, c in self._lines():
+            if line.startswith(b'{"seq":'):
+                try:
+                    w = _WITHHELD.decode(line)
+                    rest = bytes.fromhex(w.withheld)
+                    if w.seq != seq:
+                        raise ValueError
+                except (ValueError, msgspec.DecodeError):
+                    raise VerificationFailed("a withheld leaf line is malformed", seq=seq) from None
+                yield ScopedRow(None, rest, c)
+            else:
+                yield ScopedRow(line, None, c)
 
     def owner_balances(self) -> dict[tuple[str, str], int] | None:
         """What the server says the owner holds at export: (site, lot) -> grams."""

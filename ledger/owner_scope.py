@@ -88,7 +88,7 @@ def leaf_hash_v2(commitment: bytes, rest: bytes) -> bytes:
 
 def owner_tag(secret: bytes, *, log_id: str, seq: int, salt: bytes) -> bytes:
     msg = _TAG_DOMAIN + log_id.encode() + b"\n" + seq.to_bytes(8, "big") + salt
-    return hmac.new(secret, msg, hashlib.sha256).digest()[:TAG_LEN]
+    return hmac.digest(secret, msg, "sha256")[:TAG_LEN]
 
 
 def _slots(n: int) -> int:
@@ -121,17 +121,25 @@ def parse_commitment(commitment: bytes) -> tuple[bytes, frozenset[bytes]]:
     n = body // TAG_LEN
     if body < 0 or body % TAG_LEN or n < MIN_TAGS or n & (n - 1) or len(commitment) > MAX_COMMITMENT:
         raise CommitmentMalformed("the owner commitment has not the v2 shape")
-    salt = commitment[:SALT_LEN]
-    tags = [commitment[SALT_LEN + i * TAG_LEN : SALT_LEN + (i + 1) * TAG_LEN] for i in range(n)]
-    if tags != sorted(set(tags)):
+    tags = [commitment[i : i + TAG_LEN] for i in range(SALT_LEN, len(commitment), TAG_LEN)]
+    if any(tags[i] >= tags[i + 1] for i in range(n - 1)):
+        # One spelling per set of tags: a reordered C would be another leaf hash.
         raise CommitmentMalformed("the owner commitment's tags are not sorted and distinct")
-    return salt, frozenset(tags)
+    return commitment[:SALT_LEN], frozenset(tags)
+
+
+def names_parsed(
+    salt: bytes, tags: frozenset[bytes], secrets_: Sequence[bytes], *, log_id: str, seq: int
+) -> bool:
+    """:func:`names` on a commitment already split by :func:`parse_commitment`."""
+    prefix = _TAG_DOMAIN + log_id.encode() + b"\n" + seq.to_bytes(8, "big") + salt
+    return any(hmac.digest(k, prefix, "sha256")[:TAG_LEN] in tags for k in secrets_)
 
 
 def names(commitment: bytes, secrets_: Sequence[bytes], *, log_id: str, seq: int) -> bool:
     """Whether ``C`` holds the tag of any of one owner's secrets (any epoch)."""
     salt, tags = parse_commitment(commitment)
-    return any(owner_tag(k, log_id=log_id, seq=seq, salt=salt) in tags for k in secrets_)
+    return names_parsed(salt, tags, secrets_, log_id=log_id, seq=seq)
 
 
 # -- the key file an owner's auditor receives out of band ---------------------------------

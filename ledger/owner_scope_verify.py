@@ -30,7 +30,13 @@ from datetime import datetime
 from ledger.entries import ZERO_HASH, decode_leaf, leaf_signature_version
 from ledger.errors import LedgerError, Rejected, VerificationFailed
 from ledger.merkle import CompactRange, leaf_hash
-from ledger.owner_scope import CommitmentMalformed, leaf_hash_v2, names, parse_commitment, rest_hash
+from ledger.owner_scope import (
+    CommitmentMalformed,
+    leaf_hash_v2,
+    names_parsed,
+    parse_commitment,
+    rest_hash,
+)
 from ledger.records import BalanceRec, split_holding
 from ledger.reducer import Context, apply
 from ledger.rules.owners import owners_touched, registered_owners, touches
@@ -77,18 +83,18 @@ class _Replay:
         self.sig_version = 2
         self.leaf_version = 1
 
-    def withheld(self, seq: int, rest: bytes | None, commitment: bytes | None) -> bytes:
+    def withheld(self, seq: int, rest: bytes | None, commitment: bytes | None, named: bool) -> bytes:
         if rest is None or len(rest) != 32:
             raise _fail(seq, "a withheld leaf without its rest hash")
         if commitment is None:
             raise _fail(seq, "a withheld leaf has no owner commitment: it may touch the owner")
-        if names(commitment, self.secrets, log_id=self.log_id, seq=seq):
+        if named:
             raise _fail(
                 seq, f"an entry touching {self.owner} was withheld (its owner commitment names it)"
             )
         return leaf_hash_v2(commitment, rest)
 
-    def given(self, seq: int, line: bytes, commitment: bytes | None) -> bytes:
+    def given(self, seq: int, line: bytes, commitment: bytes | None, named: bool) -> bytes:
         state = self.state
         try:
             leaf, raw = decode_leaf(line)
@@ -114,7 +120,7 @@ class _Replay:
                 leaf.entry, () if state.get("owners", self.owner) is None else (self.owner,)
             )
             expected = touches(touched, self.owner, registered=registered)
-            if names(commitment, self.secrets, log_id=self.log_id, seq=seq) != expected:
+            if named != expected:
                 raise _fail(
                     seq,
                     f"owner commitment is wrong for owner {self.owner}: the entry "
@@ -159,18 +165,20 @@ def verify_scoped(
     last_cp_size = 0
     seq = -1
     for seq, row in enumerate(rows):
+        named = False
         if row.commitment is not None:
             try:
-                parse_commitment(row.commitment)
+                salt, tags = parse_commitment(row.commitment)
             except CommitmentMalformed as exc:
                 raise _fail(seq, f"owner commitment: {exc}") from None
+            named = names_parsed(salt, tags, secrets, log_id=log_id, seq=seq)
         elif replay.leaf_version == 2:
             raise _fail(seq, "a v1 leaf (no owner commitment) after the log's first v2 leaf")
         if row.line is None:
-            lh = replay.withheld(seq, row.rest, row.commitment)
+            lh = replay.withheld(seq, row.rest, row.commitment, named)
             report.withheld += 1
         else:
-            lh = replay.given(seq, row.line, row.commitment)
+            lh = replay.given(seq, row.line, row.commitment, named)
             report.given += 1
         if row.commitment is not None:
             replay.leaf_version = 2

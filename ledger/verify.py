@@ -32,7 +32,13 @@ from ledger.entries import ZERO_HASH, Leaf, decode_leaf, leaf_signature_version
 from ledger.errors import HeldCheckpointInvalid, LedgerError, Rejected, VerificationFailed
 from ledger.kinds.keys import Genesis
 from ledger.merkle import CompactRange, leaf_hash
-from ledger.owner_scope import CommitmentMalformed, leaf_hash_v2, names, parse_commitment, rest_hash
+from ledger.owner_scope import (
+    CommitmentMalformed,
+    leaf_hash_v2,
+    names_parsed,
+    parse_commitment,
+    rest_hash,
+)
 from ledger.reducer import Context, apply
 from ledger.rules.movements import REVERSAL_WINDOW
 from ledger.rules.owners import EVERY, owners_touched, registered_owners, touches
@@ -251,7 +257,7 @@ def verify_history(
         else:
             try:
                 lh = leaf_hash_v2(row.commitment, rest_hash(row.line))
-                parse_commitment(row.commitment)
+                parsed = parse_commitment(row.commitment)
             except CommitmentMalformed as exc:
                 raise _fail(seq, f"owner commitment: {exc}") from None
             leaf_version = 2
@@ -270,7 +276,7 @@ def verify_history(
                 raise _fail(seq, _describe(exc)) from None
         last_version = version
         if owner_secrets is not None and row.commitment is not None:
-            _check_owner_commitment(seq, leaf.entry, row.commitment, state, owner_secrets)
+            _check_owner_commitment(seq, leaf.entry, parsed, state, owner_secrets)
         try:
             changes = apply(
                 state,
@@ -366,7 +372,11 @@ def verify_history(
 
 
 def _check_owner_commitment(
-    seq: int, body: Any, commitment: bytes, state: State, secrets: Mapping[str, Sequence[bytes]]
+    seq: int,
+    body: Any,
+    commitment: tuple[bytes, frozenset[bytes]],
+    state: State,
+    secrets: Mapping[str, Sequence[bytes]],
 ) -> None:
     """Each owner whose secret we hold is named by the leaf exactly when the entry touches
     it; an owner the entry touches must be one we hold a secret for (issue #14)."""
@@ -380,7 +390,7 @@ def _check_owner_commitment(
         raise _fail(seq, f"owner commitment: no scoped-audit secret for owner {missing[0]}")
     for owner, keys in secrets.items():
         expected = touches(touched, owner, registered=owner in owners)
-        if names(commitment, keys, log_id=log_id, seq=seq) != expected:
+        if names_parsed(*commitment, keys, log_id=log_id, seq=seq) != expected:
             raise _fail(
                 seq,
                 f"owner commitment is wrong for owner {owner}: the entry "

@@ -104,7 +104,7 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
         "omar", "stock.count", site=SITE_RO, owner=FR, lot=LOT_FR, book=7_000_000,
         counted=7_000_000, occurred_at=now(),
     )  # fmt: skip
-    set_policy(led, JP, NDPR, minister="mina")
+    set_policy(led, JP, NDPR, minister="mina", margin=1.0)
     order = authorise(
         led, owner=JP, material=NDPR, quantity=1_000_000, recipient="Shin-Etsu Chemical",
         regime="emergency_release", sites=[SITE_JP1], requester="fiona", approvers=["felix"],
@@ -118,12 +118,22 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
     return seqs
 
 
+def _history(led: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
+    seqs = build(led)
+    out = tmp_path / "jp"
+    export_owner_bundle(led.engine, JP, out)
+    return led, seqs, out, owner_scope.key_file(led.engine, JP)
+
+
 @pytest.fixture
 def history(sqlite_ledger: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
-    seqs = build(sqlite_ledger)
-    out = tmp_path / "jp"
-    export_owner_bundle(sqlite_ledger.engine, JP, out)
-    return sqlite_ledger, seqs, out, owner_scope.key_file(sqlite_ledger.engine, JP)
+    return _history(sqlite_ledger, tmp_path)
+
+
+@pytest.fixture
+def history_any(ledger: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
+    """On SQLite and on the real PostgreSQL (migration 0013's triggers, both engines)."""
+    return _history(ledger, tmp_path)
 
 
 def _trust(led: Ledger) -> bytes:
@@ -150,8 +160,8 @@ def _reseal(out: Path) -> None:
     (out / MANIFEST).write_text(json.dumps(m))
 
 
-def test_scoped_bundle_verifies_and_holds_nothing_of_other_owners(history: Any) -> None:
-    led, _, out, key_file = history
+def test_scoped_bundle_verifies_and_holds_nothing_of_other_owners(history_any: Any) -> None:
+    led, _, out, key_file = history_any
     rep = _verify(led, out, key_file)
     with led.engine.connect() as conn:
         size = conn.execute(select(entries.c.seq)).all()
@@ -240,11 +250,11 @@ def test_an_altered_owner_commitment_is_refused_naming_its_seq(history: Any, wit
 
 
 def test_a_log_writing_a_wrong_owner_commitment_is_caught_by_full_verify(
-    sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dishonest writer leaves JP out of one receipt's commitment; the hashes, tree and
     checkpoint are consistent with that lie. Only a full verify can see it, and does."""
-    led = sqlite_ledger
+    led = ledger
     build(led)
     honest = owner_scope.Committer.commit
 
@@ -302,8 +312,8 @@ def test_scoped_bundle_refuses_the_wrong_owner_or_key_file(history: Any) -> None
         list(Bundle(out).rows())
 
 
-def test_commitments_are_append_only(history: Any) -> None:
-    led, _, _, _ = history
+def test_commitments_are_append_only(history_any: Any) -> None:
+    led, _, _, _ = history_any
     with pytest.raises(Exception, match="append-only"), led.engine.begin() as conn:
         conn.execute(owner_commitments.delete())
 
@@ -322,3 +332,22 @@ def test_commitment_format() -> None:
     line = b'{"entry":{}}'
     assert scope.leaf_hash_v2(c, scope.rest_hash(line)) != hashlib.sha256(b"\x00" + line).digest()
     assert repr(scope.OwnerSecret("JP", 1, secrets[0])).count("01") == 0
+
+
+def test_a_v1_leaf_after_the_first_v2_leaf_is_refused(history: Any, tmp_path: Path) -> None:
+    """The ratchet: stripping a leaf's commitment (claiming it was written before the
+    switch) is refused at that seq, in a full bundle as in a scoped one."""
+    led, seqs, out, key_file = history
+    full = tmp_path / "full"
+    export_bundle(led.engine, full)
+    seq = seqs["fr_receipt"]
+    for d in (full, out):
+        rows = [x for x in (d / COMMITMENTS).read_text().splitlines() if json.loads(x)["seq"] != seq]
+        (d / COMMITMENTS).write_text("".join(r + "\n" for r in rows))
+    with pytest.raises(VerificationFailed, match="v1 leaf") as ei:
+        verify_history(Bundle(full).rows(), Bundle(full).checkpoints(), trusted_log_key=_trust(led))
+    assert ei.value.seq == seq
+    _reseal(out)
+    with pytest.raises(VerificationFailed, match="v1 leaf") as ei:
+        _verify(led, out, key_file)
+    assert ei.value.seq == seq

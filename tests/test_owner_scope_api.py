@@ -10,6 +10,7 @@ from ledger.bundle_tar import extract_bundle
 from ledger.owner_bundle import verify_owner_bundle
 from ledger.policy import AUDITOR
 from ledger.store import owner_scope
+from ledger.store.audit import verify_database
 from tests import api_fixtures
 from tests.api_fixtures import World
 from tests.stock_scenario import EU, JP, LOT_NDPR_1, SITE_A
@@ -21,6 +22,8 @@ world = api_fixtures.world
 
 def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Path) -> None:
     led = world.svc.ledger
+    before_enable = world.client.get(f"/log/bundle?owner={JP}", headers=world.auth("audrey"))
+    assert before_enable.status_code == 404 and "not enabled" in before_enable.json()["detail"]
     owner_scope.enable(led.engine)  # a v1 history switched to v2 mid-way
     led.register_key(admin="admin", user="jean", roles=[AUDITOR], sites=[], owners=[JP], clearance="NONE")
     seq = _receipt(led, "olga", SITE_A, JP, LOT_NDPR_1, 1_000, "Lynas Rare Earths", "PO-JP-9")
@@ -46,3 +49,5 @@ def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Pa
     assert world.client.get(f"/log/bundle?owner={EU}", headers=world.auth("audrey")).status_code == 200
     assert world.client.get(f"/log/bundle?owner={JP}", headers=world.auth("olga")).status_code == 403
     assert world.client.get("/log/bundle?owner=..%2Fx", headers=world.auth("audrey")).status_code == 422
+    # The v1 history before the switch and the v2 leaves after it verify as one log.
+    assert verify_database(led.engine, trusted_log_key=led.log_signer().public_key).size == world.entry_count()

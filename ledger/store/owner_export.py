@@ -101,7 +101,8 @@ def export_owner_bundle(engine: Engine, owner: str, out: Path) -> tuple[int, byt
         if head is None:
             raise ConfigError("the database holds no log: run 'reserve init' first")
         if owner_scope.enabled_from(conn) is None:
-            raise ConfigError("owner-scoped audit is not enabled on this log (reserve owner-scope enable)")
+            # 404 over the API, not 503: the service is fine, the bundle does not exist.
+            raise NotFound("no owner-scoped bundles: owner-scoped audit is not enabled on this log")
         epochs = owner_scope.read_secrets(conn, owner).get(owner)
         if not epochs:
             raise NotFound(f"no owner {owner}")
