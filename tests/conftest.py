@@ -109,9 +109,9 @@ OPERATOR_OWNER = "OWNER-A"
 OPERATOR_SITE = "SITE-A"
 
 
-def with_operator(led: Ledger, user: str = "olga") -> Ledger:
-    """An operator of ``SITE-A`` (held for ``OWNER-A``). A key names only a site and an
-    owner that exist (issue #12), so the first call registers both (two entries)."""
+def operator_site(led: Ledger) -> str:
+    """``SITE-A`` (held for ``OWNER-A``), registered unless it is (two entries): a key
+    names only a site and an owner that exist (issue #12)."""
     with led.engine.connect() as conn:
         sites = read_table(conn, "sites")
     if OPERATOR_SITE not in sites:
@@ -120,5 +120,11 @@ def with_operator(led: Ledger, user: str = "olga") -> Ledger:
             "admin", "site.registered", code=OPERATOR_SITE, classification="RESTRICTED",
             custodian=OPERATOR_OWNER, owners=[OPERATOR_OWNER], location_commitment="ab" * 32,
         )
+    return OPERATOR_SITE
+
+
+def with_operator(led: Ledger, user: str = "olga") -> Ledger:
+    """An operator of ``SITE-A`` (:func:`operator_site`: the first call adds two entries)."""
+    operator_site(led)
     led.register_key(admin="admin", user=user, roles=["operator"], sites=[OPERATOR_SITE], owners=[], clearance="NONE")
     return led
