@@ -1,7 +1,7 @@
 """References people can type (issue #12): one resolver for the CLI and the API.
 
 An entry (a transfer, an order, a request, a movement to reverse...) is named by its seq
-(ASCII digits only: an all-digit text is always a seq), its full id, or a prefix of at
+(ASCII digits only: an all-digit text is a seq, unless it is a whole 32-digit id), its full id, or a prefix of at
 least :data:`MIN_PREFIX` characters of its id, as ``release list`` shows them. A key is
 named by its id, an id prefix, or its user's name where that user has exactly one active
 key. An ambiguous prefix is refused with the candidates' seqs (never a guess); an unknown
@@ -116,7 +116,7 @@ def resolve_entry(
     from ledger.store.schema import entries
 
     what = _what(kinds)
-    if _is_seq(ref):
+    if _is_seq(ref) and len(ref) != ENTRY_ID_LEN:  # 32 digits: an id, never a seq
         if len(ref) > 16:
             raise NotFound(f"no entry at seq {ref[:20]}")
         row = conn.execute(
