@@ -41,6 +41,10 @@ EntryIdPath = Annotated[
     str, Path(pattern=ENTRY_ID, max_length=32, description="an entry id: 32 hex digits")
 ]
 KeyIdPath = Annotated[str, Path(pattern=KEY_ID, max_length=64, description="64 hex digits")]
+# Issue #12: a key to revoke, by id, id prefix (8+ hex digits) or its user's name.
+KeyRefPath = Annotated[
+    str, Path(max_length=64, description="a key id, a unique id prefix of 8+ hex digits, or a user name")
+]
 # Issue #12: an entry named the way people type it (``ledger.refs``): a seq, an id, or an
 # id prefix of at least 8 hex digits; resolved and refused (unknown, malformed, ambiguous)
 # by ``ledger.refs``, whose messages name what is accepted rather than a pattern.

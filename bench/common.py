@@ -312,6 +312,28 @@ class BenchLedger:
         self.led.engine.dispose()
 
 
+BENCH_OWNER, BENCH_SITE = "BENCH-OWNER", "BENCH-SITE"
+
+
+def register_operator(led: Any, user: str, *, admin: str = ADMIN, public_key: bytes | None = None) -> None:
+    """An operator of one bench site: a key names only a site and an owner that exist,
+    and an operator needs a site (issue #12), so the first call registers both."""
+    from ledger.store.projections import read_table
+
+    with led.engine.connect() as conn:
+        known = BENCH_SITE in read_table(conn, "sites")
+    if not known:
+        led.act(admin, "owner.registered", code=BENCH_OWNER, name="Bench owner", country="JP")
+        led.act(
+            admin, "site.registered", code=BENCH_SITE, classification="RESTRICTED",
+            custodian=BENCH_OWNER, owners=[BENCH_OWNER], location_commitment="ab" * 32,
+        )
+    led.register_key(
+        admin=admin, user=user, roles=["operator"], sites=[BENCH_SITE], owners=[], clearance="NONE",
+        public_key=public_key,
+    )
+
+
 def make_ledger(url: str, keydir: Path) -> BenchLedger:
     from keys import FileKeystore
     from ledger.service import Ledger
@@ -319,9 +341,7 @@ def make_ledger(url: str, keydir: Path) -> BenchLedger:
 
     led = Ledger(make_engine(url), FileKeystore(keydir, passphrase=PASSPHRASE))
     led.init(log_id=LOG_ID, admin=ADMIN)
-    led.register_key(
-        admin=ADMIN, user=OPERATOR, roles=["operator"], sites=[], owners=[], clearance="NONE"
-    )
+    register_operator(led, OPERATOR)
     return BenchLedger(led=led, operator=led.signer_for(OPERATOR), log_signer=led.log_signer())
 
 

@@ -65,7 +65,15 @@ def _best(pairs: list[tuple[Callable[[bytes], object], Callable[[bytes], object]
 
 def _appends(cfg: Config, workdir: Path, backend: object, log: Callable[[str], None]) -> tuple[float, float, int]:
     """Entries/s of single-entry appends on SQLite, the log key in the token vs in files."""
-    from bench.common import ADMIN, LOG_ID, OPERATOR, make_ledger, new_bodies, presign
+    from bench.common import (
+        ADMIN,
+        LOG_ID,
+        OPERATOR,
+        make_ledger,
+        new_bodies,
+        presign,
+        register_operator,
+    )
     from ledger.service import Ledger
     from ledger.store.db import make_engine
     from ledger.store.log import append
@@ -74,7 +82,7 @@ def _appends(cfg: Config, workdir: Path, backend: object, log: Callable[[str], N
     file_bl = make_ledger(f"sqlite:///{workdir / 'hsm-file.db'}", workdir / "hsm-file-keys")
     led = Ledger(make_engine(f"sqlite:///{workdir / 'hsm-token.db'}"), backend.keystore, backend.sealer)  # type: ignore[attr-defined]
     led.init(log_id=LOG_ID, admin=ADMIN)
-    led.register_key(admin=ADMIN, user=OPERATOR, roles=["operator"], sites=[], owners=[], clearance="NONE")
+    register_operator(led, OPERATOR)
     hsm_log, hsm_operator = led.log_signer(), led.signer_for(OPERATOR)
     log(f"   appends: {n} single-entry appends x {ROUNDS} rounds per keystore")
 

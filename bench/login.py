@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import PASSPHRASE, Config, Row, percentile, quiet_logs
+from bench.common import PASSPHRASE, Config, Row, percentile, quiet_logs, register_operator
 
 SECTION = "login"
 TARGET_P99_MS = 50.0
@@ -50,8 +50,7 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None]) -> list[Row]:
     led = Ledger(make_engine(db_url), FileKeystore(home / "keys", passphrase=PASSPHRASE))
     led.init(log_id="bench.local/login", admin="admin")
     user = Ed25519Signer.generate()
-    led.register_key(admin="admin", user="olga", roles=["operator"], sites=[], owners=[],
-                     clearance="NONE", public_key=user.public_key)
+    register_operator(led, "olga", admin="admin", public_key=user.public_key)
     settings = ApiSettings(ledger=Settings(home=home, db_url=db_url, user=None, log_level="error"),
                            token=TokenSettings())
     svc = build_services(settings, passphrase=PASSPHRASE)

@@ -102,17 +102,6 @@ def run_demo(led: Ledger) -> int:
     with led.engine.connect() as conn:
         if read_table(conn, "owners"):
             return _size(led)
-    registered = {k.user for k in led.registered_keys()}
-    for user, roles, sites, owners, clearance in DEMO_USERS:
-        if user not in registered:
-            led.register_key(
-                admin="admin",
-                user=user,
-                roles=roles,
-                sites=sites,
-                owners=owners,
-                clearance=clearance,
-            )
     for code, name, country in OWNERS:
         led.act("admin", "owner.registered", code=code, name=name, country=country)
     for code, name, form, basis in MATERIALS:
@@ -134,6 +123,18 @@ def run_demo(led: Ledger) -> int:
             owners=owners,
             location=location,
         )
+    # Keys after the owners and sites their scopes name (issue #12).
+    registered = {k.user for k in led.registered_keys()}
+    for user, roles, sites, owners, clearance in DEMO_USERS:
+        if user not in registered:
+            led.register_key(
+                admin="admin",
+                user=user,
+                roles=roles,
+                sites=sites,
+                owners=owners,
+                clearance=clearance,
+            )
     for code, material, origin, supplier, purity in LOTS:
         basis = next(m[3] for m in MATERIALS if m[0] == material)
         led.act(

@@ -12,7 +12,9 @@
     reserve release show    REF          (a request still open, or an order and its report)
     reserve release list    [--owner O]  (open requests, what each still needs; orders and
                                           their remaining cap)
-    reserve release report  ORDER        (the reporting obligation's report, as JSON)
+    reserve release report  REF [--format table|json|csv|md|html]
+                                         (the order's report to parliament; REF: the order
+                                          or its request)
     reserve release policies [--owner O]
 
 Requests and orders may be named by the seq the CLI printed, the entry id, or a unique

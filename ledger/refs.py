@@ -1,7 +1,8 @@
 """References people can type (issue #12): one resolver for the CLI and the API.
 
 An entry (a transfer, an order, a request, a movement to reverse...) is named by its seq
-(ASCII digits only: an all-digit text is always a seq), its full id, or a prefix of at
+(ASCII digits; with 8 digits or more it may also be an id prefix: both are looked up,
+and a text naming two entries is refused as ambiguous), its full id, or a prefix of at
 least :data:`MIN_PREFIX` characters of its id, as ``release list`` shows them. A key is
 named by its id, an id prefix, or its user's name where that user has exactly one active
 key. An ambiguous prefix is refused with the candidates' seqs (never a guess); an unknown
@@ -116,38 +117,46 @@ def resolve_entry(
     from ledger.store.schema import entries
 
     what = _what(kinds)
-    if _is_seq(ref):
-        if len(ref) > 16:
-            raise NotFound(f"no entry at seq {ref[:20]}")
-        row = conn.execute(
-            select(entries.c.seq, entries.c.entry_id, entries.c.kind).where(entries.c.seq == int(ref))
-        ).first()
-        if row is None:
-            raise NotFound(f"no entry at seq {int(ref)}")
-        return _in_kinds(EntryRef(int(row.seq), str(row.entry_id), str(row.kind)), kinds, ref)
+    cols = (entries.c.seq, entries.c.entry_id, entries.c.kind)
+    by_seq: EntryRef | None = None
+    if _is_seq(ref) and len(ref) <= 16:
+        row = conn.execute(select(*cols).where(entries.c.seq == int(ref))).first()
+        by_seq = EntryRef(int(row.seq), str(row.entry_id), str(row.kind)) if row is not None else None
+        if len(ref) < MIN_PREFIX:  # too short for an id prefix: only a seq
+            if by_seq is None:
+                raise NotFound(f"no entry at seq {int(ref)}")
+            return _in_kinds(by_seq, kinds, ref)
+        if by_seq is not None and kinds and by_seq.kind not in kinds:
+            by_seq = None
     prefix = _hex_prefix(ref, full=ENTRY_ID_LEN, what=what, field=field)
     # A range over the unique index on entry_id (ids are lowercase hex): one seek, on
     # SQLite and PostgreSQL alike (LIKE would not use the index on SQLite).
-    q = select(entries.c.seq, entries.c.entry_id, entries.c.kind).where(
+    q = select(*cols).where(
         entries.c.entry_id >= prefix,
         entries.c.entry_id <= prefix + "f" * (ENTRY_ID_LEN - len(prefix)),
     )
     if kinds:
         q = q.where(entries.c.kind.in_(sorted(kinds)))
-    rows = conn.execute(q.order_by(entries.c.seq).limit(MAX_CANDIDATES + 1)).all()
-    if not rows:
-        raise NotFound(f"no {what} '{prefix}'")
-    if len(rows) > 1:
-        seqs = tuple(str(r.seq) for r in rows[:MAX_CANDIDATES])
-        more = ", ..." if len(rows) > MAX_CANDIDATES else ""
+    found = [
+        EntryRef(int(r.seq), str(r.entry_id), str(r.kind))
+        for r in conn.execute(q.order_by(entries.c.seq).limit(MAX_CANDIDATES + 1))
+    ]
+    # Eight digits or more may be a seq or an id prefix (ids are hex, so digits-only
+    # prefixes happen): both are looked up, and if both name something it is ambiguous.
+    if by_seq is not None and by_seq not in found:
+        found = sorted([by_seq, *found], key=lambda e: e.seq)
+    if not found:
+        raise NotFound(f"no {what} '{prefix}'" if not _is_seq(ref) else f"no {what} at seq or id prefix {prefix}")
+    if len(found) > 1:
+        seqs = tuple(str(e.seq) for e in found[:MAX_CANDIDATES])
+        more = ", ..." if len(found) > MAX_CANDIDATES else ""
         raise AmbiguousReference(
             f"'{prefix}' names more than one {what} (seqs {', '.join(seqs)}{more}): "
             "give more characters of the id, or the seq",
             candidates=seqs,
             field=field,
         )
-    r = rows[0]
-    return EntryRef(int(r.seq), str(r.entry_id), str(r.kind))
+    return found[0]
 
 
 def match_key(recs: Iterable[KeyRecord], ref: str, *, field: str | None = None) -> KeyRecord:

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from keys import FileKeystore
 from ledger.service import Ledger
 from ledger.store.db import make_engine
+from ledger.store.projections import read_table
 
 # Key files cost scrypt N = 2^17 (~0.4 s) each; the suite makes hundreds. Only the test
 # suite sets this (keys/filestore.py logs a warning whenever it is used).
@@ -104,6 +105,26 @@ def sqlite_ledger(sqlite_url: str, tmp_path: Path) -> Ledger:
     return make_ledger(sqlite_url, tmp_path / "keys")
 
 
+OPERATOR_OWNER = "OWNER-A"
+OPERATOR_SITE = "SITE-A"
+
+
+def operator_site(led: Ledger) -> str:
+    """``SITE-A`` (held for ``OWNER-A``), registered unless it is (two entries): a key
+    names only a site and an owner that exist (issue #12)."""
+    with led.engine.connect() as conn:
+        sites = read_table(conn, "sites")
+    if OPERATOR_SITE not in sites:
+        led.act("admin", "owner.registered", code=OPERATOR_OWNER, name="Owner A", country="JP")
+        led.act(
+            "admin", "site.registered", code=OPERATOR_SITE, classification="RESTRICTED",
+            custodian=OPERATOR_OWNER, owners=[OPERATOR_OWNER], location_commitment="ab" * 32,
+        )
+    return OPERATOR_SITE
+
+
 def with_operator(led: Ledger, user: str = "olga") -> Ledger:
-    led.register_key(admin="admin", user=user, roles=["operator"], sites=["SITE-A"], owners=[], clearance="NONE")
+    """An operator of ``SITE-A`` (:func:`operator_site`: the first call adds two entries)."""
+    operator_site(led)
+    led.register_key(admin="admin", user=user, roles=["operator"], sites=[OPERATOR_SITE], owners=[], clearance="NONE")
     return led

@@ -76,10 +76,6 @@ def _shift(t: str, **delta: float) -> str:
 def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> dict[str, Any]:
     """Record the scenario on an initialised ledger (genesis only, ``admin`` key)."""
     act = led.act
-    for user, roles, sites, owners, clearance in USERS:
-        led.register_key(
-            admin="admin", user=user, roles=roles, sites=sites, owners=owners, clearance=clearance
-        )
 
     # -- reference data ----------------------------------------------------------------
     act("admin", "owner.registered", code=JP, name="JOGMEC national reserve", country="JP")
@@ -129,6 +125,11 @@ def build_scenario(led: Ledger, *, clock: Callable[[], str] = timefmt.now) -> di
         owners=[EU, JP],
         location_commitment=COMMITMENT,
     )
+    # Keys after the sites and owners their scopes name (issue #12).
+    for user, roles, sites, owners, clearance in USERS:
+        led.register_key(
+            admin="admin", user=user, roles=roles, sites=sites, owners=owners, clearance=clearance
+        )
     lots = [
         (LOT_NDPR_1, NDPR, "AU", SUPPLIER_NDPR, "99.50", "TREO"),
         (LOT_NDPR_2, NDPR, "AU", SUPPLIER_NDPR, "99.70", "TREO"),

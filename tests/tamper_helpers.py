@@ -30,8 +30,8 @@ OPERATOR = "olga"
 ACCOUNT = "ACC-1"
 #: Deltas of the movements appended by :func:`build_history`, one append each.
 DELTAS = (10, 5, -3, 7, 2, -4, 6, 1)
-FIRST_MOVE = 2  # seq 0: genesis, seq 1: olga's key registration
-SIZE = FIRST_MOVE + len(DELTAS)  # 10 entries, one checkpoint per append: sizes 1..10
+FIRST_MOVE = 4  # seq 0: genesis, 1-2: owner and site (issue #12), 3: olga's key
+SIZE = FIRST_MOVE + len(DELTAS)  # 12 entries, one checkpoint per append: sizes 1..12
 
 
 def build_history(led: Ledger) -> int:

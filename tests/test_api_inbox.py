@@ -150,3 +150,19 @@ def test_inbox_lists_need_a_token(world: World, path: str) -> None:
     flag = "inbound" if path == "/transfers" else "executable"
     got = world.client.get(path, params={flag: "maybe"}, headers=world.auth("olga"))
     assert got.status_code == 422 and got.json()["field"] == flag
+
+
+def test_revoke_a_key_by_user_name_or_prefix(world: World) -> None:
+    # Anyone names their own key by their name; a security admin any key by a prefix.
+    got = world.client.post("/keys/oscar/revoke", json={"reason": "laptop lost"}, headers=world.auth("oscar"))
+    assert got.status_code == 201, got.text
+    kim = _get(world, "admin", "/registry/keys/kim")["key_id"]
+    got = world.client.post(f"/keys/{kim[:9]}/revoke", json={"reason": "left"}, headers=world.auth("admin"))
+    assert got.status_code == 201, got.text
+    revoked = {k["user"] for k in _get(world, "audrey", "/registry/keys")["keys"] if k["revoked_seq"] is not None}
+    assert {"oscar", "kim"} <= revoked
+    # Someone else's key by name is not theirs to name; a full id still reaches the rules.
+    assert world.client.post("/keys/omar/revoke", json={"reason": "x"}, headers=world.auth("olga")).status_code == 404
+    omar = _get(world, "admin", "/registry/keys/omar")["key_id"]
+    refused = world.client.post(f"/keys/{omar}/revoke", json={"reason": "x"}, headers=world.auth("olga"))
+    assert refused.status_code == 409, refused.text

@@ -241,7 +241,12 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/registry/users"): (frozenset({ADMIN, AUDITOR}), _get("/registry/users")),
     ("GET", "/registry/policies"): (AGGREGATE_READERS, _get("/registry/policies")),
     ("GET", "/registry/loans"): (STOCK_READERS, _get("/registry/loans")),
-    ("GET", "/registry/refs/{seq}"): (EVERYONE, _get("/registry/refs/1")),
+    ("GET", "/registry/refs/{ref}"): (EVERYONE, _get("/registry/refs/1")),
+    # issue #12: a key by id, prefix or user name (others' keys only for admins, auditors)
+    ("GET", "/registry/keys/{ref}"): (EVERYONE, _passing("GET", "/registry/keys/nobody")),
+    # issue #12: inboxes
+    ("GET", "/transfers"): (STOCK_READERS, _get("/transfers")),
+    ("GET", "/orders"): (STOCK_READERS, _get("/orders")),
     # writes
     ("POST", "/entries"): (EVERYONE, _signed_entry),
     # the outcome of a write answered 202 (issue #8): an unknown key is a 404 past the role check

@@ -250,14 +250,16 @@ def test_clean_history_report_shape(led: Ledger, tmp_path: Path) -> None:
     }  # fmt: skip
     assert doc["log"]["size"] == SIZE and len(doc["log"]["root"]) == 64
     assert doc["entries"]["verified"] == SIZE
-    assert doc["entries"]["by_kind"] == {"genesis": 1, "key.registered": 1, "test.movement": 8}
+    assert doc["entries"]["by_kind"] == {
+        "genesis": 1, "owner.registered": 1, "site.registered": 1, "key.registered": 1, "test.movement": 8,
+    }  # fmt: skip
     assert doc["signatures"]["verified"] == SIZE + 1  # genesis: admin and log key
     assert doc["checkpoints"]["verified"] == SIZE
     rules = {r["rule"]: r["entries"] for r in doc["rules"]}
     assert rules["ledger.rules.testmove.test_movement"] == 8
     assert rules["ledger.rules.keys.key_registered"] == 1
     keys = {k["user"]: k for k in doc["keys"]}
-    assert keys[OPERATOR]["valid_from_seq"] == 1 and keys[OPERATOR]["signatures"] == 8
+    assert keys[OPERATOR]["valid_from_seq"] == 3 and keys[OPERATOR]["signatures"] == 8  # after owner, site
     assert all(c["status"] in ("passed", "not-applicable") for c in doc["checks"])
     assert "passed" in page and "<script" not in page
 

@@ -24,6 +24,21 @@ def run(home: Path, *args: str, env: dict[str, str] | None = None, input: str | 
     )
 
 
+def add_site(home: Path, *codes: str, owner: str = "OWNER-A") -> None:
+    """An owner and sites for a key's scope to name (issue #12: a registration names only
+    what exists, and an operator names a site); written directly, two entries or more."""
+    from keys import FileKeystore
+    from ledger.service import Ledger
+    from ledger.store.db import make_engine
+
+    led = Ledger(make_engine(f"sqlite:///{home / 'ledger.db'}"), FileKeystore(home / "keys", passphrase=b"cli-test-pass"))
+    led.act("admin", "owner.registered", code=owner, name="Owner A", country="JP")
+    for code in codes or ("SITE-A",):
+        led.act("admin", "site.registered", code=code, classification="RESTRICTED", custodian=owner,
+                owners=[owner], location_commitment="ab" * 32)
+    led.engine.dispose()
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
@@ -47,6 +62,7 @@ def test_init_writes_log_pub_and_refuses_second_init(home: Path) -> None:
 
 
 def test_register_move_verify_export_verify_bundle(home: Path, tmp_path: Path) -> None:
+    add_site(home)
     assert run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator", "--sites", "SITE-A").returncode == 0
     moved = run(home, "move", "ACC-1", "7", env={"RESERVE_USER": "olga"})
     assert moved.returncode == 0, moved.stderr
@@ -54,11 +70,11 @@ def test_register_move_verify_export_verify_bundle(home: Path, tmp_path: Path) -
     assert "olga" in users.stdout and "operator" in users.stdout and "SITE-A" in users.stdout
     verified = run(home, "verify", "--trust", str(home / "log.pub"))
     assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.startswith("OK size 3 root ")
+    assert verified.stdout.startswith("OK size 5 root ")
     out = tmp_path / "bundle"
     assert run(home, "export", str(out)).returncode == 0
     lines = (out / "entries.jsonl").read_bytes().splitlines()
-    assert len(lines) == 3 and (out / "genesis.json").read_bytes().strip() == lines[0]
+    assert len(lines) == 5 and (out / "genesis.json").read_bytes().strip() == lines[0]
     ok = run(home, "verify-bundle", str(out), "--trust", str(home / "log.pub"))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.split()[:3] == verified.stdout.split()[:3]
@@ -67,7 +83,8 @@ def test_register_move_verify_export_verify_bundle(home: Path, tmp_path: Path) -
 
 
 def test_refusal_is_one_line_and_nonzero(home: Path) -> None:
-    run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator")
+    add_site(home)
+    run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator", "--sites", "SITE-A")
     proc = run(home, "move", "ACC-1", "-5", "--as", "olga")
     assert_one_line_error(proc)
     assert "would go negative" in proc.stderr
@@ -134,7 +151,8 @@ def test_demo_is_rerunnable(tmp_path: Path) -> None:
 
 def test_a_kept_checkpoint_catches_a_rolled_back_log(home: Path, tmp_path: Path) -> None:
     """An auditor keeps checkpoint.note from each audit; a later history must extend it."""
-    run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator")
+    add_site(home)
+    run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator", "--sites", "SITE-A")
     first = tmp_path / "first"
     assert run(home, "export", str(first)).returncode == 0
     kept = first / "checkpoint.note"

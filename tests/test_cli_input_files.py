@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import assert_one_line_error, run
+from tests.test_cli import add_site, assert_one_line_error, run
 
 BAD_CONTAINERS = {
     "malformed": b'[{"id": "C1", "type": "drum", ',
@@ -24,6 +24,7 @@ BAD_CONTAINERS = {
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("files") / "home"
     assert run(h, "init", "--log-id", "test.local/files").returncode == 0
+    add_site(h, "S")
     for step in (
         ["material", "add", "NDPR-OXIDE", "--name", "NdPr", "--form", "oxide", "--grade-basis", "TREO", "--as", "admin"],
         ["keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator", "--sites", "S"],

@@ -40,7 +40,8 @@ def _blocked(*args: str) -> subprocess.CompletedProcess[str]:
 def test_verify_bundle_without_web_or_database_libraries(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert run(home, "init", "--log-id", "test.local/isolated").returncode == 0
-    assert run(home, "keys", "register", "--as", "admin", "--user", "olga", "--roles", "operator").returncode == 0
+    # An auditor: a key whose scope names no site (an operator's must name one; issue #12).
+    assert run(home, "keys", "register", "--as", "admin", "--user", "audrey", "--roles", "auditor").returncode == 0
     bundle = tmp_path / "bundle"
     assert run(home, "export", str(bundle)).returncode == 0
     ok = _blocked("verify-bundle", str(bundle), "--trust", str(home / "log.pub"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import ROOT, assert_one_line_error, run
+from tests.test_cli import ROOT, add_site, assert_one_line_error, run
 
 
 def free_port() -> int:
@@ -58,6 +58,7 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 def test_witness_quorum_and_audit_commands(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
     home = tmp_path / "home"
     assert run(home, "init", "--log-id", "test.local/cli").returncode == 0
+    add_site(home)
     for user, role in (("olga", "operator"), ("audrey", "auditor")):
         r = run(home, "keys", "register", "--as", "admin", "--user", user, "--roles", role, "--sites", "SITE-A")
         assert r.returncode == 0, r.stderr
@@ -85,7 +86,7 @@ def test_witness_quorum_and_audit_commands(tmp_path: Path, procs: list[subproces
     # no cosignature yet: a quorum of 1 refuses, naming size and count
     refused = run(home, "verify", "--witness", vkey)
     assert refused.returncode == 1
-    assert "checkpoint at size 4 has 0 valid cosignature(s)" in refused.stderr
+    assert "checkpoint at size 6 has 0 valid cosignature(s)" in refused.stderr
     usage = run(home, "verify", "--witness", vkey, "--quorum", "2")
     assert usage.returncode == 2
     fed = run(home, "witness", "feed")
@@ -113,7 +114,7 @@ def test_witness_quorum_and_audit_commands(tmp_path: Path, procs: list[subproces
     deadline = time.time() + 20
     while time.time() < deadline:
         note = urllib.request.urlopen(base + "/log/checkpoint").read().decode()
-        if note.split("\n")[1] == "5" and "— w1.example/witness " in note:
+        if note.split("\n")[1] == "7" and "— w1.example/witness " in note:
             break
         time.sleep(0.2)
     else:
@@ -123,12 +124,12 @@ def test_witness_quorum_and_audit_commands(tmp_path: Path, procs: list[subproces
     state = tmp_path / "audit"
     s1 = run(home, "audit", "sync", "--state", str(state), "--witness", vkey, "--trust", str(home / "log.pub"), env=env)
     assert s1.returncode == 0, s1.stderr
-    assert s1.stdout.startswith("OK size 5 ") and "verified 5 new entries since size 0" in s1.stdout
+    assert s1.stdout.startswith("OK size 7 ") and "verified 7 new entries since size 0" in s1.stdout
     assert run(home, "move", "ACC-1", "1", env={"RESERVE_USER": "olga"}).returncode == 0
     time.sleep(1.0)  # the feeder's next round
     s2 = run(home, "audit", "sync", "--state", str(state), "--witness", vkey, env=env)
     assert s2.returncode == 0, s2.stderr
-    assert "verified 1 new entries since size 5" in s2.stdout
+    assert "verified 1 new entries since size 7" in s2.stdout
     noauth = run(home, "audit", "sync", "--state", str(state), env={"RESERVE_URL": base})
     assert noauth.returncode == 2 and "--as USER" in noauth.stderr
     # Without a token the auditor signs in by key login, as every client command does.
@@ -137,7 +138,7 @@ def test_witness_quorum_and_audit_commands(tmp_path: Path, procs: list[subproces
     s3 = run(home, "audit", "sync", "--state", str(state), "--witness", vkey, "--as", "audrey",
              env={"RESERVE_URL": base})
     assert s3.returncode == 0, s3.stderr
-    assert "verified 1 new entries since size 6" in s3.stdout
+    assert "verified 1 new entries since size 8" in s3.stdout
     fetched = tmp_path / "fetched"
     f = run(home, "audit", "fetch", str(fetched), env=env)
     assert f.returncode == 0, f.stderr

@@ -77,7 +77,7 @@ def test_failing_entries_never_fail_their_neighbours(ledger: Ledger) -> None:
     assert seqs == set(good)
     assert balances.get("ACC-GOOD") == sum(range(1, PER_CLIENT + 1))
     assert "ACC-BAD" not in balances
-    assert count == 2 + PER_CLIENT  # genesis, olga's key, the good movements
+    assert count == 4 + PER_CLIENT  # genesis, owner, site, olga's key, the good movements
     verify_database(led.engine, trusted_log_key=None)
 
 

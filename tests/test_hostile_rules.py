@@ -66,7 +66,7 @@ def test_the_database_refuses_a_balance_beyond_the_limit_too(led: Ledger) -> Non
 
 
 def test_test_movement_balance_is_bounded(led: Ledger) -> None:
-    led.register_key(admin="admin", user="tom", roles=["operator"], sites=[], owners=[], clearance="NONE")
+    led.register_key(admin="admin", user="tom", roles=["operator"], sites=["SITE-A"], owners=[], clearance="NONE")
     led.act("tom", "test.movement", account="ACC-1", delta=MAX_SAFE_INT)
     with pytest.raises(Rejected) as exc:
         led.act("tom", "test.movement", account="ACC-1", delta=1)

@@ -34,8 +34,8 @@ def test_operator_can_move_and_history_verifies(ledger: Ledger) -> None:
     with_operator(ledger)
     ledger.act("olga", "test.movement", account="ACC", delta=10)
     report = verify_database(ledger.engine, trusted_log_key=ledger.log_signer().public_key)
-    assert report.size == 3
-    assert report.checkpoints == 3
+    assert report.size == 5  # genesis, owner, site (issue #12), olga's key, the movement
+    assert report.checkpoints == 5
 
 
 def test_unregistered_key_is_refused(sqlite_ledger: Ledger) -> None:
@@ -89,8 +89,8 @@ def test_revoked_key_signs_nothing_after_but_history_stays_valid(ledger: Ledger)
     kid = ledger.active_key_of("olga").key_id
     ledger.revoke_key(actor="admin", key_id=kid, reason="laptop lost")
     exc = refused(ledger, KeyNotAuthorised, ledger.act, "olga", "test.movement", account="ACC", delta=1)
-    assert "revoked at seq 3" in str(exc)
-    verify_database(ledger.engine, trusted_log_key=None)  # the movement at seq 2 stays valid
+    assert "revoked at seq 5" in str(exc)
+    verify_database(ledger.engine, trusted_log_key=None)  # the movement at seq 4 stays valid
 
 
 def test_owner_may_revoke_own_key_not_others(sqlite_ledger: Ledger) -> None:

@@ -23,7 +23,7 @@ from ledger.entries import ZERO_HASH, decode_leaf
 from ledger.merkle import leaf_hash
 from ledger.store.audit import verify_database
 from ledger.store.schema import checkpoints, entries, log_state, test_balances
-from tests.conftest import make_ledger
+from tests.conftest import make_ledger, operator_site
 
 WORKERS = 8
 PER_WORKER = 15
@@ -65,6 +65,7 @@ def _worker(
 def test_concurrent_appenders_keep_one_gap_free_chain(pg_url: str, tmp_path: Path) -> None:
     keydir = tmp_path / "keys"
     led = make_ledger(pg_url, keydir)
+    operator_site(led)  # SITE-A exists before the keys that name it (issue #12)
     for n in range(WORKERS):
         led.register_key(
             admin="admin",
@@ -74,7 +75,7 @@ def test_concurrent_appenders_keep_one_gap_free_chain(pg_url: str, tmp_path: Pat
             owners=[],
             clearance="NONE",
         )
-    base = 1 + WORKERS  # genesis and the operators' keys
+    base = 3 + WORKERS  # genesis, owner, site and the operators' keys
     total = base + WORKERS * PER_WORKER
 
     ctx = mp.get_context("spawn")

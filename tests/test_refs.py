@@ -63,6 +63,19 @@ def test_ambiguous_prefix_is_refused_with_the_candidates_seqs(ledger: Ledger) ->
         assert resolve_entry(conn, PREFIX + "1").seq == b
 
 
+def test_an_id_prefix_of_digits_is_found_too(ledger: Ledger) -> None:
+    """Ids are hex, so the first 8 characters are all digits for about 2 % of entries:
+    eight digits or more are looked up as a seq and as an id prefix."""
+    eid = _id("20261129")
+    seq = _owner(ledger, "JP-RESERVE", entry_id=eid)
+    with ledger.engine.connect() as conn:
+        assert resolve_entry(conn, "20261129").seq == seq
+        assert resolve_entry(conn, eid).seq == seq
+        assert resolve_entry(conn, str(seq)).entry_id == eid  # short: a seq
+        with pytest.raises(NotFound, match="at seq or id prefix 20261130"):
+            resolve_entry(conn, "20261130")
+
+
 def test_unknown_short_and_malformed_references_are_one_clear_line(ledger: Ledger) -> None:
     with ledger.engine.connect() as conn:
         with pytest.raises(NotFound, match="no entry at seq 999"):

@@ -803,14 +803,6 @@ def _snapshot(conn: Connection) -> tuple[int, list[Any], int]:
 def _property_ledger(path: Path) -> Ledger:
     led = Ledger(make_engine(f"sqlite:///{path}"), MemoryKeystore(_KEYS))
     led.init(log_id="test.local/property", admin="admin")
-    led.register_key(
-        admin="admin",
-        user="olga",
-        roles=["operator"],
-        sites=list(P_SITES),
-        owners=[],
-        clearance="NONE",
-    )
     led.act("admin", "owner.registered", code=P_OWNER, name="Property owner", country="JP")
     led.act(
         "admin",
@@ -831,6 +823,15 @@ def _property_ledger(path: Path) -> Ledger:
             owners=[P_OWNER],
             location_commitment="cd" * 32,
         )
+    # olga's key after the sites it names (issue #12).
+    led.register_key(
+        admin="admin",
+        user="olga",
+        roles=["operator"],
+        sites=list(P_SITES),
+        owners=[],
+        clearance="NONE",
+    )
     for i, code in enumerate(P_LOTS):
         led.act(
             "olga",

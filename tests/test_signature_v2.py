@@ -110,7 +110,7 @@ def test_an_old_v1_log_still_verifies_and_ratchets_to_v2(
         info = read_log_info(conn)
     assert info is not None and info.entry_sig_version == 1
     # It really is a v1 log: its entries verify only under the v1 message.
-    leaf = read_leaf_line(led, 2)
+    leaf = read_leaf_line(led, 4)  # the movement (after owner, site and olga's key)
     with pytest.raises(SignatureInvalid):
         ledger.entries.check_signatures(
             [ledger.entries.Sig(**s) for s in leaf["sigs"]], canonical(leaf["entry"]), log_id=led.log_id()
@@ -124,7 +124,7 @@ def test_an_old_v1_log_still_verifies_and_ratchets_to_v2(
         info = read_log_info(conn)
     assert info is not None and info.entry_sig_version == 2
     report = verify_database(led.engine, trusted_log_key=log_public_key(led), jobs=2)
-    assert report.size == 4
+    assert report.size == 6
 
     # The same history as a bundle, verified offline (v1 then v2, in worker processes).
     out = tmp_path / "bundle"
@@ -135,18 +135,18 @@ def test_an_old_v1_log_still_verifies_and_ratchets_to_v2(
         rep = verify_history(
             b.rows(), b.checkpoints(), trusted_log_key=log_public_key(led), projections=b.projections(), jobs=jobs
         )
-        assert rep.size == 4
+        assert rep.size == 6
 
     # Rewriting the ratcheting entry itself as v1 changes nothing the rules can see (the
     # checkpoint catches it); a v1 entry after it breaks the ratchet.
     led.act("olga", "test.movement", account="ACC", delta=1)
     with tampering(led.engine) as conn:
-        leaf = read_leaf(conn, 4)
+        leaf = read_leaf(conn, 6)
         leaf["sigs"] = legacy_sign(leaf["entry"], led)["sigs"]
-        write_leaf(conn, 4, leaf)
+        write_leaf(conn, 6, leaf)
     with pytest.raises(VerificationFailed, match="bound to its id") as ei:
         verify_database(led.engine, trusted_log_key=log_public_key(led))
-    assert ei.value.seq == 4
+    assert ei.value.seq == 6
 
 
 def read_leaf_line(led: Ledger, seq: int) -> dict[str, Any]:

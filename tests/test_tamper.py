@@ -48,7 +48,7 @@ from tests.tamper_helpers import (
     write_leaf,
 )
 
-K = FIRST_MOVE + 3  # seq 5: a movement in the middle (delta 7), covered by checkpoint 6
+K = FIRST_MOVE + 3  # seq 7: a movement in the middle (delta 7), covered by checkpoint 8
 
 
 @pytest.fixture

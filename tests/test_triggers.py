@@ -33,7 +33,7 @@ TABLES: dict[str, Table] = {
     "tree_nodes": tree_nodes,
     "checkpoints": checkpoints,
 }
-SIZE = 5  # genesis, olga's key, three movements
+SIZE = 7  # genesis, owner and site (issue #12), olga's key, three movements
 
 
 def _grow(led: Ledger) -> Ledger:

@@ -31,11 +31,11 @@ def _scope(p: Principal) -> list[str] | None:
     return sorted(owners) if owners is not None else None
 
 
-def _entry_id(svc: Services, ref: str, *kinds: str) -> str:
+def _entry_id(svc: Services, ref: str, *kinds: str, field: str) -> str:
     """A path's reference (seq, id or id prefix; issue #12) as the entry id. Writes
     resolve on the primary, which the replica may not have caught up with yet."""
     with svc.primary_engine.connect() as conn:
-        return refs.resolve_entry(conn, ref, kinds=kinds, field="ref").entry_id
+        return refs.resolve_entry(conn, ref, kinds=kinds, field=field).entry_id
 
 
 @router.post("/prices", status_code=201, **roles(OFFICIAL))
@@ -70,7 +70,7 @@ def approve(
     svc: Services = Depends(services),
 ) -> JSONResponse:
     return _custodial(
-        svc, p, "release.approved", {**fields, "request": _entry_id(svc, request_id, "release.requested")}, idempotency_key
+        svc, p, "release.approved", {**fields, "request": _entry_id(svc, request_id, "release.requested", field="request_id")}, idempotency_key
     )
 
 
@@ -95,7 +95,7 @@ def revoke(
     svc: Services = Depends(services),
 ) -> JSONResponse:
     return _custodial(
-        svc, p, "release.order_revoked", {**fields, "order": _entry_id(svc, order_id, "release.ordered")}, idempotency_key
+        svc, p, "release.order_revoked", {**fields, "order": _entry_id(svc, order_id, "release.ordered", field="order_id")}, idempotency_key
     )
 
 

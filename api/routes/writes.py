@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from api import metrics
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
-from api.params import IDEMPOTENCY_KEY, IdempotencyKey, KeyIdPath
+from api.params import IDEMPOTENCY_KEY, KEY_ID, IdempotencyKey, KeyRefPath
 from api.services import TOKEN_KEY_NAME, Services
 from keys.filestore import validate_key_name
 from ledger.canonical import canonical
@@ -30,9 +30,10 @@ from ledger.errors import (
     OutcomePending,
 )
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
+from ledger.refs import match_key
 from ledger.service import new_body
 from ledger.store import idempotency
-from ledger.store.projections import read_user_keys
+from ledger.store.projections import read_keys, read_user_keys
 from ledger.units import parse_purity, parse_quantity
 
 router = APIRouter(tags=["writes"], route_class=StrictJSONRoute)
@@ -319,13 +320,21 @@ class RevokeIn(BaseModel):
     **roles(ADMIN, OPERATOR, OFFICIAL, "minister", "auditor"),
 )
 def revoke_key(
-    key_id: KeyIdPath,
+    key_id: KeyRefPath,
     body: RevokeIn,
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    """A security admin revokes any key; anyone may revoke their own (the reducer decides)."""
+    """A security admin revokes any key; anyone may revoke their own (the reducer decides).
+    The key may be named by its id, an id prefix or its user's name (issue #12): among
+    every key for a security admin, among the caller's own keys for anyone else."""
+    if not re.fullmatch(KEY_ID, key_id):
+        with svc.primary_engine.connect() as conn:
+            recs = [k for k in read_keys(conn).values() if k.user != "log"]
+        if not p.has(ADMIN):
+            recs = [k for k in recs if k.user == p.user]
+        key_id = match_key(recs, key_id, field="key_id").key_id
     return _custodial(
         svc, p, "key.revoked", {"key_id": key_id, "reason": body.reason}, idempotency_key
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from ledger.crypto import key_id
 from ledger.entries import LOG_PRINCIPAL, Sig, is_reserved_principal
@@ -12,6 +13,10 @@ from ledger.reducer import Context, Signers, require_role, rule
 from ledger.state import Change, KeyRecord, LogInfo, PutKey, SetLogInfo, StateView
 
 ADMIN = "security_admin"
+OPERATOR = "operator"
+# Issue #12: from this time of the log's clock on, a registration's sites and owners must
+# exist and an operator must name a site (see _check_scope_exists).
+KEY_SCOPE_CHECKED_FROM = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def apply_genesis(body: Genesis, sigs: list[Sig], ctx: Context) -> list[Change]:
@@ -115,6 +120,7 @@ def key_registered(
         raise Rejected(
             "scope", "site and owner scopes list each code once", field="entry.sites", seq=ctx.seq
         )
+    _check_scope_exists(state, body, roles, ctx)
     record = KeyRecord(
         key_id=kid,
         public_key=body.public_key,
@@ -127,6 +133,45 @@ def key_registered(
         custody=body.custody,
     )
     return [PutKey(record)]
+
+
+def _check_scope_exists(
+    state: StateView, body: KeyRegistered, roles: tuple[str, ...], ctx: Context
+) -> None:
+    """Issue #12: a key's scope names sites and owners that exist, and an operator's
+    names at least one site (an operator without a site can record nothing, and a scope
+    naming a site registered later would silently widen when it appears).
+
+    Registrations recorded before :data:`KEY_SCOPE_CHECKED_FROM` are not judged by this
+    rule: logs written before it registered keys before their sites, and an auditor must
+    still verify them. The cut is the log's own clock, which never runs backwards and
+    stays within 24 hours of the authors' signed ``created_at``, so no later
+    registration can claim to be older."""
+    if ctx.recorded_at < KEY_SCOPE_CHECKED_FROM:
+        return
+    if OPERATOR in roles and not body.sites:
+        raise Rejected(
+            "key-scope",
+            "an operator records movements at their sites: name at least one site",
+            field="entry.sites",
+            seq=ctx.seq,
+        )
+    for code in body.sites:
+        if state.get("sites", code) is None:
+            raise Rejected(
+                "key-scope",
+                f"site {code} is not registered: register the site before a key that names it",
+                field="entry.sites",
+                seq=ctx.seq,
+            )
+    for code in body.owners:
+        if state.get("owners", code) is None:
+            raise Rejected(
+                "key-scope",
+                f"owner {code} is not registered: register the owner before a key that names it",
+                field="entry.owners",
+                seq=ctx.seq,
+            )
 
 
 @rule(KeyRevoked)
