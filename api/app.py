@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors, metrics
+from api import errors, metrics, request_schemas
 from api.audit import refusal_event
 from api.request_context import RequestContext
 from api.routes import log as log_routes
@@ -71,6 +71,7 @@ def create_app(svc: Services) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(registry_routes.router)
+    request_schemas.install(app)  # named request schemas of the write routes (issue #12)
     if svc.settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (uvicorn's
         # middleware takes the right-most address not itself a trusted proxy).

@@ -14,16 +14,25 @@ from fastapi.responses import JSONResponse
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
 from api.params import EntryIdPath, IdempotencyKey
+from api.request_schemas import documented
 from api.routes.reads import _jsonable
 from api.routes.writes import _custodial
 from api.services import Services
 from ledger import policy
+from ledger.kinds import release as kinds
+from ledger.kinds.requests import make_form
 from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.timefmt import now
 
 router = APIRouter(prefix="/releases", tags=["releases"], route_class=StrictJSONRoute)
 VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
+# Request forms from the kinds (issue #12); ids named in the path are not in the body.
+PRICE_FORM = make_form(kinds.PriceObserved)
+REQUEST_FORM = make_form(kinds.ReleaseRequested)
+APPROVE_FORM = make_form(kinds.ReleaseApproved, from_path=("request",))
+ORDER_FORM = make_form(kinds.ReleaseOrdered)
+REVOKE_FORM = make_form(kinds.OrderRevoked, from_path=("order",), name="OrderRevokedIn")
 
 
 def _scope(p: Principal) -> list[str] | None:
@@ -31,65 +40,59 @@ def _scope(p: Principal) -> list[str] | None:
     return sorted(owners) if owners is not None else None
 
 
-@router.post("/prices", status_code=201, **roles(OFFICIAL))
+@router.post("/prices", status_code=201, **documented(PRICE_FORM, roles(OFFICIAL)))
 def observe_price(
     fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    """A price observation (index, material, value, currency, observed_at, source)."""
-    return _custodial(svc, p, "price.observed", fields, idempotency_key)
+    """A price observation; ``observed_at`` defaults to now."""
+    return _custodial(svc, p, PRICE_FORM, fields, idempotency_key)
 
 
-@router.post("/requests", status_code=201, **roles(OFFICIAL))
+@router.post("/requests", status_code=201, **documented(REQUEST_FORM, roles(OFFICIAL)))
 def request_release(
-    fields: dict[str, Any] = Body(
-        ..., description='owner, material, quantity ("20 t"), recipient, regime, purpose, evidence'
-    ),
+    fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(svc, p, "release.requested", fields, idempotency_key)
+    return _custodial(svc, p, REQUEST_FORM, fields, idempotency_key)
 
 
-@router.post("/requests/{request_id}/approve", status_code=201, **roles(OFFICIAL))
+@router.post(
+    "/requests/{request_id}/approve", status_code=201, **documented(APPROVE_FORM, roles(OFFICIAL), optional=True)
+)
 def approve(
     request_id: EntryIdPath,
-    fields: dict[str, Any] = Body(default={}, description='optional "cap" and "comment"'),
+    fields: dict[str, Any] = Body(default={}),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(
-        svc, p, "release.approved", {**fields, "request": request_id}, idempotency_key
-    )
+    return _custodial(svc, p, APPROVE_FORM, fields, idempotency_key, path={"request": request_id})
 
 
-@router.post("/orders", status_code=201, **roles(MINISTER))
+@router.post("/orders", status_code=201, **documented(ORDER_FORM, roles(MINISTER)))
 def order(
-    fields: dict[str, Any] = Body(
-        ..., description="request, cap, valid_from, valid_until, sites, regime, report_to"
-    ),
+    fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(svc, p, "release.ordered", fields, idempotency_key)
+    return _custodial(svc, p, ORDER_FORM, fields, idempotency_key)
 
 
-@router.post("/orders/{order_id}/revoke", status_code=201, **roles(MINISTER))
+@router.post("/orders/{order_id}/revoke", status_code=201, **documented(REVOKE_FORM, roles(MINISTER)))
 def revoke(
     order_id: EntryIdPath,
-    fields: dict[str, Any] = Body(..., description='"reason"'),
+    fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(
-        svc, p, "release.order_revoked", {**fields, "order": order_id}, idempotency_key
-    )
+    return _custodial(svc, p, REVOKE_FORM, fields, idempotency_key, path={"order": order_id})
 
 
 @router.get("/requests", **roles(*VIEWERS))
