@@ -24,6 +24,7 @@ from ledger.kinds.requests import make_form
 from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.timefmt import now
+from ledger.views import quantities_out
 
 router = APIRouter(prefix="/releases", tags=["releases"], route_class=StrictJSONRoute)
 VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
@@ -102,7 +103,7 @@ def open_requests(
     """Open requests for your owners, their approvals so far and what each still needs."""
     with svc.reader.connect() as conn:
         views = releases.open_requests(conn, owners=_scope(p), at=now())
-    return {"requests": [_jsonable(asdict(v)) for v in views]}
+    return {"requests": [quantities_out(_jsonable(asdict(v))) for v in views]}
 
 
 @router.get("/orders", **roles(*VIEWERS))
@@ -110,7 +111,7 @@ def orders(p: Principal = Depends(principal), svc: Services = Depends(services))
     """Orders for your owners with the remaining cap of each."""
     with svc.reader.connect() as conn:
         views = releases.list_orders(conn, owners=_scope(p), at=now())
-    return {"orders": [_jsonable(asdict(v)) for v in views]}
+    return {"orders": [quantities_out(_jsonable(asdict(v))) for v in views]}
 
 
 @router.get("/orders/{order_id}/report", **roles(*VIEWERS))
@@ -120,4 +121,4 @@ def order_report(
     """The report owed to the parliament or committee for an order: site codes only."""
     with svc.reader.connect() as conn:
         rep = releases.order_report(conn, order_id, owners=_scope(p), at=now())
-    return dict(_jsonable(asdict(rep)))
+    return dict(quantities_out(_jsonable(asdict(rep))))
