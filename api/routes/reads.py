@@ -145,7 +145,7 @@ def balances(
         )
     # A second line of defence; the query already left out-of-scope rows unread.
     visible = [r for r in rows if r.owner and r.site and policy.holding_visible(p, r.owner, r.site)]
-    return quantities_out({
+    return dict(quantities_out({
         "as_of_seq": seq,
         "balances": [
             {
@@ -158,7 +158,7 @@ def balances(
             }
             for r in visible
         ],
-    })
+    }))
 
 
 @router.get("/lots/{lot}/trace", **roles(*STOCK_READERS))
@@ -184,7 +184,7 @@ def trace(
             return "H/(outside your scope)"
         return account
 
-    return quantities_out({
+    return dict(quantities_out({
         "lot": t.lot,
         "material": t.material,
         "balanced": t.balanced,
@@ -199,7 +199,7 @@ def trace(
             for leg in t.legs
             if leg.seq in seen
         ],
-    })
+    }))
 
 
 @router.get("/cover", **roles(*AGGREGATE_READERS))
