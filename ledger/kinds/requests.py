@@ -150,6 +150,9 @@ def _fields(
             conversions.setdefault(f.name, "literal:" + str(literal[0]))
         elif has_default or was_optional or f.name in optional or (marker == TIME and term(f.name).default_now):
             defaulted.append((f.name, typ | None, None))
+        elif term(f.name).default_empty:  # e.g. an arrival's shortfall_reason (issue #12)
+            defaulted.append((f.name, typ | None, None))
+            conversions[f.name] = "literal:"
         else:
             required.append((f.name, typ))
     return [*required, *defaulted], conversions, nested

@@ -25,6 +25,7 @@ class Term:
     example: Any
     old_flags: tuple[str, ...] = ()
     default_now: bool = False
+    default_empty: bool = False  # free text the kind requires but may be empty: optional
 
 
 QTY_WORDS = 'a decimal number and a mass unit (g, kg, t, lb), e.g. "12.5 t"; never a bare number'
@@ -76,7 +77,9 @@ TERMS: Final[dict[str, Term]] = {
     ),
     "reference": Term("the delivery note, purchase order or transfer reference", "PO-JP-0042"),
     "transfer": Term("entry id of the dispatch that opened the transfer", "3f2a91c07d4e4b0a9c1e5d6f7a8b9c0d"),
-    "shortfall_reason": Term("why less arrived than was dispatched (optional; needed for a shortfall)", "one drum damaged"),
+    "shortfall_reason": Term(
+        "why less arrived than was dispatched (optional; needed for a shortfall)", "one drum damaged", default_empty=True
+    ),
     "order": Term("entry id of the ministerial order executed", "9c1e5d6f7a8b9c0d3f2a91c07d4e4b0a"),
     "recipient": Term("the company or body the stock goes to", "Shin-Etsu Magnetics"),
     "borrower": Term("the company the stock is lent to", "Shin-Etsu Magnetics"),
@@ -140,8 +143,10 @@ TERMS: Final[dict[str, Term]] = {
     "regimes": Term("the release regimes open under the policy", ["emergency_release"]),
     # -- keys and sites -----------------------------------------------------------------
     "user": Term("the user's name (lowercase)", "olga"),
-    "public_key": Term("the user's Ed25519 public key, 64 hex digits; omit for a custodial key (embedded only)",
-                       None),
+    "public_key": Term(
+        "the user's Ed25519 public key, 64 hex digits; omit for a custodial key (embedded only)",
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",  # RFC 8032 section 7.1, test 1
+    ),
     "roles": Term("the user's roles", ["operator"]),
     "owners": Term("codes of owners (a site's; in a key's scope)", ["JP-RESERVE"]),
     "clearance": Term("the highest classification of site locations the user may see", "NONE"),
