@@ -28,16 +28,18 @@ class Term:
     default_empty: bool = False  # free text the kind requires but may be empty: optional
 
 
+# Examples are made up (codes of no real site, no real location): the OpenAPI document is
+# public, and a site's code is itself scoped (DESIGN.md, "Who may do and see what").
 QTY_WORDS = 'a decimal number and a mass unit (g, kg, t, lb), e.g. "12.5 t"; never a bare number'
 TIME_WORDS = "RFC 3339 time; an offset is converted to UTC (e.g. 2026-11-29T11:00:00+01:00)"
 
 TERMS: Final[dict[str, Term]] = {
     # -- where and whose ----------------------------------------------------------------
-    "site": Term("code of the site where it happens", "SITE-7F3K"),
+    "site": Term("code of the site where it happens", "SITE-0A1B"),
     "owner": Term("code of the owner whose stock it is", "JP-RESERVE"),
     "lot": Term("code of the lot", "NDPR-2025-001"),
     "material": Term("code of the material", "NDPR-OXIDE"),
-    "to_site": Term("code of the destination site of a transfer", "SITE-2B9Q", old_flags=("--to",)),
+    "to_site": Term("code of the destination site of a transfer", "SITE-0C2D", old_flags=("--to",)),
     "lot_out": Term("code of the lot that leaves (rotation) or is produced (conversion)", "NDPR-2019-004"),
     "lot_in": Term("code of the lot that comes in (rotation) or is consumed (conversion)", "NDPR-2025-001"),
     # -- how much -----------------------------------------------------------------------
@@ -130,7 +132,7 @@ TERMS: Final[dict[str, Term]] = {
                         "c07d4e4b0a9c1e5d6f7a8b9c0d3f2a91"),
     "request": Term("entry id of the release request", "4e4b0a9c1e5d6f7a8b9c0d3f2a91c07d"),
     "comment": Term("a comment shown with the approval", "supply contracts checked"),
-    "sites": Term("codes of the sites (eligible for an order; in a key's scope)", ["SITE-7F3K"]),
+    "sites": Term("codes of the sites (eligible for an order; in a key's scope)", ["SITE-0A1B"]),
     "report_to": Term("the parliament or committee the order is reported to", "Diet committee on economy"),
     "confirm_override": Term("the minister confirms the request's emergency override", False),
     "quorum": Term("approvals needed before an order", 2),
@@ -155,7 +157,7 @@ TERMS: Final[dict[str, Term]] = {
     "custodian": Term("code of the owner that runs the site", "JP-RESERVE"),
     "location": Term(
         "the site's real location: name, address, latitude, longitude[, notes]; sealed, never logged",
-        {"name": "Depot 7", "address": "1 Quarry Lane, Zlatna", "latitude": 46.1, "longitude": 23.2},
+        {"name": "Example depot", "address": "1 Example Road, Exampletown", "latitude": 0.5, "longitude": 0.5},
     ),
 }
 
