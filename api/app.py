@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors, metrics, web
+from api import errors, metrics, request_schemas, web
 from api.audit import refusal_event
 from api.request_context import RequestContext
 from api.routes import inbox as inbox_routes
@@ -77,6 +77,7 @@ def create_app(svc: Services) -> FastAPI:
         app.include_router(router)
     app.include_router(registry_routes.router)
     app.include_router(inbox_routes.router)  # issue #12: inboxes
+    request_schemas.install(app)  # named request schemas of the write routes (issue #12)
     web.mount(app)  # the pages and a local /docs (issue #13)
     if svc.settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (uvicorn's

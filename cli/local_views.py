@@ -202,11 +202,13 @@ PATTERNS: list[tuple[re.Pattern[str], Callable[[Connection, dict[str, Any], str]
 
 
 def read(conn: Connection, path: str, params: dict[str, Any]) -> Any:
+    """The document the service answers for ``path``, quantities in the same shape
+    (``ledger.views.quantities_out``, issue #12)."""
     fn = ROUTES.get(path)
     if fn is not None:
-        return fn(conn, params)
+        return views.quantities_out(fn(conn, params))
     for pattern, view in PATTERNS:
         m = pattern.fullmatch(path)
         if m:
-            return view(conn, params, m.group(1))
+            return views.quantities_out(view(conn, params, m.group(1)))
     raise NotFound(f"'{path}' is read from the service (client mode: RESERVE_URL)")

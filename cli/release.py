@@ -2,7 +2,7 @@
 
     reserve release policy  --owner O --material M ... --as ADMIN --cosign MINISTER
     reserve release price   --index I --material M --value V --currency C --source S --as OFFICIAL
-    reserve release request --owner O --material M --qty "2 t" --recipient R --regime X
+    reserve release request --owner O --material M --quantity "2 t" --recipient R --regime X
                             --purpose P [--declaration FILE | --price-observation REF
                             | --override REASON] --as OFFICIAL
     reserve release approve REQUEST [--cap QTY] --as OFFICIAL
@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from cli.output import add_format, emit, print_table
 from cli.report_opts import add_page_format
-from cli.stock import _act, _read_file, csv_list
+from cli.stock import _act, _read_file, _time, add_field_flag, csv_list
 from ledger.errors import ConfigError, NotFound
 from ledger.kinds.release import REGIMES
 from ledger.timefmt import now
@@ -77,9 +77,9 @@ def policy_set(b: Backend, a: argparse.Namespace) -> int:
         crisis_index=a.crisis_index,
         crisis_currency=a.crisis_currency,
         crisis_threshold=a.crisis_threshold,
-        count_tolerance_pct=a.count_tolerance,
+        count_tolerance_pct=a.count_tolerance_pct,
         regimes=csv_list(a.regimes),
-        effective_at=a.effective_at,
+        effective_at=_time(a.effective_at, "effective_at"),
     )
 
 
@@ -91,7 +91,7 @@ def price_observed(b: Backend, a: argparse.Namespace) -> int:
         material=a.material,
         value=a.value,
         currency=a.currency,
-        observed_at=a.observed_at or now(),
+        observed_at=_time(a.observed_at, "observed_at") if a.observed_at else now(),
         source=a.source,
     )
 
@@ -100,7 +100,7 @@ def request(b: Backend, a: argparse.Namespace) -> int:
     fields: dict[str, Any] = dict(
         owner=a.owner,
         material=a.material,
-        quantity=_qty(a.qty, "quantity"),
+        quantity=_qty(a.quantity, "quantity"),
         recipient=a.recipient,
         regime=a.regime,
         purpose=a.purpose,
@@ -153,8 +153,8 @@ def order(b: Backend, a: argparse.Namespace) -> int:
         "release.ordered",
         request=request_id,
         cap=_qty(a.cap, "cap"),
-        valid_from=a.valid_from or now(),
-        valid_until=a.valid_until,
+        valid_from=_time(a.valid_from, "valid_from") if a.valid_from else now(),
+        valid_until=_time(a.valid_until, "valid_until"),
         sites=csv_list(a.sites),
         regime=regime,
         report_to=a.report_to,
@@ -385,7 +385,7 @@ def register(sub: Any, *, wrap: Any) -> None:
         sp.add_argument(opt, required=True)
     sp.add_argument("--crisis-currency", required=True, help="ISO 4217, e.g. USD")
     sp.add_argument("--quorum", type=int, required=True, help="approvals needed before an order")
-    sp.add_argument("--count-tolerance", default="0.5", help="percent (default 0.5)")
+    add_field_flag(sp, "count_tolerance_pct", default="0.5", help="percent (default 0.5)")
     sp.add_argument(
         "--regimes", default="", help=f"comma-separated open regimes: {', '.join(REGIMES)}"
     )
@@ -399,7 +399,7 @@ def register(sub: Any, *, wrap: Any) -> None:
     sp = acting("request", request, "request a release (official of the owner)")
     for opt in ("--owner", "--material", "--recipient", "--purpose"):
         sp.add_argument(opt, required=True)
-    sp.add_argument("--qty", required=True, help='e.g. "2.5 t"')
+    add_field_flag(sp, "quantity", required=True)
     sp.add_argument("--regime", required=True, choices=REGIMES)
     # Issue #12: a release or sale carries the declaration; an emergency release or a
     # price-spike sale also the crisis price, or an override in its place.

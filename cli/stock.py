@@ -143,25 +143,44 @@ def target_set(b: Backend, a: argparse.Namespace) -> int:
         "target.set",
         owner=a.owner,
         material=a.material,
-        days_of_cover=a.days,
-        annual_quantity=_qty(a.annual, "annual_quantity"),
+        days_of_cover=a.days_of_cover,
+        annual_quantity=_qty(a.annual_quantity, "annual_quantity"),
         basis=a.basis,
-        valid_from=a.valid_from,
-        valid_to=a.valid_to,
+        valid_from=_time(a.valid_from, "valid_from") if a.valid_from else now(),
+        valid_to=_time(a.valid_to, "valid_to"),
     )
 
 
 # -- movements: one spec each ---------------------------------------------------------
 
-TEXT, QTY, QTY0, REF = "text", "qty", "qty0", "ref"
+TEXT, QTY, QTY0, REF, TIME = "text", "qty", "qty0", "ref", "time"
+
+
+def add_field_flag(
+    sp: argparse.ArgumentParser, field: str, *, help: str | None = None, **kw: Any
+) -> None:
+    """The flag of body field ``field`` (issue #12, one vocabulary: ``--to-site`` fills
+    ``to_site``), with its old names as deprecated aliases and its help from the
+    vocabulary (``ledger.kinds.vocabulary``)."""
+    from ledger.kinds.vocabulary import TERMS, flag
+
+    t = TERMS.get(field)
+    old = t.old_flags if t else ()
+    words = help or (t.description if t else None)
+    if old and words is not None:
+        words = f"{words} (formerly {', '.join(old)}: deprecated)"
+    words = words.replace("%", "%%") if words is not None else None  # argparse formats help with %
+    # The old names are marked in the help, not warned about when used: a command's
+    # refusal stays one line on stderr (README, exit codes).
+    sp.add_argument(flag(field), *old, dest=field, help=words, **kw)
 
 
 @dataclass(frozen=True)
 class Flag:
-    """A movement flag: ``--name`` fills body ``field`` after conversion by ``type``
-    (text; quantity; quantity that may be zero; entry reference by id or seq)."""
+    """A movement flag filling body ``field`` (the flag is the field's name, ``--to-site``),
+    after conversion by ``type`` (text; quantity; quantity that may be zero; entry
+    reference by id or seq)."""
 
-    name: str
     field: str
     type: str = TEXT
     required: bool = True
@@ -180,46 +199,45 @@ class Movement:
     cosigner_flag: str | None = None  # a flag naming a co-signer (an officer, a minister)
 
 
-def _q(name: str = "--qty", field: str = "quantity", type_: str = QTY) -> Flag:
-    return Flag(name, field, type_)
+def _q(field: str = "quantity", type_: str = QTY) -> Flag:
+    return Flag(field, type_)
 
 
 MOVEMENTS: tuple[Movement, ...] = (
     Movement("receive", "stock.receipt", "a receipt from a supplier",
-             (Flag("--lot", "lot"), _q(), Flag("--supplier", "supplier"),
-              Flag("--purity", "accepted_purity"), Flag("--reference", "reference"))),
+             (Flag("lot"), _q(), Flag("supplier"), Flag("accepted_purity"), Flag("reference"),
+              Flag("purity_deviation_reason", required=False))),
     Movement("dispatch", "stock.dispatch", "send stock to another site",
-             (Flag("--lot", "lot"), _q(), Flag("--to", "to_site"), Flag("--reference", "reference"))),
+             (Flag("lot"), _q(), Flag("to_site"), Flag("reference"))),
     Movement("arrive", "stock.arrival", "record a transfer's arrival",
-             (Flag("--transfer", "transfer", REF), _q(type_=QTY0),
-              Flag("--shortfall-reason", "shortfall_reason", required=False, default="")), owner=False),
+             (Flag("transfer", REF), _q(type_=QTY0), Flag("shortfall_reason", required=False, default="")),
+             owner=False),
     Movement("release", "stock.release", "hand stock over to the recipient of an emergency-release order",
-             (Flag("--lot", "lot"), _q(), Flag("--order", "order", REF), Flag("--recipient", "recipient"))),
+             (Flag("lot"), _q(), Flag("order", REF), Flag("recipient"))),
     Movement("loan", "stock.loan_out", "lend stock under a loan order",
-             (Flag("--lot", "lot"), _q(), Flag("--order", "order", REF), Flag("--borrower", "borrower"),
-              Flag("--due", "due_at"), Flag("--premium", "premium_pct"))),
+             (Flag("lot"), _q(), Flag("order", REF), Flag("borrower"), Flag("due_at", TIME), Flag("premium_pct"))),
     Movement("return", "stock.loan_return", "record lent stock coming back",
-             (Flag("--loan", "loan", REF), _q()), owner=False),
+             (Flag("loan", REF), _q()), owner=False),
     Movement("sell", "stock.sale", "a sale under a sale order",
-             (Flag("--lot", "lot"), _q(), Flag("--order", "order", REF), Flag("--buyer", "buyer"),
-              Flag("--tender", "tender_ref"))),
+             (Flag("lot"), _q(), Flag("order", REF), Flag("buyer"), Flag("tender_ref"))),
     Movement("rotate", "stock.rotation", "rotate old stock for new of equal or better grade",
-             (Flag("--lot-out", "lot_out"), Flag("--lot-in", "lot_in"), _q(),
-              Flag("--counterparty", "counterparty"))),
+             (Flag("lot_out"), Flag("lot_in"), _q(), Flag("counterparty"))),
     Movement("convert", "stock.conversion", "process one lot into another",
-             (Flag("--lot-in", "lot_in"), _q("--qty-in", "quantity_in"), Flag("--lot-out", "lot_out"),
-              _q("--qty-out", "quantity_out"), Flag("--processor", "processor"))),
+             (Flag("lot_in"), _q("quantity_in"), Flag("lot_out"), _q("quantity_out"), Flag("processor"))),
     Movement("count", "stock.count", "a stock count",
-             (Flag("--lot", "lot"), _q("--book", "book", QTY0), _q("--counted", "counted", QTY0)),
+             (Flag("lot"), _q("book", QTY0), _q("counted", QTY0)),
              cosigner_flag="--second-officer"),
     Movement("reverse", "stock.reversal", "reverse an earlier movement (within 30 days)",
-             (Flag("--reason", "reason"),
-              Flag("ref", "reverses", REF, positional=True, help="seq, entry id or id prefix (8+ characters) of the movement")), owner=False),
+             (Flag("reason"),
+              Flag("reverses", REF, positional=True, help="seq, entry id or id prefix (8+ characters) of the movement")), owner=False),
 )
 
 
-def _dest(flag: Flag) -> str:
-    return flag.name.lstrip("-").replace("-", "_")
+def _time(value: str, field: str) -> str:
+    """A time as the log keeps it: any RFC 3339 offset is converted to UTC (issue #12)."""
+    from ledger.kinds.requests import to_utc
+
+    return to_utc(value, field=field)
 
 
 def movement_body_fields(m: Movement, b: Backend, a: argparse.Namespace) -> dict[str, Any]:
@@ -228,13 +246,17 @@ def movement_body_fields(m: Movement, b: Backend, a: argparse.Namespace) -> dict
     if m.owner:
         fields["owner"] = a.owner
     for f in m.flags:
-        value = getattr(a, _dest(f))
+        value = getattr(a, f.field)
+        if value is None and not f.required:
+            continue
         if f.type in (QTY, QTY0):
             value = _qty(value, f.field, allow_zero=f.type == QTY0)
         elif f.type == REF:
             value = b.entry_ref(value, kinds=FIELD_KINDS.get(f.field, ()))
+        elif f.type == TIME:
+            value = _time(value, f.field)
         fields[f.field] = value
-    fields["occurred_at"] = a.at or now()
+    fields["occurred_at"] = _time(a.occurred_at, "occurred_at") if a.occurred_at else now()
     return fields
 
 
@@ -248,14 +270,14 @@ def movement_handler(m: Movement) -> Handler:
 
 def add_movement(g: Any, m: Movement, *, acting: Callable[[argparse.ArgumentParser], Any], wrap: Any) -> None:
     sp: argparse.ArgumentParser = acting(g.add_parser(m.action, help=m.help, description=m.help))
-    sp.add_argument("--site", required=True)
+    add_field_flag(sp, "site", required=True)
     if m.owner:
-        sp.add_argument("--owner", required=True)
+        add_field_flag(sp, "owner", required=True)
     for f in m.flags:
         if f.positional:
-            sp.add_argument(f.name, help=f.help)
+            sp.add_argument(f.field, help=f.help)
         else:
-            sp.add_argument(f.name, required=f.required, default=f.default, help=f.help)
+            add_field_flag(sp, f.field, required=f.required, default=f.default, help=f.help)
     if m.cosigner_flag:
         sp.add_argument(
             m.cosigner_flag,
@@ -263,7 +285,7 @@ def add_movement(g: Any, m: Movement, *, acting: Callable[[argparse.ArgumentPars
             help="co-signing officer, needed beyond the tolerance: in client mode a proposal "
             "that they sign with their own key",
         )
-    sp.add_argument("--at", help="when it happened (RFC 3339 UTC, default now)")
+    add_field_flag(sp, "occurred_at")
     sp.set_defaults(fn=wrap(movement_handler(m)))
 
 
@@ -457,12 +479,11 @@ def register(sub: Any, *, wrap: Any) -> None:
 
     g = group("target", "stock targets")
     sp = acting(g.add_parser("set", help="set a target in days of cover (official)"))
-    for opt in ("--owner", "--material", "--annual"):
-        sp.add_argument(opt, required=True)
-    sp.add_argument("--days", type=int, required=True)
+    for field in ("owner", "material", "annual_quantity", "valid_to"):
+        add_field_flag(sp, field, required=True)
+    add_field_flag(sp, "days_of_cover", type=int, required=True)
+    add_field_flag(sp, "valid_from")
     sp.add_argument("--basis", choices=["consumption", "net_imports"], default="consumption")
-    sp.add_argument("--from", dest="valid_from", required=True)
-    sp.add_argument("--to", dest="valid_to", required=True)
     sp.set_defaults(fn=wrap(target_set))
 
     g = group("stock", "record stock movements (operators)")

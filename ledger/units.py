@@ -53,13 +53,24 @@ def parse_quantity(text: str, *, field: str = "quantity", base_unit: str = "g") 
     return value
 
 
-def format_quantity(grams: int) -> str:
-    """Grams as the largest unit that keeps the value exact and readable."""
-    for unit, factor in (("t", 1_000_000), ("kg", 1000)):
-        if abs(grams) >= factor:
-            value = Decimal(grams) / Decimal(factor)
-            return f"{value.normalize():f} {unit}"
-    return f"{grams} g"
+# The unit quantities are shown in, per base unit (issue #12, "human units out"): one unit
+# for every figure of a material, so columns compare at a glance; reserves are counted in
+# tonnes (the CRMA Art. 22 aggregate asks for tonnes). Exact: a gram is 0.000001 t.
+DISPLAY_UNITS: dict[str, tuple[str, int]] = {"g": ("t", 1_000_000)}
+
+
+def display_unit(base_unit: str = "g") -> str:
+    return DISPLAY_UNITS[base_unit][0]
+
+
+def format_quantity(grams: int | str, *, base_unit: str = "g") -> str:
+    """Grams in the material's display unit, exactly: ``378686774`` -> ``"378.686774 t"``.
+    A value a read already shows in display units (a string) is returned as it is."""
+    if isinstance(grams, str):
+        return grams
+    unit, factor = DISPLAY_UNITS[base_unit]
+    value = Decimal(grams) / Decimal(factor)
+    return f"{value.normalize():f} {unit}"
 
 
 _PURITY = re.compile(r"\s*([0-9]{1,3}(?:\.[0-9]{1,12})?)\s*(%?)\s*")

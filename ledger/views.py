@@ -8,7 +8,8 @@ the server or the service over HTTP. Scope filtering is not done here (``ledger.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
 
 from ledger.records import LoanRec, LotRec, MaterialRec, OwnerRec
 from ledger.state import KeyRecord
@@ -98,3 +99,48 @@ def loan_view(r: LoanRec) -> dict[str, Any]:
         "premium_pct": r.premium_pct,
         "lent_seq": r.lent_seq,
     }
+
+
+# Keys under which the read models give a quantity in grams (issue #12). Each is shown as
+# ``{"<key>": "378.686774 t", "<key>_g": 378686774}``: the display string under the name,
+# the exact integer beside it with ``_g``; a key already ending in ``_g`` gains its display
+# sibling. Entries served as signed (``/log/...``) keep their grams: they are the log.
+GRAM_KEYS: Final = frozenset({
+    "quantity", "quantity_in", "quantity_out", "book", "counted", "annual_quantity", "cap",
+    "net_mass", "outstanding", "held", "required", "shortfall", "executed", "remaining",
+    "quantity_requested", "loan_outstanding", "on_loan", "delta", "balance_after",
+})
+# The CRMA aggregate reports decimal tonnes by name; each gains the same pair.
+TONNE_KEYS: Final = {"tonnes_held": "held", "tonnes": "quantity", "annual_consumption_tonnes": "annual_consumption"}
+
+
+def quantities_out(doc: Any) -> Any:
+    """``doc`` (a JSON document of a read) with every quantity in display units beside
+    its exact integer, in the one shape of :data:`GRAM_KEYS`. Idempotent."""
+    if isinstance(doc, list | tuple):
+        return [quantities_out(v) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        grams = isinstance(v, int) and not isinstance(v, bool)
+        if k in GRAM_KEYS and (grams or v is None):
+            out[k] = format_quantity(v) if v is not None else None
+            out[f"{k}_g"] = v
+        elif k.endswith("_g") and k[:-2] in GRAM_KEYS and (grams or v is None):
+            out[k] = v
+            if not isinstance(doc.get(k[:-2]), str):
+                out[k[:-2]] = format_quantity(v) if v is not None else None
+        elif k in TONNE_KEYS and isinstance(v, str | Decimal):
+            out[k] = str(v)
+            name = TONNE_KEYS[k]
+            try:
+                exact = Decimal(v) * 1_000_000
+            except InvalidOperation:
+                exact = Decimal("NaN")
+            if exact.is_finite() and exact == exact.to_integral_value():
+                out[name] = format_quantity(int(exact))
+                out[f"{name}_g"] = int(exact)
+        else:
+            out[k] = quantities_out(v)
+    return out

@@ -179,7 +179,7 @@ def test_end_to_end_each_person_signs_with_their_own_key(world: World, tmp_path:
     w.ok("olga", "stock", "release", "--site", SITE, "--owner", JP, "--lot", LOT, "--qty", "1.5 t", "--order", order,
          "--recipient", "Demo Magnetics KK")
     listed = json.loads(w.ok("fiona", "release", "list", "--all", "--format", "json"))
-    assert [o["remaining"] for o in listed["orders"]] == [500_000]
+    assert [o["remaining_g"] for o in listed["orders"]] == [500_000]
 
     # Nobody's keystore holds a second person's key.
     for user in PEOPLE:

@@ -119,9 +119,10 @@ def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
     assert "would exceed the order's cap: 500000 g of 1500000 g remain" in too_much.stderr
 
     shown = ok(home, "release", "show", order)
-    assert "remaining 500 kg" in shown and "SITE-7F3K" in shown and LOCATION["name"] not in shown
+    assert "remaining 0.5 t" in shown and "SITE-7F3K" in shown and LOCATION["name"] not in shown
     report = json.loads(ok(home, "release", "report", order, "--format", "json"))
-    assert report["report_to"] == "Diet committee" and report["order"]["remaining"] == 500_000
+    assert report["report_to"] == "Diet committee" and report["order"]["remaining_g"] == 500_000
+    assert report["order"]["remaining"] == "0.5 t"
     assert [e["site"] for e in report["executions"]] == ["SITE-7F3K"]
 
     ok(home, "release", "revoke", order, "--reason", "recipient re-supplied", "--as", "mina")

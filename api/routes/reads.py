@@ -26,6 +26,7 @@ from ledger.store import reports
 from ledger.store.projections import read_table
 from ledger.timefmt import now
 from ledger.units import format_quantity
+from ledger.views import quantities_out
 
 router = APIRouter(tags=["reads"], route_class=StrictJSONRoute)
 STOCK_READERS = (OPERATOR, OFFICIAL, MINISTER, AUDITOR)
@@ -144,7 +145,7 @@ def balances(
         )
     # A second line of defence; the query already left out-of-scope rows unread.
     visible = [r for r in rows if r.owner and r.site and policy.holding_visible(p, r.owner, r.site)]
-    return {
+    return dict(quantities_out({
         "as_of_seq": seq,
         "balances": [
             {
@@ -157,7 +158,7 @@ def balances(
             }
             for r in visible
         ],
-    }
+    }))
 
 
 @router.get("/lots/{lot}/trace", **roles(*STOCK_READERS))
@@ -183,7 +184,7 @@ def trace(
             return "H/(outside your scope)"
         return account
 
-    return {
+    return dict(quantities_out({
         "lot": t.lot,
         "material": t.material,
         "balanced": t.balanced,
@@ -198,7 +199,7 @@ def trace(
             for leg in t.legs
             if leg.seq in seen
         ],
-    }
+    }))
 
 
 @router.get("/cover", **roles(*AGGREGATE_READERS))
@@ -210,7 +211,7 @@ def cover(
         rows = reports.cover(
             conn, owners=sorted(owners) if owners is not None else None, at=at or now()
         )
-    return {"cover": [_jsonable(asdict(r)) for r in rows]}
+    return {"cover": [quantities_out(_jsonable(asdict(r))) for r in rows]}
 
 
 @router.get("/reports/crma", **roles(*AGGREGATE_READERS))
@@ -223,7 +224,7 @@ def crma(
         rep = reports.crma_report(
             conn, owners=sorted(owners) if owners is not None else None, year=year or int(now()[:4])
         )
-    return dict(_jsonable(asdict(rep)))
+    return dict(quantities_out(_jsonable(asdict(rep))))
 
 
 @router.get("/loans/overdue", **roles(*STOCK_READERS))
@@ -232,7 +233,9 @@ def overdue(p: Principal = Depends(principal), svc: Services = Depends(services)
     with svc.reader.connect() as conn:
         rows = reports.overdue_loans(conn, now=now(), scope=scope)
     return {
-        "loans": [_jsonable(asdict(r)) for r in rows if policy.holding_visible(p, r.owner, r.site)]
+        "loans": [
+            quantities_out(_jsonable(asdict(r))) for r in rows if policy.holding_visible(p, r.owner, r.site)
+        ]
     }
 
 

@@ -47,7 +47,7 @@ def materials(svc: Services = Depends(services)) -> dict[str, Any]:
 def lots(svc: Services = Depends(services)) -> dict[str, Any]:
     with svc.reader.connect() as conn:
         rows = read_table(conn, "lots").values()
-    return {"lots": [views.lot_view(r) for r in sorted(rows, key=lambda r: r.code)]}
+    return {"lots": [views.quantities_out(views.lot_view(r)) for r in sorted(rows, key=lambda r: r.code)]}
 
 
 @router.get("/keys", **roles(*KEY_READERS))
@@ -80,7 +80,11 @@ def loans(p: Principal = Depends(principal), svc: Services = Depends(services)) 
     policy.require_stock_reader(p)
     with svc.reader.connect() as conn:
         rows = sorted(read_table(conn, "loans").values(), key=lambda r: r.lent_seq)
-    return {"loans": [views.loan_view(r) for r in rows if policy.holding_visible(p, r.owner, r.site)]}
+    return {
+        "loans": [
+            views.quantities_out(views.loan_view(r)) for r in rows if policy.holding_visible(p, r.owner, r.site)
+        ]
+    }
 
 
 @router.get("/refs/{ref}", **roles(*policy.ALL_ROLES))

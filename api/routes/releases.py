@@ -14,16 +14,26 @@ from fastapi.responses import JSONResponse
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
 from api.params import IdempotencyKey, RefPath
+from api.request_schemas import documented
 from api.routes.reads import _jsonable
 from api.routes.writes import _custodial
 from api.services import Services
 from ledger import policy, refs
+from ledger.kinds import release as kinds
+from ledger.kinds.requests import make_form
 from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.timefmt import now
+from ledger.views import quantities_out
 
 router = APIRouter(prefix="/releases", tags=["releases"], route_class=StrictJSONRoute)
 VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
+# Request forms from the kinds (issue #12); ids named in the path are not in the body.
+PRICE_FORM = make_form(kinds.PriceObserved)
+REQUEST_FORM = make_form(kinds.ReleaseRequested)
+APPROVE_FORM = make_form(kinds.ReleaseApproved, from_path=("request",))
+ORDER_FORM = make_form(kinds.ReleaseOrdered)
+REVOKE_FORM = make_form(kinds.OrderRevoked, from_path=("order",), name="OrderRevokedIn")
 
 
 def _scope(p: Principal) -> list[str] | None:
@@ -31,72 +41,68 @@ def _scope(p: Principal) -> list[str] | None:
     return sorted(owners) if owners is not None else None
 
 
-def _entry_id(svc: Services, ref: str, *kinds: str, field: str) -> str:
+def _entry_id(svc: Services, ref: str, *of_kinds: str, field: str) -> str:
     """A path's reference (seq, id or id prefix; issue #12) as the entry id. Writes
     resolve on the primary, which the replica may not have caught up with yet."""
     with svc.primary_engine.connect() as conn:
-        return refs.resolve_entry(conn, ref, kinds=kinds, field=field).entry_id
+        return refs.resolve_entry(conn, ref, kinds=of_kinds, field=field).entry_id
 
 
-@router.post("/prices", status_code=201, **roles(OFFICIAL))
+@router.post("/prices", status_code=201, **documented(PRICE_FORM, roles(OFFICIAL)))
 def observe_price(
     fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    """A price observation (index, material, value, currency, observed_at, source)."""
-    return _custodial(svc, p, "price.observed", fields, idempotency_key)
+    """A price observation; ``observed_at`` defaults to now."""
+    return _custodial(svc, p, PRICE_FORM, fields, idempotency_key)
 
 
-@router.post("/requests", status_code=201, **roles(OFFICIAL))
+@router.post("/requests", status_code=201, **documented(REQUEST_FORM, roles(OFFICIAL)))
 def request_release(
-    fields: dict[str, Any] = Body(
-        ..., description='owner, material, quantity ("20 t"), recipient, regime, purpose, evidence'
-    ),
+    fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(svc, p, "release.requested", fields, idempotency_key)
+    return _custodial(svc, p, REQUEST_FORM, fields, idempotency_key)
 
 
-@router.post("/requests/{request_id}/approve", status_code=201, **roles(OFFICIAL))
+@router.post(
+    "/requests/{request_id}/approve", status_code=201, **documented(APPROVE_FORM, roles(OFFICIAL), optional=True)
+)
 def approve(
     request_id: RefPath,
-    fields: dict[str, Any] = Body(default={}, description='optional "cap" and "comment"'),
+    fields: dict[str, Any] = Body(default={}),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(
-        svc, p, "release.approved", {**fields, "request": _entry_id(svc, request_id, "release.requested", field="request_id")}, idempotency_key
-    )
+    rid = _entry_id(svc, request_id, "release.requested", field="request_id")
+    return _custodial(svc, p, APPROVE_FORM, fields, idempotency_key, path={"request": rid})
 
 
-@router.post("/orders", status_code=201, **roles(MINISTER))
+@router.post("/orders", status_code=201, **documented(ORDER_FORM, roles(MINISTER)))
 def order(
-    fields: dict[str, Any] = Body(
-        ..., description="request, cap, valid_from, valid_until, sites, regime, report_to"
-    ),
+    fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(svc, p, "release.ordered", fields, idempotency_key)
+    return _custodial(svc, p, ORDER_FORM, fields, idempotency_key)
 
 
-@router.post("/orders/{order_id}/revoke", status_code=201, **roles(MINISTER))
+@router.post("/orders/{order_id}/revoke", status_code=201, **documented(REVOKE_FORM, roles(MINISTER)))
 def revoke(
     order_id: RefPath,
-    fields: dict[str, Any] = Body(..., description='"reason"'),
+    fields: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    return _custodial(
-        svc, p, "release.order_revoked", {**fields, "order": _entry_id(svc, order_id, "release.ordered", field="order_id")}, idempotency_key
-    )
+    oid = _entry_id(svc, order_id, "release.ordered", field="order_id")
+    return _custodial(svc, p, REVOKE_FORM, fields, idempotency_key, path={"order": oid})
 
 
 @router.get("/requests", **roles(*VIEWERS))
@@ -106,7 +112,7 @@ def open_requests(
     """Open requests for your owners, their approvals so far and what each still needs."""
     with svc.reader.connect() as conn:
         views = releases.open_requests(conn, owners=_scope(p), at=now())
-    return {"requests": [_jsonable(asdict(v)) for v in views]}
+    return {"requests": [quantities_out(_jsonable(asdict(v))) for v in views]}
 
 
 @router.get("/orders", **roles(*VIEWERS))
@@ -114,7 +120,7 @@ def orders(p: Principal = Depends(principal), svc: Services = Depends(services))
     """Orders for your owners with the remaining cap of each."""
     with svc.reader.connect() as conn:
         views = releases.list_orders(conn, owners=_scope(p), at=now())
-    return {"orders": [_jsonable(asdict(v)) for v in views]}
+    return {"orders": [quantities_out(_jsonable(asdict(v))) for v in views]}
 
 
 @router.get("/orders/{order_id}/report", **roles(*VIEWERS))
@@ -126,4 +132,4 @@ def order_report(
     with svc.reader.connect() as conn:
         oid = releases.resolve_order(conn, order_id, owners=_scope(p), at=now(), field="order_id")
         rep = releases.order_report(conn, oid, owners=_scope(p), at=now())
-    return dict(_jsonable(asdict(rep)))
+    return dict(quantities_out(_jsonable(asdict(rep))))

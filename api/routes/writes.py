@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -17,6 +18,7 @@ from api import metrics
 from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
 from api.params import IDEMPOTENCY_KEY, KEY_ID, IdempotencyKey, KeyRefPath
+from api.request_schemas import documented, signed_entry
 from api.services import TOKEN_KEY_NAME, Services
 from keys.filestore import validate_key_name
 from ledger.canonical import canonical
@@ -29,53 +31,55 @@ from ledger.errors import (
     NotFound,
     OutcomePending,
 )
+from ledger.kinds import stock
+from ledger.kinds.keys import KeyRevoked
+from ledger.kinds.requests import SERVER_SET, Form, make_form, parse_form
+from ledger.kinds.vocabulary import term
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
 from ledger.refs import match_key
 from ledger.service import new_body
 from ledger.store import idempotency
 from ledger.store.projections import read_keys, read_user_keys
-from ledger.units import parse_purity, parse_quantity
 
 router = APIRouter(tags=["writes"], route_class=StrictJSONRoute)
 
-# Fields given as "12.5 t" strings in custodial requests; converted exactly to grams.
-QUANTITY_FIELDS = (
-    "quantity",
-    "quantity_in",
-    "quantity_out",
-    "book",
-    "counted",
-    "annual_quantity",
-    "cap",
-)
-# Purities given as "99.5%", "99.5" or "0.995"; the log keeps the percentage (issue #12).
-PURITY_FIELDS = ("purity", "accepted_purity")
-# Movement actions (URL) and entry kinds.
-STOCK_ACTIONS = {
-    "receive": "stock.receipt",
-    "dispatch": "stock.dispatch",
-    "arrive": "stock.arrival",
-    "release": "stock.release",
-    "loan": "stock.loan_out",
-    "return": "stock.loan_return",
-    "sell": "stock.sale",
-    "rotate": "stock.rotation",
-    "convert": "stock.conversion",
-    "count": "stock.count",
-    "reverse": "stock.reversal",
+# Movement actions (URL) and the entry kinds they write: one route and one request
+# schema each, generated from this table (issue #12).
+STOCK_ACTIONS: dict[str, type[msgspec.Struct]] = {
+    "receive": stock.Receipt,
+    "dispatch": stock.Dispatch,
+    "arrive": stock.Arrival,
+    "release": stock.Release,
+    "loan": stock.LoanOut,
+    "return": stock.LoanReturn,
+    "sell": stock.Sale,
+    "rotate": stock.Rotation,
+    "convert": stock.Conversion,
+    "count": stock.StockCount,
+    "reverse": stock.Reversal,
 }
-REFERENCE_KINDS = {
-    "owners": "owner.registered",
-    "materials": "material.registered",
-    "lots": "lot.registered",
-    "targets": "target.set",
+REFERENCE_KINDS: dict[str, type[msgspec.Struct]] = {
+    "owners": stock.OwnerRegistered,
+    "materials": stock.MaterialRegistered,
+    "lots": stock.LotRegistered,
+    "targets": stock.TargetSet,
 }
+MOVEMENT_FORMS = {action: make_form(cls) for action, cls in STOCK_ACTIONS.items()}
+REFERENCE_FORMS = {name: make_form(cls) for name, cls in REFERENCE_KINDS.items()}
+REVOKE_FORM = make_form(KeyRevoked, from_path=("key_id",))
 
 
 def _request_hash(svc: Services, payload: Any) -> str:
     """Keyed, so the stored hash of a site registration cannot confirm a guessed location
     (which the salted commitment exists to prevent)."""
     return hmac.new(svc.idempotency_hmac_key, canonical(payload), hashlib.sha256).hexdigest()
+
+
+def _check_idempotency_key(idem_key: str | None) -> None:
+    if idem_key is not None and not re.fullmatch(IDEMPOTENCY_KEY, idem_key):  # stored as given
+        raise InvalidEntry(
+            "Idempotency-Key must be 1 to 128 printable ASCII characters", field="Idempotency-Key"
+        )
 
 
 def _write(
@@ -94,14 +98,11 @@ def _write(
     def response(seq: int) -> dict[str, Any]:
         return {"seq": seq, "entry_id": entry["id"], "kind": entry["kind"]}
 
+    _check_idempotency_key(idem_key)
     if idem_key is None:
         seq = svc.committer.submit(submission, also=seal)
         metrics.APPENDS.labels(kind=entry["kind"]).inc()
         return JSONResponse(response(seq), status_code=201)
-    if not re.fullmatch(IDEMPOTENCY_KEY, idem_key):  # stored as given: no control chars
-        raise InvalidEntry(
-            "Idempotency-Key must be 1 to 128 printable ASCII characters", field="Idempotency-Key"
-        )
     h = _request_hash(svc, payload)
     claim = idempotency.IdemKey(user=p.user, key=idem_key, request_hash=h, status=201, response=response)
     result = svc.committer.submit(submission, also=seal, idempotency=claim)
@@ -111,36 +112,46 @@ def _write(
     return JSONResponse(response(result), status_code=201)
 
 
-def _custodial_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    out = dict(fields)
-    for name in QUANTITY_FIELDS:
-        if isinstance(out.get(name), str):
-            out[name] = parse_quantity(out[name], field=f"entry.{name}")
-    for name in PURITY_FIELDS:
-        if isinstance(out.get(name), str):
-            out[name] = parse_purity(out[name], field=f"entry.{name}")
-    return out
-
-
 def _custodial(
     svc: Services,
     p: Principal,
-    kind: str,
-    fields: dict[str, Any],
+    form: Form,
+    fields: Any,
     idem_key: str | None,
+    request: Request | None = None,
+    *,
+    path: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """An entry of ``form``'s kind from a request body checked by the form (quantities in
+    units, times with offsets, defaults), with ``path``'s fields, signed for the caller."""
+    if not svc.settings.custodial:
+        raise Forbidden(
+            "this service does not hold users' keys: submit entries signed with your own key"
+        )
+    _check_idempotency_key(idem_key)  # the header first, as for every write
+    if isinstance(fields, dict) and any(k in fields for k in SERVER_SET):
+        raise InvalidEntry(
+            "send the entry's own fields as a JSON object; the service sets kind, id, author, time"
+        )
+    body_fields = {**parse_form(form, fields), **(path or {})}
+    payload = {"kind": form.kind, **fields, **(path or {})}
+    return _sign_custodial(svc, p, form.kind, body_fields, idem_key, payload, request)
+
+
+def _sign_custodial(
+    svc: Services,
+    p: Principal,
+    kind: str,
+    body_fields: dict[str, Any],
+    idem_key: str | None,
+    payload: dict[str, Any],
     request: Request | None = None,
 ) -> JSONResponse:
     if not svc.settings.custodial:
         raise Forbidden(
             "this service does not hold users' keys: submit entries signed with your own key"
         )
-    if not isinstance(fields, dict) or any(
-        k in fields for k in ("kind", "id", "author", "created_at")
-    ):
-        raise InvalidEntry(
-            "send the entry's own fields as a JSON object; the service sets kind, id, author, time"
-        )
-    body = new_body(kind, p.user, **_custodial_fields(fields))
+    body = new_body(kind, p.user, **body_fields)
     records = getattr(request.state, "keys", None) if request is not None else None
     if records is None:  # the principal's lookup in this request, else the primary
         with svc.primary_engine.connect() as conn:
@@ -149,14 +160,12 @@ def _custodial(
     if not held:
         raise Forbidden("the service holds no key of yours: submit entries you signed to POST /entries")
     submission = sign_body(body, [svc.ledger.signer_for(p.user)], log_id=svc.log_id)
-    return _write(svc, p, idem_key, {"kind": kind, **fields}, submission)
+    return _write(svc, p, idem_key, payload, submission)
 
 
-@router.post("/entries", status_code=201, **roles(OPERATOR, OFFICIAL, "minister", ADMIN, "auditor"))
+@router.post("/entries", status_code=201, **signed_entry(roles(OPERATOR, OFFICIAL, "minister", ADMIN, "auditor")))
 def submit_signed(
-    submission: dict[str, Any] = Body(
-        ..., description="{entry, sigs}: signed by the caller's own key"
-    ),
+    submission: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
@@ -169,58 +178,82 @@ def submit_signed(
     return _write(svc, p, idempotency_key, submission, submission)
 
 
-@router.post("/stock/{action}", status_code=201, **roles(OPERATOR))
-def record_movement(
-    action: str,
-    request: Request,
-    fields: dict[str, Any] = Body(
-        ..., description='the movement\'s fields; quantities as "12.5 t"'
-    ),
-    idempotency_key: IdempotencyKey = None,
-    p: Principal = Depends(principal),
-    svc: Services = Depends(services),
-) -> JSONResponse:
-    """Record a movement signed with the operator's custodial key (embedded default)."""
-    kind = STOCK_ACTIONS.get(action)
-    if kind is None:
-        raise InvalidEntry(
-            f"unknown movement '{action}': one of {', '.join(STOCK_ACTIONS)}", field="action"
-        )
-    if kind == "stock.count" and "cosigners" in fields:
-        raise InvalidEntry(
-            "a count beyond tolerance is co-signed: submit it signed to /entries", field="cosigners"
-        )
-    return _custodial(svc, p, kind, fields, idempotency_key, request)
+def _movement_route(action: str, form: Form) -> None:
+    def record(
+        request: Request,
+        fields: dict[str, Any] = Body(...),
+        idempotency_key: IdempotencyKey = None,
+        p: Principal = Depends(principal),
+        svc: Services = Depends(services),
+    ) -> JSONResponse:
+        if action == "count" and "cosigners" in fields:
+            raise InvalidEntry(
+                "a count beyond tolerance is co-signed: submit it signed to /entries", field="cosigners"
+            )
+        return _custodial(svc, p, form, fields, idempotency_key, request)
+
+    router.post(
+        f"/stock/{action}",
+        status_code=201,
+        name=f"stock_{action}",
+        summary=f"Record a {form.kind} (custodial signing)",
+        **documented(form, roles(OPERATOR)),
+    )(record)
 
 
-@router.post("/reference/{collection}", status_code=201, **roles(ADMIN, OPERATOR, OFFICIAL))
-def register_reference(
-    collection: str,
-    request: Request,
-    fields: dict[str, Any] = Body(...),
-    idempotency_key: IdempotencyKey = None,
-    p: Principal = Depends(principal),
-    svc: Services = Depends(services),
-) -> JSONResponse:
-    """Owners and materials (security admin), lots (operator or official), targets
-    (official); the reducer enforces which."""
-    kind = REFERENCE_KINDS.get(collection)
-    if kind is None:
-        raise InvalidEntry(
-            f"unknown collection '{collection}': one of {', '.join(REFERENCE_KINDS)}",
-            field="collection",
-        )
-    return _custodial(svc, p, kind, fields, idempotency_key, request)
+def _reference_route(collection: str, form: Form) -> None:
+    def register(
+        request: Request,
+        fields: dict[str, Any] = Body(...),
+        idempotency_key: IdempotencyKey = None,
+        p: Principal = Depends(principal),
+        svc: Services = Depends(services),
+    ) -> JSONResponse:
+        return _custodial(svc, p, form, fields, idempotency_key, request)
+
+    router.post(
+        f"/reference/{collection}",
+        status_code=201,
+        name=f"reference_{collection}",
+        summary=f"Register a {form.kind} (custodial signing; the rules decide who may)",
+        **documented(form, roles(ADMIN, OPERATOR, OFFICIAL)),
+    )(register)
+
+
+for _action, _form in MOVEMENT_FORMS.items():
+    _movement_route(_action, _form)
+for _collection, _form in REFERENCE_FORMS.items():
+    _reference_route(_collection, _form)
+
+
+# The paths of the table above are routes of their own; any other action is named here.
+@router.post("/stock/{action}", status_code=201, include_in_schema=False, **roles(OPERATOR))
+def unknown_movement(action: str) -> JSONResponse:
+    raise InvalidEntry(f"unknown movement '{action}': one of {', '.join(STOCK_ACTIONS)}", field="action")
+
+
+@router.post("/reference/{collection}", status_code=201, include_in_schema=False, **roles(ADMIN, OPERATOR, OFFICIAL))
+def unknown_collection(collection: str) -> JSONResponse:
+    raise InvalidEntry(
+        f"unknown collection '{collection}': one of {', '.join(REFERENCE_KINDS)}", field="collection"
+    )
+
+
+def _term(name: str, **kw: Any) -> Any:
+    """A pydantic field documented from the one vocabulary (``ledger.kinds.vocabulary``)."""
+    t = term(name)
+    return Field(description=t.description, examples=[t.example] if t.example is not None else None, **kw)
 
 
 class SiteIn(BaseModel):
-    code: str
-    classification: str
-    custodian: str
-    owners: list[str] = Field(default_factory=list)
-    location: dict[str, Any] = Field(
-        description="name, address, latitude, longitude[, notes]; sealed, never logged"
-    )
+    """A site: its code, classification, custodian and owners go in the log; its location
+    is sealed on the server and only its commitment is logged."""
+
+    code: str = _term("code", default=...)
+    classification: str = _term("classification", default=...)
+    custodian: str = _term("custodian", default=...)
+    owners: list[str] = _term("owners", default_factory=list)
+    location: dict[str, Any] = _term("location", default=...)
 
 
 @router.post("/sites", status_code=201, **roles(ADMIN))
@@ -259,14 +292,14 @@ def _check_new_user_name(user: str) -> None:
 
 
 class KeyIn(BaseModel):
-    user: str
-    roles: list[str]
-    sites: list[str] = Field(default_factory=list)
-    owners: list[str] = Field(default_factory=list)
-    clearance: str = "NONE"
-    public_key: str | None = Field(
-        default=None, description="hex; omit for a custodial key (embedded only)"
-    )
+    """A user's key and its scope (``key.registered``; custody is set by the service)."""
+
+    user: str = _term("user", default=...)
+    roles: list[str] = _term("roles", default=...)
+    sites: list[str] = _term("sites", default_factory=list)
+    owners: list[str] = _term("owners", default_factory=list)
+    clearance: str = _term("clearance", default="NONE")
+    public_key: str | None = _term("public_key", default=None)
 
 
 @router.post("/keys", status_code=201, **roles(ADMIN))
@@ -294,7 +327,7 @@ def register_key(
             clearance=key.clearance,
             custody="self",
         )
-        return _custodial(svc, p, "key.registered", fields, idempotency_key)
+        return _sign_custodial(svc, p, "key.registered", fields, idempotency_key, {"kind": "key.registered", **fields})
     _check_new_user_name(key.user)
     if not svc.ledger.keystore.exists(key.user):
         svc.ledger.keystore.generate(key.user)
@@ -307,21 +340,17 @@ def register_key(
         clearance=key.clearance,
         custody="server",
     )
-    return _custodial(svc, p, "key.registered", fields, idempotency_key)
-
-
-class RevokeIn(BaseModel):
-    reason: str
+    return _sign_custodial(svc, p, "key.registered", fields, idempotency_key, {"kind": "key.registered", **fields})
 
 
 @router.post(
     "/keys/{key_id}/revoke",
     status_code=201,
-    **roles(ADMIN, OPERATOR, OFFICIAL, "minister", "auditor"),
+    **documented(REVOKE_FORM, roles(ADMIN, OPERATOR, OFFICIAL, "minister", "auditor")),
 )
 def revoke_key(
     key_id: KeyRefPath,
-    body: RevokeIn,
+    body: dict[str, Any] = Body(...),
     idempotency_key: IdempotencyKey = None,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
@@ -335,9 +364,7 @@ def revoke_key(
         if not p.has(ADMIN):
             recs = [k for k in recs if k.user == p.user]
         key_id = match_key(recs, key_id, field="key_id").key_id
-    return _custodial(
-        svc, p, "key.revoked", {"key_id": key_id, "reason": body.reason}, idempotency_key
-    )
+    return _custodial(svc, p, REVOKE_FORM, body, idempotency_key, path={"key_id": key_id})
 
 
 @router.get("/entries/outcome/{idempotency_key}", **roles(OPERATOR, OFFICIAL, "minister", ADMIN, "auditor"))

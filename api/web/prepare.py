@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import typing
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
 
 from api.body import StrictJSONRoute
 from api.deps import principal, services
-from api.routes.writes import _custodial_fields
 from api.services import Services
-from ledger.entries import parse_submission
+from ledger.entries import AnyBody, parse_submission
 from ledger.errors import InvalidEntry, SignatureInvalid
+from ledger.kinds.requests import make_form, parse_form
 from ledger.policy import Principal
 from ledger.service import new_body
 
@@ -45,6 +46,12 @@ KINDS = frozenset(
         "key.registered",
     }
 )
+# The API's own request forms (issue #12): the same units, purities, times and messages.
+FORMS = {
+    str(cls.__struct_config__.tag): make_form(cls)
+    for cls in typing.get_args(AnyBody)
+    if str(cls.__struct_config__.tag) in KINDS
+}
 # A syntactically valid signature that verifies for nothing: lets the API's own parser
 # check the body's schema (and name the failing field) before there is a real signature.
 _PLACEHOLDER = {"pub": "00" * 32, "sig": base64.b64encode(bytes(64)).decode()}
@@ -61,7 +68,7 @@ def prepare(
         raise InvalidEntry("this page cannot prepare that kind of entry", field="kind")
     if any(k in fields for k in ("kind", "id", "author", "created_at")):
         raise InvalidEntry("the service sets kind, id, author and time", field="fields")
-    body = new_body(kind, p.user, **_custodial_fields(fields))
+    body = new_body(kind, p.user, **parse_form(FORMS[kind], fields))
     # Schema and free text are checked first; only the placeholder signature then fails.
     with contextlib.suppress(SignatureInvalid):
         parse_submission({"entry": body, "sigs": [_PLACEHOLDER]}, log_id=svc.log_id)

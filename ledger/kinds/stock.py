@@ -14,12 +14,18 @@ import msgspec
 from ledger.canonical import MAX_SAFE_INT
 from ledger.kinds.base import FREE_TEXT, Body, Code, EntryId, Hex64, Text, Time
 
-Qty = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE_INT)]
-Qty0 = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+# Grams. Marked as quantities so request forms (``ledger.kinds.requests``) take them with a
+# unit ("12.5 t") and responses show them in display units (issue #12).
+QUANTITY_MARK = {"quantity": True}
+Qty = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE_INT, extra=QUANTITY_MARK)]
+Qty0 = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, extra=QUANTITY_MARK)]
 Country = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]  # ISO 3166-1 alpha-2
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, extra=FREE_TEXT)]
 # A percentage as an exact decimal string, 0 to 100 with up to 6 decimals ("99.95").
-Percent = Annotated[str, msgspec.Meta(pattern=r"^(100(\.0{1,6})?|[0-9]{1,2}(\.[0-9]{1,6})?)$")]
+PERCENT_PATTERN = r"^(100(\.0{1,6})?|[0-9]{1,2}(\.[0-9]{1,6})?)$"
+Percent = Annotated[str, msgspec.Meta(pattern=PERCENT_PATTERN)]
+# A purity, kept as a percentage; typed as 99.5, 99.5% or 0.995 (``ledger.units.parse_purity``).
+Purity = Annotated[str, msgspec.Meta(pattern=PERCENT_PATTERN, extra={"purity": True})]
 Classification = Literal["RESTRICTED", "CONFIDENTIAL", "SECRET"]
 Form = Literal["oxide", "metal", "alloy", "concentrate", "compound"]
 ContainerType = Literal["drum", "bag", "big_bag", "ingot_bundle", "pallet", "box", "other"]
@@ -60,7 +66,7 @@ class LotRegistered(Body, tag="lot.registered", frozen=True):
     material: Code
     origin: Country
     supplier: Name
-    purity: Percent
+    purity: Purity
     basis: Name
     certificate_sha256: Hex64
     containers: list[Container]
@@ -109,7 +115,7 @@ class Receipt(Body, tag="stock.receipt", frozen=True):
     quantity: Qty
     occurred_at: Time
     supplier: Name
-    accepted_purity: Percent
+    accepted_purity: Purity
     reference: Name
     # Why the accepted purity differs from the lot's assay beyond the policy's tolerance
     # (issue #12); required then, optional otherwise.
