@@ -37,7 +37,7 @@ HOMES = (
     (ADMIN, "/web/admin"),
 )
 NAV = (
-    ("/web/operator", "Stock and movements", "POST", "/stock/{action}"),
+    ("/web/operator", "Stock and movements", "POST", "/stock/receive"),
     ("/web/releases", "Releases and cover", "GET", "/releases/requests"),
     ("/web/audit", "Audit", "GET", "/log/access"),
     ("/web/reveal", "Reveal a location", "POST", "/sites/{code}/reveal"),
@@ -119,7 +119,7 @@ async def home(p: Principal = Depends(page_principal)) -> Response:
 async def operator(
     request: Request, p: Principal = Depends(page_principal), svc: Services = Depends(services)
 ) -> HTMLResponse:
-    require(request.app, p, "POST", "/stock/{action}")
+    require(request.app, p, "POST", "/stock/receive")
     stock = await _call(reads.balances, owner=None, site=None, material=None, lot=None,
                         as_of_seq=None, as_of=None, p=p, svc=svc)  # fmt: skip
     sites = await _call(reads.list_sites, p=p, svc=svc)
