@@ -169,7 +169,7 @@ def _warm_up_receive(port: int, script: Path, log: Callable[[str], None]) -> Non
     log("   http: receive still warming up after the warm-up limit; measuring anyway")
 
 
-def _wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -182,7 +182,7 @@ def _wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("the service did not answer /health in time")
+    raise RuntimeError("the service did not answer /health in time (see serve.err)")
 
 
 def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int | None = None) -> list[Row]:
