@@ -359,10 +359,21 @@ def _write_item(
 
 
 def append_batch(
-    engine: Engine, items: Sequence[BatchItem], *, log_signer: Signer, clock: Any = now
+    engine: Engine,
+    items: Sequence[BatchItem],
+    *,
+    log_signer: Signer,
+    clock: Any = now,
+    more: Callable[[], Sequence[BatchItem]] | None = None,
 ) -> list[Any]:
     """Group commit: one transaction, one checkpoint, many independent submissions. Each
-    result is the entry's seq, a precheck's answer, or the LedgerError that refused it.
+    result is the entry's seq, a precheck's answer, or the LedgerError that refused it;
+    results follow ``items`` and then what ``more()`` returned.
+
+    ``more()`` is asked once the append lock is held, for what arrived while this batch
+    waited for it (issue #11: with several workers each batch waited for the other
+    workers' transactions, and what arrived meanwhile missed it and waited a whole round
+    more, so batches stayed small and each paid the transaction's round trips).
 
     One entry's failure is its own (issue #8, item 2). The group is first written in bulk
     inside a SAVEPOINT (the common case, at the cost of one atomic append). If the
@@ -374,6 +385,8 @@ def append_batch(
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
+            if more is not None:
+                items = [*items, *more()]
             try:
                 with conn.begin_nested():
                     results, _ = _append_items(
