@@ -24,7 +24,7 @@ from ledger.entries import ZERO_HASH, make_leaf, parse_submission
 from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, StorageError
 from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.reducer import Context, apply
-from ledger.state import CLOCK_SKEW, Change, State
+from ledger.state import CLOCK_SKEW, Change, LogInfo, State
 from ledger.store import idempotency, projections
 from ledger.store.db import write_transaction
 from ledger.store.idempotency import IdemKey
@@ -186,6 +186,15 @@ def _append_items(
     recorded = format_time(recorded_dt)
 
     state = State(loader=projections.db_loader(conn))
+    if head is not None:  # the head row holds the log's info: no second read of it
+        state.known_log_info(
+            LogInfo(
+                log_id=head.log_id,
+                log_key=head.log_key,
+                entry_sig_version=int(head.entry_sig_version),
+                demo=bool(head.demo),
+            )
+        )
     # One query for the whole batch's ids instead of one per entry.
     batch_ids = [item.parsed[0].entry.id for item in items]
     taken = {r.entry_id for r in conn.execute(select(entries.c.entry_id).where(entries.c.entry_id.in_(batch_ids)))}
