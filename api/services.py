@@ -32,6 +32,7 @@ TOKEN_KEY_NAME = "token-issuer"  # noqa: S105 - a keystore entry name
 # HKDF labels (info) of the keys derived from the sealing key, one per purpose (issue #9).
 ACCESS_LOG_HMAC_LABEL = b"reserve-ledger/hkdf/access-log-hmac/v1"
 IDEMPOTENCY_HMAC_LABEL = b"reserve-ledger/hkdf/idempotency-hmac/v1"
+READ_POOL_SIZE = 20
 
 
 @dataclass
@@ -126,9 +127,12 @@ def build_services(
     led = Ledger(make_engine(settings.ledger.db_url), keystore, sealer)
     if not led.is_initialised():
         raise ConfigError("the database holds no log: run 'reserve init' (or 'reserve demo') first")
-    primary = make_engine(settings.ledger.db_url, readonly=True)
+    # Read pools as large as a worker's usual concurrent readers (routes' threads and
+    # authentication's): at 10, 50 clients made the pool open and close a PostgreSQL
+    # connection per few requests (issue #11, profiled).
+    primary = make_engine(settings.ledger.db_url, readonly=True, pool_size=READ_POOL_SIZE)
     read_url = settings.ledger.read_db_url
-    reader = make_engine(read_url, readonly=True) if read_url else primary
+    reader = make_engine(read_url, readonly=True, pool_size=READ_POOL_SIZE) if read_url else primary
     with primary.connect() as conn:
         info = read_log_info(conn)
     assert info is not None

@@ -77,6 +77,29 @@ def _witness_feeder(svc: Any) -> Iterator[None]:
         feeder.stop()
 
 
+def _run_workers(workers: int, host: str, port: int, common: dict[str, Any]) -> None:
+    """uvicorn's supervisor (restarts a worker that dies), each worker listening on a
+    socket of its own so the kernel spreads connections over them (cli.serve_socket)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from cli.serve_socket import bind_for_workers, supports_reuseport
+    from ledger.errors import ConfigError
+
+    if not supports_reuseport():  # not Linux/BSD: uvicorn's one shared socket
+        uvicorn.run("api.worker:app_from_env", factory=True, workers=workers, **common)
+        return
+    config = uvicorn.Config("api.worker:app_from_env", factory=True, workers=workers, **common)
+    try:
+        sock = bind_for_workers(host, port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
 def run(args: argparse.Namespace, configure_logging: Any) -> int:
     import uvicorn
 
@@ -131,7 +154,7 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
         # checkpoint once (issue #10).
         with _witness_feeder(svc):
             _say_when_listening(args.host, args.port)
-            uvicorn.run("api.worker:app_from_env", factory=True, workers=settings.workers, **common)
+            _run_workers(settings.workers, args.host, args.port, common)
     finally:
         if metrics_dir.name.startswith("reserve-metrics-"):  # ours, not an operator's
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -39,6 +39,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -72,6 +73,10 @@ SCRYPT_P: Final = 1
 # that would make a load take minutes and gigabytes (a denial of service, not a key).
 _LOG2_N_RANGE: Final = (4, 20)
 UNSAFE_KDF_COST_ENV: Final = "RESERVE_UNSAFE_KDF_COST"
+# At most one scrypt per core at a time in a process: a service whose threads all load
+# different users' keys at once would otherwise hold 128 MiB each and finish none for
+# seconds; in turn, the first keys are ready after one KDF's time (issue #11).
+_KDF_SLOTS: Final = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 KEY_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _KEY_SUFFIX = ".key"
@@ -288,7 +293,8 @@ class FileKeystore:
         salt = secrets.token_bytes(16)
         nonce = secrets.token_bytes(12)
         n = 2**self._log2_n
-        kek = Scrypt(salt=salt, length=32, n=n, r=SCRYPT_R, p=SCRYPT_P).derive(self.__passphrase)
+        with _KDF_SLOTS:
+            kek = Scrypt(salt=salt, length=32, n=n, r=SCRYPT_R, p=SCRYPT_P).derive(self.__passphrase)
         raw = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         pub = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
         doc = {
@@ -320,9 +326,10 @@ class FileKeystore:
             return legacy
         info = _parse_key_file(name, data)
         try:
-            kek = Scrypt(salt=info.salt, length=32, n=info.n, r=info.r, p=info.p).derive(
-                self.__passphrase
-            )
+            with _KDF_SLOTS:
+                kek = Scrypt(salt=info.salt, length=32, n=info.n, r=info.r, p=info.p).derive(
+                    self.__passphrase
+                )
             raw = AESGCM(kek).decrypt(info.nonce, info.ciphertext, KEYFILE_AAD + info.pub.encode())
         except (InvalidTag, ValueError):
             raise KeystoreError(wrong) from None

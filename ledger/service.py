@@ -7,6 +7,7 @@ the append transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,8 @@ class Ledger:
     sealer: Sealer | Callable[[], Sealer] | None = None
     _signers: dict[str, Signer] = field(default_factory=dict, repr=False)
     _log_id: str | None = field(default=None, repr=False)
+    _load_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _load_locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- the log ----------------------------------------------------------------------
     def log_info(self) -> LogInfo:
@@ -89,13 +92,25 @@ class Ledger:
         raise ConfigError("the log's checkpoint key is not in this keystore")
 
     def signer_for(self, user: str) -> Signer:
-        """The keystore key of ``user`` (stored under the user's name). Loaded once: a
-        keystore entry is never overwritten, so the cache cannot go stale."""
+        """The keystore key of ``user`` (stored under the user's name). Loaded once per
+        process: a keystore entry is never overwritten, so the cache cannot go stale.
+
+        A load costs a scrypt (~0.4 s, 128 MiB; issue #9). Concurrent first requests of
+        one user wait for a single load under that user's lock instead of each running
+        its own: 25 concurrent scrypts per worker once kept a benchmark's writes at
+        seconds per request for over a minute (issue #11). Other users' loads and cached
+        keys are not held up by it."""
         signer = self._signers.get(user)
-        if signer is None:
-            if not self.keystore.exists(user):
-                raise KeystoreError(f"no key for '{user}' in the keystore")
-            signer = self._signers[user] = self.keystore.load(user)
+        if signer is not None:
+            return signer
+        with self._load_locks_guard:
+            lock = self._load_locks.setdefault(user, threading.Lock())
+        with lock:
+            signer = self._signers.get(user)
+            if signer is None:
+                if not self.keystore.exists(user):
+                    raise KeystoreError(f"no key for '{user}' in the keystore")
+                signer = self._signers[user] = self.keystore.load(user)
         return signer
 
     # -- writing ----------------------------------------------------------------------

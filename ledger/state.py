@@ -227,6 +227,12 @@ class State:
         for rec in records:
             self._keys.setdefault(rec.key_id, rec)
 
+    def known_log_info(self, info: LogInfo) -> None:
+        """The log's info as the caller read it with the head (one round trip fewer under
+        the append lock); never overrides what this state already holds."""
+        if self._log is None:
+            self._log = info
+
     def known_absent_ids(self, ids: set[str]) -> None:
         """Ids the caller has checked are not in the store (one query per batch)."""
         self._absent_ids |= ids

@@ -110,3 +110,53 @@ def test_a_write_past_the_wait_is_pending_then_answered(ledger: Ledger, tmp_path
         time.sleep(0.05)
     assert isinstance(future.result(), int)  # it was appended after all
     committer.close()
+
+
+def test_writes_that_arrive_while_a_batch_waits_for_the_lock_join_it(ledger: Ledger) -> None:
+    """Another appender (another worker) holds the append lock; the batch formed before
+    it was released takes what arrived meanwhile: one transaction, one checkpoint
+    (issue #11: otherwise they wait a whole round more and batches stay small)."""
+    led = with_operator(ledger)
+    sizes: list[int] = []
+    committer = GroupCommitter(led.engine, led.log_signer, observe=sizes.append)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_the_log() -> None:
+        with write_transaction(led.engine) as conn:
+            _lock(conn)
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_log)
+    holder.start()
+    held.wait(10)
+    results: list[Any] = [None] * 4
+
+    def write(i: int, key: tuple[str, str]) -> None:
+        results[i] = committer.submit(_move(led, "ACC-1", i + 1), dedupe_key=key)
+
+    writers = [threading.Thread(target=write, args=(0, ("olga", "k-0")))]
+    writers[0].start()
+    time.sleep(0.5)  # the first write is in a batch, waiting for the lock
+    writers += [
+        threading.Thread(target=write, args=(1, ("olga", "k-1"))),
+        threading.Thread(target=write, args=(2, ("olga", "k-2"))),
+        threading.Thread(target=write, args=(3, ("olga", "k-0"))),  # same key: next batch
+    ]
+    for t in writers[1:]:
+        t.start()
+    time.sleep(0.5)
+    release.set()
+    holder.join()
+    for t in writers:
+        t.join(timeout=30)
+    committer.close()
+    assert all(isinstance(r, int) for r in results), results
+    assert sizes == [3, 1]  # the three keys together, the repeated key alone after them
+    assert sorted(results[:3]) == list(range(results[0], results[0] + 3))
+    assert results[3] == results[0] + 3
+    with led.engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(entries)).scalar_one()
+    assert count == 2 + 4
+    verify_database(led.engine, trusted_log_key=None)

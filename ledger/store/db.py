@@ -46,11 +46,14 @@ def _sqlite_setup(engine: Engine, *, readonly: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
-def make_engine(url: str, *, readonly: bool = False) -> Engine:
+def make_engine(url: str, *, readonly: bool = False, pool_size: int = 10) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     ``readonly`` engines read a consistent snapshot per transaction (SQLite WAL snapshot,
     PostgreSQL REPEATABLE READ) without blocking appenders: exports and verification.
+    ``pool_size`` (PostgreSQL): connections kept open; up to 20 more are opened under
+    load and closed when returned to a full pool, so it should cover the usual number of
+    concurrent users of the engine (a new PostgreSQL connection costs a process).
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -62,7 +65,7 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
             # No pre-ping (a round trip per checkout); stale connections are recycled.
             engine = create_engine(
                 url,
-                pool_size=10,
+                pool_size=pool_size,
                 max_overflow=20,
                 pool_recycle=1800,
                 isolation_level="REPEATABLE READ" if readonly else "READ COMMITTED",

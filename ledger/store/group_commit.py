@@ -131,28 +131,44 @@ class GroupCommitter:
                 return
             batch = [first]
             keys = {first.key} if first.key else set()
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = carry.pop(0) if carry else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                if nxt.key is not None and nxt.key in keys:
-                    carry.append(nxt)  # the same idempotency key waits for the next batch
-                    break
-                if nxt.key is not None:
-                    keys.add(nxt.key)
-                batch.append(nxt)
-            self._commit(batch)
+            self._fill(batch, keys, carry)
+            self._commit(batch, keys, carry)
 
-    def _commit(self, batch: list[_Pending]) -> None:
-        if self._observe is not None:
-            self._observe(len(batch))
+    def _fill(
+        self, batch: list[_Pending], keys: set[tuple[str, str]], carry: list[_Pending]
+    ) -> list[_Pending]:
+        """Add what is waiting (up to ``max_batch``) to ``batch``; return what was added.
+        A second write with an idempotency key already in the batch waits at the head of
+        ``carry`` for the next batch, and so does everything after it."""
+        added: list[_Pending] = []
+        while len(batch) < self._max_batch:
+            try:
+                nxt = carry.pop(0) if carry else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)
+                break
+            if nxt.key is not None and nxt.key in keys:
+                carry.insert(0, nxt)  # the same idempotency key waits for the next batch
+                break
+            if nxt.key is not None:
+                keys.add(nxt.key)
+            batch.append(nxt)
+            added.append(nxt)
+        return added
+
+    def _commit(
+        self, batch: list[_Pending], keys: set[tuple[str, str]], carry: list[_Pending]
+    ) -> None:
+        def more() -> list[BatchItem]:
+            # Asked once the append lock is held: what arrived while the batch waited
+            # for it (the other workers' transactions) joins it (issue #11).
+            return [p.item for p in self._fill(batch, keys, carry)]
+
         try:
             results = append_batch(
-                self._engine, [p.item for p in batch], log_signer=self._log_signer()
+                self._engine, [p.item for p in batch], log_signer=self._log_signer(), more=more
             )
         except LedgerError as exc:
             for p in batch:
@@ -163,6 +179,8 @@ class GroupCommitter:
             for p in batch:
                 p.future.set_exception(StorageError("the append failed; nothing was written"))
             return
+        if self._observe is not None:
+            self._observe(len(batch))
         for p, result in zip(batch, results, strict=True):
             if isinstance(result, LedgerError):
                 p.future.set_exception(result)

@@ -25,7 +25,7 @@ from ledger.errors import ClockBehind, ConfigError, Conflict, LedgerError, Stora
 from ledger.merkle import CompactRange, NodeId, leaf_hash
 from ledger.owner_scope import leaf_hash_v2, rest_hash
 from ledger.reducer import Context, apply
-from ledger.state import CLOCK_SKEW, Change, Post, State
+from ledger.state import CLOCK_SKEW, Change, LogInfo, Post, State
 from ledger.store import idempotency, projections, snapshots
 from ledger.store.db import write_transaction
 from ledger.store.idempotency import IdemKey
@@ -188,6 +188,15 @@ def _append_items(
     recorded = format_time(recorded_dt)
 
     state = State(loader=projections.db_loader(conn))
+    if head is not None:  # the head row holds the log's info: no second read of it
+        state.known_log_info(
+            LogInfo(
+                log_id=head.log_id,
+                log_key=head.log_key,
+                entry_sig_version=int(head.entry_sig_version),
+                demo=bool(head.demo),
+            )
+        )
     # One query for the whole batch's ids instead of one per entry.
     batch_ids = [item.parsed[0].entry.id for item in items]
     taken = {r.entry_id for r in conn.execute(select(entries.c.entry_id).where(entries.c.entry_id.in_(batch_ids)))}
@@ -405,10 +414,21 @@ def _write_item(
 
 
 def append_batch(
-    engine: Engine, items: Sequence[BatchItem], *, log_signer: Signer, clock: Any = now
+    engine: Engine,
+    items: Sequence[BatchItem],
+    *,
+    log_signer: Signer,
+    clock: Any = now,
+    more: Callable[[], Sequence[BatchItem]] | None = None,
 ) -> list[Any]:
     """Group commit: one transaction, one checkpoint, many independent submissions. Each
-    result is the entry's seq, a precheck's answer, or the LedgerError that refused it.
+    result is the entry's seq, a precheck's answer, or the LedgerError that refused it;
+    results follow ``items`` and then what ``more()`` returned.
+
+    ``more()`` is asked once the append lock is held, for what arrived while this batch
+    waited for it (issue #11: with several workers each batch waited for the other
+    workers' transactions, and what arrived meanwhile missed it and waited a whole round
+    more, so batches stayed small and each paid the transaction's round trips).
 
     One entry's failure is its own (issue #8, item 2). The group is first written in bulk
     inside a SAVEPOINT (the common case, at the cost of one atomic append). If the
@@ -420,6 +440,8 @@ def append_batch(
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
+            if more is not None:
+                items = [*items, *more()]
             try:
                 with conn.begin_nested():
                     results, _ = _append_items(
