@@ -70,8 +70,6 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
         ("mina", ["minister"], [], [JP]),
         ("radu", ["official"], [], [RO]),
     ]
-    for user, roles, sites, owners in users:
-        led.register_key(admin="admin", user=user, roles=roles, sites=sites, owners=owners, clearance="NONE")
     led.act("admin", "owner.registered", code=JP, name="JOGMEC national reserve", country="JP")
     led.act("admin", "owner.registered", code=FR, name="Ministere des Armees", country="FR")
     led.act("admin", "owner.registered", code=RO, name="Agentia Rezerve", country="RO")
@@ -84,6 +82,9 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
             "admin", "site.registered", code=code, classification="SECRET", custodian=custodian,
             owners=owners, location_commitment=COMMITMENT,
         )  # fmt: skip
+    # Keys after the sites and owners they name (rule key-scope, issue #12).
+    for user, roles, sites, owners in users:
+        led.register_key(admin="admin", user=user, roles=roles, sites=sites, owners=owners, clearance="NONE")
     _lot(led, "olga", LOT_JP, "Lynas Rare Earths")
     _lot(led, "omar", LOT_FR, "Solvay La Rochelle")
     _lot(led, "omar", LOT_RO, "Solvay La Rochelle")
