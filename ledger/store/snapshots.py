@@ -90,8 +90,8 @@ def balances_as_of(
     """(account, lot, material, quantity) of every non-zero balance just after entry
     ``seq`` whose account passes ``where`` (a filter built on an ``account`` column),
     unordered: the last snapshot at or before ``seq``, overridden by the last posting of
-    each pair after it. One statement: the snapshot's rows, then each pair's last leg
-    after it (``src`` orders them, so a leg overrides the snapshot)."""
+    each pair after it. One statement returns the snapshot's rows (``src`` 0) and each
+    pair's last leg after it (``src`` 1), which overrides them."""
     snap = (
         select(func.coalesce(func.max(balance_snapshots.c.seq), -1))
         .where(balance_snapshots.c.seq <= seq)
@@ -125,9 +125,10 @@ def balances_as_of(
         ).where(ranked.c.rn == 1),
     ).subquery()
     rows = conn.execute(
-        select(both.c.account, both.c.lot, both.c.material, both.c.quantity).order_by(both.c.src)
+        select(both.c.account, both.c.lot, both.c.material, both.c.quantity, both.c.src)
     ).all()
-    merged = {(a, lot): (a, lot, m, int(q)) for a, lot, m, q in rows}
+    merged = {(a, lot): (a, lot, m, int(q)) for a, lot, m, q, src in rows if not src}
+    merged.update({(a, lot): (a, lot, m, int(q)) for a, lot, m, q, src in rows if src})
     return [v for v in merged.values() if v[3] != 0]
 
 
