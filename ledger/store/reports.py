@@ -12,11 +12,11 @@ owner, ``[]`` = none), some also ``sites``; the API passes the caller's scope. V
 accounts (``V/...``) cannot be attributed to an owner or a site, so any owner or site
 filter or scope restricts :func:`balances` to physical holdings.
 
-As-of queries never replay: ``postings`` carries each leg's ``balance_after``, so the
-balance of an (account, lot) pair at seq ``s`` is the ``balance_after`` of its last
-posting at or before ``s``, one seek on the ``(account, lot, seq)`` index per pair; the
-``balances`` table keeps every pair ever used (zero rows included) and so is the list of
-pairs to look up. "As of a time" means as recorded in the log by then (``recorded_at``,
+As-of queries never replay: ``postings`` carries each leg's ``balance_after`` and every
+10,000 postings the append stores a balance snapshot, so the balances at seq ``s`` are
+the last snapshot at or before ``s`` overridden by each pair's last posting after it
+(``ledger.store.snapshots``, issue #12). "As of a time" means as recorded in the log by
+then (``recorded_at``,
 :func:`seq_at_time`), not as dated by the movements' ``occurred_at``.
 
 Reports that read more than once (:func:`crma_report`, :func:`cover`) pin their figures
@@ -336,7 +336,7 @@ def balances(
         q = select(b.c.account, b.c.lot, b.c.material, b.c.quantity).where(
             where, b.c.quantity != 0
         )
-        found = [(r.account, r.lot, r.material, int(r.quantity)) for r in conn.execute(q)]
+        found = [tuple(r) for r in conn.execute(q).all()]
     else:
         # One snapshot and the postings after it (issue #12; ledger.store.snapshots).
         found = [
@@ -345,6 +345,7 @@ def balances(
                 conn,
                 as_of_seq,
                 lambda col: _account_filters(**filters, column=col),  # type: ignore[arg-type]
+                filter_key=_filter_key(filters),
             )
             if (material is None or row[2] == material) and (lot is None or row[1] == lot)
         ]
@@ -356,9 +357,20 @@ def balances(
     for account, lot_, mat, qty in found:
         if not unfiltered and not _in_scope(account, owner, site, owners, sites, scope):
             continue
-        o, s = split_holding(account) if is_holding(account) else (None, None)
-        rows.append(BalanceRow(account, o, s, mat, lot_, qty))
+        if account.startswith(HOLDING_PREFIX):
+            _, o, s = account.split("/", 2)
+            rows.append(BalanceRow(account, o, s, mat, lot_, int(qty)))
+        else:
+            rows.append(BalanceRow(account, None, None, mat, lot_, int(qty)))
     return rows
+
+
+def _filter_key(filters: dict[str, Any]) -> tuple[Any, ...]:
+    """What an account filter depends on, hashable (lists become sorted tuples)."""
+    return tuple(
+        (k, tuple(sorted(v)) if isinstance(v, list | tuple) else v)
+        for k, v in sorted(filters.items())
+    )
 
 
 def _held_by_owner_material(
