@@ -13,7 +13,7 @@ accounts (``V/...``) cannot be attributed to an owner or a site, so any owner or
 filter or scope restricts :func:`balances` to physical holdings.
 
 As-of queries never replay: ``postings`` carries each leg's ``balance_after`` and every
-10,000 postings the append stores a balance snapshot, so the balances at seq ``s`` are
+5,000 postings the append stores a balance snapshot, so the balances at seq ``s`` are
 the last snapshot at or before ``s`` overridden by each pair's last posting after it
 (``ledger.store.snapshots``, issue #12). "As of a time" means as recorded in the log by
 then (``recorded_at``,
