@@ -170,9 +170,11 @@ def _load(url: str, sizes: dict[str, int], rng: random.Random, log: Callable[[st
         )
         raw.commit()
         # A settled history: the visibility map lets the trace read the index alone.
-        raw.autocommit = True
-        cur.execute("VACUUM ANALYZE")
-        raw.autocommit = False
+        driver = raw.driver_connection
+        assert driver is not None
+        driver.autocommit = True
+        driver.execute("VACUUM ANALYZE")
+        driver.autocommit = False
         raw.commit()
     finally:
         raw.close()

@@ -24,7 +24,8 @@ DECLARE
     app CONSTANT text := 'ledger_app';
     s CONSTANT text := current_schema();
     history CONSTANT text[] := ARRAY['entries', 'tree_nodes', 'checkpoints', 'postings',
-        'site_locations', 'access_log', 'access_checkpoints'];
+        'site_locations', 'access_log', 'access_checkpoints',
+        'balance_snapshots', 'balance_snapshot_rows'];  -- snapshots: migration 0014
     service CONSTANT text[] := ARRAY['idempotency_keys', 'revoked_tokens'];
     -- Witness cosignatures are append-only (issue #10); the witness list is changed by the
     -- admin's `reserve witness add` (the migration role), the service only reads it.

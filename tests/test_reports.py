@@ -291,7 +291,7 @@ def test_as_of_balances_read_one_snapshot_and_a_range_of_postings(
 
 @pytest.mark.postgres
 def test_as_of_balances_at_scale_on_postgresql(pg_url: str) -> None:
-    """PostgreSQL, 200 000 postings over 1 400 pairs, a snapshot every 10 000 built by the
+    """PostgreSQL, 200 000 postings over 1 400 pairs, a snapshot every SNAPSHOT_EVERY built by the
     migration's backfill, analysed: no sequential scan of postings, and the answers
     match a brute-force DISTINCT ON over the whole table."""
     from alembic import command
@@ -325,7 +325,7 @@ def test_as_of_balances_at_scale_on_postgresql(pg_url: str) -> None:
         c.exec_driver_sql("ANALYZE")
     try:
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM balance_snapshots").scalar() == 20
+            assert conn.exec_driver_sql("SELECT count(*) FROM balance_snapshots").scalar() == n // snapshots.SNAPSHOT_EVERY
             plan = " | ".join(
                 r[0]
                 for stmt, params in _as_of_statements(conn, n // 2 + 1234)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from ledger.records import (
     BalanceRec,
@@ -174,10 +175,42 @@ def write_changes(
         if gone:
             conn.execute(delete(spec.table).where(_key_clause(spec, gone)))
         rows = [to_row(spec, k, v) for k, v in values.items() if v is not None]
+        if name == "movements":
+            # A movement recorded by this batch cannot be in the table yet: a plain
+            # insert (COPY on PostgreSQL); only a reversal's mark updates an older one.
+            new = [r for r in rows if r["seq"] in kinds]
+            _insert(conn, spec.table, new)
+            rows = [r for r in rows if r["seq"] not in kinds]
         upsert(conn, spec.table, rows, key=list(spec.key_cols))
     if posting_rows:
-        conn.execute(insert(schema.postings), posting_rows)
+        _insert(conn, schema.postings, posting_rows)
     return len(posting_rows)
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert new rows. PostgreSQL: COPY, in the append's transaction: it takes 200
+    postings in about a quarter of the time of the driver's pipelined executemany
+    (issue #12: a receipt writes a movement and two legs more than a test movement).
+    Other engines: executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cols = list(rows[0])
+    sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
+    try:
+        with driver.cursor() as cur, cur.copy(sql) as copy:
+            for r in rows:
+                copy.write_row([r[c] for c in cols])
+    except psycopg.Error as exc:
+        # The exception SQLAlchemy raises for a statement (IntegrityError, ...), so the
+        # append maps it as it maps every database refusal.
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def read_table(conn: Connection, name: str) -> dict[Hashable, Any]:
