@@ -52,6 +52,9 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "log_keys": list(snap.log_keys),
         "checkpoints": snap.checkpoints,
         "last_cp_size": snap.last_cp_size,
+        # From the first v2 leaf on a v1 leaf is refused (issue #14): the ratchet must
+        # survive between syncs. Absent in states saved before #14: 1.
+        "leaf_version": snap.leaf_version,
         "log": None if log is None else asdict(log),
         "keys": [key_record_to_json(k) for _, k in sorted(keys.items())],
         "tables": {
@@ -87,6 +90,7 @@ def snapshot_from_json(d: dict[str, Any]) -> Snapshot:
         log_keys=[str(k) for k in d["log_keys"]],
         checkpoints=int(d["checkpoints"]),
         last_cp_size=int(d["last_cp_size"]),
+        leaf_version=int(d.get("leaf_version", 1)),
     )
 
 

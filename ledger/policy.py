@@ -148,3 +148,11 @@ def bundle_scope(p: Principal, owner: str | None) -> str | None:
     if owner not in p.owners:
         raise NotFound(f"no owner {owner}")
     return owner
+
+
+def require_full_log(p: Principal, *, what: str) -> None:
+    """The whole log's entries (leaves, export, owner commitments) are for unscoped
+    auditors: an auditor scoped to owners reads only their scoped bundles (issue #14)."""
+    require_role(p, AUDITOR, what=what)
+    if p.owners:
+        raise Forbidden(f"an auditor scoped to owners may not {what}: fetch GET /log/bundle?owner=CODE")

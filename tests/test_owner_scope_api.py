@@ -4,8 +4,12 @@ owner's scoped bundle, verifiable offline, and nothing else."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
+from typing import IO
 
+from cli.audit import HttpAuditSource
+from ledger.audit_sync import sync
 from ledger.bundle_tar import extract_bundle
 from ledger.owner_bundle import verify_owner_bundle
 from ledger.policy import AUDITOR
@@ -51,3 +55,44 @@ def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Pa
     assert world.client.get("/log/bundle?owner=..%2Fx", headers=world.auth("audrey")).status_code == 422
     # The v1 history before the switch and the v2 leaves after it verify as one log.
     assert verify_database(led.engine, trusted_log_key=led.log_signer().public_key).size == world.entry_count()
+
+
+class ClientSource(HttpAuditSource):
+    """The client's HTTP audit source, its requests answered by the app in process."""
+
+    def __init__(self, world: World, user: str):
+        super().__init__("http://testserver", world.auth(user))
+        self.client = world.client
+
+    def _open(self, path: str, **query: int) -> IO[bytes]:
+        resp = self.client.get(path, params=query, headers=self.headers)
+        assert resp.status_code == 200, resp.text
+        return io.BytesIO(resp.content)
+
+
+def test_audit_sync_over_http_across_the_v2_switch(world: World, tmp_path: Path) -> None:
+    """``reserve audit sync`` on a log switched to v2: ``GET /log/commitments`` gives each
+    v2 leaf's C with ``/log/leaves``, and with the owners' key files each C is checked."""
+    led = world.svc.ledger
+    state = tmp_path / "audit"
+    first = sync(state, ClientSource(world, "audrey"), trusted_log_key=led.log_signer().public_key)
+    owner_scope.enable(led.engine)
+    _receipt(led, "olga", SITE_A, JP, LOT_NDPR_1, 1_000, "Lynas Rare Earths", "PO-JP-9")
+    with led.engine.connect() as conn:
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn).items()}
+        stored = owner_scope.read_commitments(conn, start=0, end=world.entry_count())
+    resp = world.client.get(f"/log/commitments?start=0&end={world.entry_count()}", headers=world.auth("audrey"))
+    assert resp.status_code == 200
+    assert {int(d["seq"]): bytes.fromhex(d["commitment"]) for d in map(json.loads, resp.text.splitlines())} == stored
+    assert stored and min(stored) == first.size  # v2 from the switch on
+    r = sync(state, ClientSource(world, "audrey"), trusted_log_key=None, owner_secrets=secrets)
+    assert (r.old_size, r.size) == (first.size, world.entry_count())
+    assert r.root == verify_database(led.engine, trusted_log_key=None).root
+
+    # The whole log's leaves and commitments are not for an auditor scoped to one owner.
+    led.register_key(admin="admin", user="jean", roles=[AUDITOR], sites=[], owners=[JP], clearance="NONE")
+    for route in ("/log/commitments?start=0&end=1", "/log/leaves?start=0&end=1", "/log/export", "/log/entries"):
+        assert world.client.get(route, headers=world.auth("jean")).status_code == 403, route
+        assert world.client.get(route, headers=world.auth("olga")).status_code == 403, route
+    bad = world.client.get(f"/log/commitments?start=0&end={world.entry_count() + 1}", headers=world.auth("audrey"))
+    assert bad.status_code == 422
