@@ -28,6 +28,7 @@ from ledger.store.witnesses import add_witness, cosigned_note
 from ledger.witness import FileWitnessStore, Witness, encode_add_checkpoint
 from ledger.witnessing import WitnessAnswer
 from tests.conftest import PASSPHRASE, make_ledger, with_operator
+from tests.test_owner_scope import keyring
 
 
 def grow(led: Ledger, n: int, account: str = "A") -> None:
@@ -323,7 +324,7 @@ def test_a_forged_note_of_the_same_size_is_refused(base: tuple[Ledger, Path], tm
 
 def _switch_to_v2(led: Ledger) -> None:
     """Enable owner scope mid-way and register two owners (each v2 leaf gets a C)."""
-    owner_scope.enable(led.engine)
+    owner_scope.enable(led.engine, keyring=keyring(led))
     led.act("admin", "owner.registered", code="JP-RESERVE", name="JOGMEC", country="JP")
     led.act("admin", "owner.registered", code="FR-RESERVE", name="Ministere", country="FR")
     grow(led, 3)
@@ -335,10 +336,10 @@ def test_growth_across_the_v1_to_v2_switch_with_owner_keys(base: tuple[Ledger, P
     r1 = sync(state, DbAuditSource(led.engine), trusted_log_key=log_key(led))
     _switch_to_v2(led)
     with led.engine.connect() as conn:
-        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn).items()}
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=keyring(led)).items()}
         assert owner_scope.read_commitments(conn, start=0, end=10_000)  # v2 leaves exist
     r2 = sync(state, DbAuditSource(led.engine), trusted_log_key=None, save_every=2, owner_secrets=secrets)
-    full = verify_database(led.engine, trusted_log_key=log_key(led), progress=False)
+    full = verify_database(led.engine, trusted_log_key=log_key(led), progress=False, keyring=keyring(led))
     assert (r2.old_size, r2.size, r2.root) == (r1.size, full.size, full.root)
     saved = load(state / STATE_FILE)
     assert saved is not None and saved.snapshot.leaf_version == 2
@@ -378,7 +379,7 @@ def test_a_wrong_owner_commitment_is_caught_by_a_sync_holding_owner_keys(
     state = tmp_path / "audit"
     _switch_to_v2(led)
     with led.engine.connect() as conn:
-        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn).items()}
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=keyring(led)).items()}
     sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets=secrets)
     honest = owner_scope.Committer.commit
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from keys.sealing import AesGcmSealer
 from ledger import owner_scope as scope
 from ledger.bundle import COMMITMENTS, ENTRIES, MANIFEST, Bundle
 from ledger.errors import ConfigError, VerificationFailed
@@ -58,10 +59,25 @@ def _receipt(led: Ledger, actor: str, site: str, owner: str, lot: str, qty: int,
     ).first_seq  # fmt: skip
 
 
+def keyring(led: Ledger) -> owner_scope.OwnerKeyring:
+    """The ledger's keyring: owners' secrets are stored sealed (migration 0015), here with
+    an in-memory sealing key unless the ledger has one."""
+    if led.sealer is None:
+        led.sealer = AesGcmSealer.generate()
+    kr = led.owner_keyring()
+    assert kr is not None
+    return kr
+
+
+def key_file(led: Ledger, owner: str) -> str:
+    return owner_scope.key_file(led.engine, owner, keyring=keyring(led))
+
+
 def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
     """The three-owner history on a log switched to v2 right after its genesis."""
+    keyring(led)
     if enable:
-        owner_scope.enable(led.engine)
+        owner_scope.enable(led.engine, keyring=keyring(led))
     users = [
         ("olga", ["operator"], [SITE_JP1, SITE_JP2], []),
         ("omar", ["operator"], [SITE_RO], []),
@@ -121,8 +137,8 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
 def _history(led: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
     seqs = build(led)
     out = tmp_path / "jp"
-    export_owner_bundle(led.engine, JP, out)
-    return led, seqs, out, owner_scope.key_file(led.engine, JP)
+    export_owner_bundle(led.engine, JP, out, keyring=keyring(led))
+    return led, seqs, out, key_file(led, JP)
 
 
 @pytest.fixture
@@ -177,13 +193,13 @@ def test_scoped_bundle_verifies_and_holds_nothing_of_other_owners(history_any: A
 
 def test_full_verify_and_full_bundle_still_check_everything(history: Any, tmp_path: Path) -> None:
     led, _, _, _ = history
-    report = verify_database(led.engine, trusted_log_key=_trust(led))
+    report = verify_database(led.engine, trusted_log_key=_trust(led), keyring=keyring(led))
     assert report.size > 0
     full = tmp_path / "full"
     export_bundle(led.engine, full)
     b = Bundle(full)
     assert (full / COMMITMENTS).is_file()
-    keys = {o: [scope.read_key_file(owner_scope.key_file(led.engine, o))[2][0].secret] for o in (JP, FR, RO)}
+    keys = {o: [scope.read_key_file(key_file(led, o))[2][0].secret] for o in (JP, FR, RO)}
     rep = verify_history(b.rows(), b.checkpoints(), trusted_log_key=_trust(led), owner_secrets=keys)
     assert rep.size == report.size and rep.root == report.root
 
@@ -267,7 +283,7 @@ def test_a_log_writing_a_wrong_owner_commitment_is_caught_by_full_verify(
     seq = _receipt(led, "olga", SITE_JP1, JP, LOT_JP, 1_000, "Lynas Rare Earths", "PO-JP-2")
     monkeypatch.setattr(owner_scope.Committer, "commit", honest)
     with pytest.raises(VerificationFailed, match=f"owner {JP}") as ei:
-        verify_database(led.engine, trusted_log_key=_trust(led))
+        verify_database(led.engine, trusted_log_key=_trust(led), keyring=keyring(led))
     assert ei.value.seq == seq
 
 
@@ -286,12 +302,12 @@ def test_rotation_keeps_old_leaves_verifiable_and_needs_every_epoch(
 ) -> None:
     led = sqlite_ledger
     build(led)
-    before = owner_scope.key_file(led.engine, JP)
-    assert owner_scope.rotate(led.engine, JP) == 2
+    before = key_file(led, JP)
+    assert owner_scope.rotate(led.engine, JP, keyring=keyring(led)) == 2
     _receipt(led, "olga", SITE_JP1, JP, LOT_JP, 2_000, "Lynas Rare Earths", "PO-JP-3")
     out = tmp_path / "jp"
-    export_owner_bundle(led.engine, JP, out)
-    after = owner_scope.key_file(led.engine, JP)
+    export_owner_bundle(led.engine, JP, out, keyring=keyring(led))
+    after = key_file(led, JP)
     assert len(scope.read_key_file(after)[2]) == 2
     rep = _verify(led, out, after)
     assert rep.balances[(SITE_JP1, LOT_JP)].quantity == 44_002_000
@@ -299,7 +315,7 @@ def test_rotation_keeps_old_leaves_verifiable_and_needs_every_epoch(
     # looks as if its commitment left JP out, and verification says so.
     with pytest.raises(VerificationFailed, match="owner commitment"):
         _verify(led, out, before)
-    verify_database(led.engine, trusted_log_key=_trust(led))
+    verify_database(led.engine, trusted_log_key=_trust(led), keyring=keyring(led))
 
 
 def test_scoped_bundle_refuses_the_wrong_owner_or_key_file(history: Any) -> None:

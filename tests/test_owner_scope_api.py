@@ -18,7 +18,7 @@ from ledger.store.audit import verify_database
 from tests import api_fixtures
 from tests.api_fixtures import World
 from tests.stock_scenario import EU, JP, LOT_NDPR_1, SITE_A
-from tests.test_owner_scope import _receipt
+from tests.test_owner_scope import _receipt, key_file, keyring
 
 api_template = api_fixtures.api_template
 world = api_fixtures.world
@@ -28,7 +28,7 @@ def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Pa
     led = world.svc.ledger
     before_enable = world.client.get(f"/log/bundle?owner={JP}", headers=world.auth("audrey"))
     assert before_enable.status_code == 404 and "not enabled" in before_enable.json()["detail"]
-    owner_scope.enable(led.engine)  # a v1 history switched to v2 mid-way
+    owner_scope.enable(led.engine, keyring=keyring(led))  # a v1 history switched to v2 mid-way
     led.register_key(admin="admin", user="jean", roles=[AUDITOR], sites=[], owners=[JP], clearance="NONE")
     seq = _receipt(led, "olga", SITE_A, JP, LOT_NDPR_1, 1_000, "Lynas Rare Earths", "PO-JP-9")
     before = len(world.access_events())
@@ -36,7 +36,7 @@ def test_scoped_auditor_gets_only_their_owners_bundle(world: World, tmp_path: Pa
     assert resp.status_code == 200, resp.text
     extract_bundle(io.BytesIO(resp.content), tmp_path / "b")
     rep = verify_owner_bundle(
-        tmp_path / "b", owner=JP, key_file=owner_scope.key_file(led.engine, JP),
+        tmp_path / "b", owner=JP, key_file=key_file(led, JP),
         trusted_log_key=led.log_signer().public_key,
     )  # fmt: skip
     assert rep.size == world.entry_count() and rep.given >= seq
@@ -76,10 +76,10 @@ def test_audit_sync_over_http_across_the_v2_switch(world: World, tmp_path: Path)
     led = world.svc.ledger
     state = tmp_path / "audit"
     first = sync(state, ClientSource(world, "audrey"), trusted_log_key=led.log_signer().public_key)
-    owner_scope.enable(led.engine)
+    owner_scope.enable(led.engine, keyring=keyring(led))
     _receipt(led, "olga", SITE_A, JP, LOT_NDPR_1, 1_000, "Lynas Rare Earths", "PO-JP-9")
     with led.engine.connect() as conn:
-        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn).items()}
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=keyring(led)).items()}
         stored = owner_scope.read_commitments(conn, start=0, end=world.entry_count())
     resp = world.client.get(f"/log/commitments?start=0&end={world.entry_count()}", headers=world.auth("audrey"))
     assert resp.status_code == 200

@@ -177,7 +177,9 @@ def bundle(
         if owner is None:
             size, _root = export_bundle(svc.reader, work / "bundle")
         else:
-            size, _root, _given = export_owner_bundle(svc.reader, owner, work / "bundle")
+            size, _root, _given = export_owner_bundle(
+                svc.reader, owner, work / "bundle", keyring=svc.ledger.owner_keyring()
+            )
         scope = {} if owner is None else {"owner": owner}
         access_event(svc, request, action="export", outcome="started", size=size, format="bundle", **scope)
     except BaseException:

@@ -39,6 +39,7 @@ from ledger.rules.owners import EVERY, owners_touched
 from ledger.state import KeyRecord
 from ledger.store import owner_scope, projections
 from ledger.store.audit import db_checkpoints, db_rows
+from ledger.store.owner_scope import OwnerKeyring
 from ledger.store.schema import checkpoints, log_state
 from ledger.store.witnesses import cosigned_note
 
@@ -89,7 +90,9 @@ def _plan(conn: Connection, size: int, secrets: list[bytes], log_id: str) -> byt
     return full
 
 
-def export_owner_bundle(engine: Engine, owner: str, out: Path) -> tuple[int, bytes, int]:
+def export_owner_bundle(
+    engine: Engine, owner: str, out: Path, *, keyring: OwnerKeyring | None
+) -> tuple[int, bytes, int]:
     """Write ``owner``'s scoped bundle to ``out``; return (size, root, entries given)."""
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty")
@@ -103,7 +106,7 @@ def export_owner_bundle(engine: Engine, owner: str, out: Path) -> tuple[int, byt
         if owner_scope.enabled_from(conn) is None:
             # 404 over the API, not 503: the service is fine, the bundle does not exist.
             raise NotFound("no owner-scoped bundles: owner-scoped audit is not enabled on this log")
-        epochs = owner_scope.read_secrets(conn, owner).get(owner)
+        epochs = owner_scope.read_secrets(conn, owner, keyring=keyring).get(owner)
         if not epochs:
             raise NotFound(f"no owner {owner}")
         size = int(head.size)
