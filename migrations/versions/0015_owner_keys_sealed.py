@@ -90,5 +90,43 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Sealed secrets cannot go back to the clear column without the keystore.
-    raise NotImplementedError("owner_keys cannot be downgraded: its secrets are sealed")
+    # A sealed secret cannot go back to the clear column without the keystore: refuse
+    # rather than lose it. With none sealed, the 0014 shape comes back exactly.
+    bind = op.get_bind()
+    if bind.execute(sa.text("SELECT count(*) FROM owner_keys WHERE sealed IS NOT NULL")).scalar():
+        raise NotImplementedError("owner_keys holds sealed secrets: it cannot be downgraded")
+    if bind.dialect.name == "postgresql":
+        op.execute("DROP TRIGGER owner_keys_seal_only ON owner_keys")
+        op.execute("DROP FUNCTION ledger_owner_keys_seal_only()")
+        op.execute("DROP TRIGGER owner_keys_no_delete ON owner_keys")
+        op.execute(
+            "CREATE TRIGGER owner_keys_append_only BEFORE UPDATE OR DELETE ON owner_keys "
+            "FOR EACH ROW EXECUTE FUNCTION ledger_append_only()"
+        )
+        op.drop_constraint("owner_keys_sealed_or_clear", "owner_keys", type_="check")
+        op.drop_column("owner_keys", "sealed")
+        op.drop_column("owner_keys", "nonce")
+        op.alter_column("owner_keys", "secret", nullable=False)
+        return
+    op.execute("DROP TRIGGER IF EXISTS owner_keys_no_update")
+    op.execute("DROP TRIGGER IF EXISTS owner_keys_no_delete")
+    op.create_table(
+        "owner_keys_0014",
+        sa.Column("owner", sa.String(64), primary_key=True),
+        sa.Column("epoch", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("secret", sa.LargeBinary(32), nullable=False),
+        sa.Column("from_seq", sa.BigInteger, nullable=False),
+        sa.CheckConstraint("epoch >= 1", name="owner_keys_epoch_positive"),
+        sa.CheckConstraint("length(secret) = 32", name="owner_keys_secret_32"),
+    )
+    op.execute(
+        "INSERT INTO owner_keys_0014 (owner, epoch, secret, from_seq) "
+        "SELECT owner, epoch, secret, from_seq FROM owner_keys"
+    )
+    op.drop_table("owner_keys")
+    op.rename_table("owner_keys_0014", "owner_keys")
+    for op_name in ("UPDATE", "DELETE"):
+        op.execute(
+            f"CREATE TRIGGER owner_keys_no_{op_name.lower()} BEFORE {op_name} ON owner_keys "
+            "BEGIN SELECT RAISE(ABORT, 'owner_keys is append-only'); END"
+        )
