@@ -474,3 +474,18 @@ def test_cleartext_rows_from_before_0015_are_sealed_in_place(sqlite_ledger: Ledg
         with pytest.raises(Exception, match="append-only"), led.engine.begin() as conn:
             conn.execute(stmt)
     verify_database(led.engine, trusted_log_key=_trust(led), keyring=kr)
+
+
+def test_an_owner_sharing_a_site_gets_a_bundle_that_verifies(history: Any, tmp_path: Path) -> None:
+    """FR's stock sits in RO's bunker, whose registration names RO too: FR's bundle gives
+    RO's registration as support (the replay refuses a site of an unknown owner) and still
+    nothing of JP's, and nothing of RO's stock."""
+    led = history[0]
+    out = tmp_path / "fr"
+    export_owner_bundle(led.engine, FR, out, keyring=keyring(led))
+    rep = verify_owner_bundle(out, owner=FR, key_file=key_file(led, FR), trusted_log_key=_trust(led))
+    assert rep.balances[(SITE_RO, LOT_FR)].quantity == 8_000_000
+    blob = b"".join(p.read_bytes() for p in out.iterdir())
+    # (JP's code is in the keys build() registers before any owner exists, which every
+    # owner's bundle receives; JP's lots, orders and references are not.)
+    assert not any(s.encode() in blob for s in (LOT_JP, LOT_RO, "PO-RO-0042", "PO-JP-1", "Shin-Etsu Chemical"))
