@@ -98,6 +98,11 @@ class HttpAuditSource:
                 except (ValueError, KeyError, TypeError):
                     raise VerificationFailed("the log served a malformed owner commitment line") from None
 
+    def owner_key(self, owner: str) -> str:
+        """An owner's scoped-audit key file (GET /owners/CODE/scope-key, issue #14)."""
+        with self._open(f"/owners/{urllib.parse.quote(owner, safe='')}/scope-key") as r:
+            return r.read(1 << 20).decode("utf-8")
+
     def bundle(self) -> IO[bytes]:
         return self._open("/log/bundle")
 

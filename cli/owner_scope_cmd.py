@@ -39,7 +39,10 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("owner", metavar="CODE")
     sp.add_argument("--out", required=True, metavar="FILE", help="created 0600; must not exist")
     sp.add_argument("--db", help="database URL (default RESERVE_DB)")
-    sp.set_defaults(fn=cmd_key)
+    sp.add_argument("--as", dest="as_user", metavar="USER", help="client mode: the auditor (or RESERVE_USER)")
+    # Client mode (RESERVE_URL): an auditor scoped to the owner fetches it from the
+    # service (GET /owners/CODE/scope-key); on the server it is read from the database.
+    sp.set_defaults(fn=cmd_key, client_ok=True, from_url=None)
     sp = gsub.add_parser(
         "seal", help="seal owners' secrets stored in the clear before migration 0015 (as the schema owner)"
     )
@@ -86,10 +89,24 @@ def cmd_rotate(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def _fetch_key(args: argparse.Namespace, s: Settings) -> str:
+    """Client mode: the key file from the service, for an auditor scoped to the owner."""
+    from cli.audit import HttpAuditSource, _base_url, auth_header
+    from ledger.owner_scope import read_key_file
+
+    text = HttpAuditSource(_base_url(args), auth_header(args, s)).owner_key(args.owner)
+    read_key_file(text, owner=args.owner)  # a key file of this owner, or refused unwritten
+    return text
+
+
 def cmd_key(args: argparse.Namespace, s: Settings) -> int:
+    from cli.main import _client_url
     from ledger.store import owner_scope
 
-    text = owner_scope.key_file(_engine(args, s), args.owner, keyring=_keyring(s))
+    if _client_url(args):
+        text = _fetch_key(args, s)
+    else:
+        text = owner_scope.key_file(_engine(args, s), args.owner, keyring=_keyring(s))
     try:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -96,3 +96,32 @@ def test_audit_sync_over_http_across_the_v2_switch(world: World, tmp_path: Path)
         assert world.client.get(route, headers=world.auth("olga")).status_code == 403, route
     bad = world.client.get(f"/log/commitments?start=0&end={world.entry_count() + 1}", headers=world.auth("audrey"))
     assert bad.status_code == 422
+
+
+def test_an_auditor_scoped_to_an_owner_fetches_its_key_file(world: World) -> None:
+    """``GET /owners/CODE/scope-key``: the owner's key file, for an auditor scoped to that
+    owner only, recorded in the access log; what ``reserve owner-scope key`` fetches in
+    client mode."""
+    led = world.svc.ledger
+    owner_scope.enable(led.engine, keyring=keyring(led))
+    led.register_key(admin="admin", user="jean", roles=[AUDITOR], sites=[], owners=[JP], clearance="NONE")
+    before = len(world.access_events())
+    resp = world.client.get(f"/owners/{JP}/scope-key", headers=world.auth("jean"))
+    assert resp.status_code == 200, resp.text
+    assert resp.text == key_file(led, JP) and resp.headers["cache-control"] == "no-store"
+    assert ClientSource(world, "jean").owner_key(JP) == resp.text  # the client's own call
+    events = world.access_events()[before:]
+    assert [(e["event"]["actor"], e["event"]["action"], e["event"].get("owner")) for e in events][:1] == [
+        ("jean", "scope-key", JP)
+    ]
+    secret = resp.json()["epochs"][0]["secret"]
+    assert not any(secret in json.dumps(e) for e in world.access_events())  # never in a log
+    other = world.client.get(f"/owners/{EU}/scope-key", headers=world.auth("jean"))
+    missing = world.client.get("/owners/NOBODY/scope-key", headers=world.auth("jean"))
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["detail"].replace(EU, "X") == missing.json()["detail"].replace("NOBODY", "X")
+    # Full auditors get every key file out of band; other roles never.
+    assert world.client.get(f"/owners/{JP}/scope-key", headers=world.auth("audrey")).status_code == 403
+    assert world.client.get(f"/owners/{JP}/scope-key", headers=world.auth("olga")).status_code == 403
+    assert world.client.get(f"/owners/{JP}/scope-key").status_code == 401
+    assert world.client.get("/owners/..%2Fx/scope-key", headers=world.auth("jean")).status_code in (404, 422)
