@@ -3,6 +3,7 @@ end to end, as separate processes (issue #14)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sqlalchemy import select
@@ -10,9 +11,11 @@ from sqlalchemy import select
 from keys import FileKeystore
 from keys.sealing import load_or_create_sealer
 from ledger.owner_scope import read_key_file
+from ledger.owner_scope_verify import owner_balances
 from ledger.service import Ledger
 from ledger.store import owner_scope
 from ledger.store.db import make_engine
+from ledger.store.projections import read_table
 from ledger.store.schema import owner_keys
 from tests.test_cli import assert_one_line_error, run
 from tests.test_owner_scope import FR, JP, RO, SECRETS_OF_OTHERS, build
@@ -50,6 +53,16 @@ def test_owner_scope_commands_end_to_end(tmp_path: Path) -> None:
     assert "withheld and shown not to touch" in ok.stdout
     blob = b"".join(p.read_bytes() for p in out.iterdir())
     assert not any(s.encode() in blob for s in SECRETS_OF_OTHERS)
+
+    # The owner's balances from its own bundle (the scoped replay), as the server has them.
+    bal = run(home, "bundle", "balances", str(out), "--trust", pub, "--owner-key", str(tmp_path / f"{JP}.key"), "--format", "json")
+    assert bal.returncode == 0, bal.stderr
+    with engine.connect() as conn:
+        server = owner_balances(read_table(conn, "balances"), JP)
+    assert {(r["site"], r["lot"]): r["quantity"] for r in json.loads(bal.stdout)} == {
+        k: v.quantity for k, v in server.items()
+    }
+    assert_one_line_error(run(home, "bundle", "balances", str(out), "--trust", pub))  # no key file
 
     wrong_key = run(home, "verify-bundle", str(out), "--owner", JP, "--owner-key", str(tmp_path / f"{FR}.key"), "--trust", pub)
     assert_one_line_error(wrong_key)
