@@ -486,6 +486,7 @@ def test_an_owner_sharing_a_site_gets_a_bundle_that_verifies(history: Any, tmp_p
     rep = verify_owner_bundle(out, owner=FR, key_file=key_file(led, FR), trusted_log_key=_trust(led))
     assert rep.balances[(SITE_RO, LOT_FR)].quantity == 8_000_000
     blob = b"".join(p.read_bytes() for p in out.iterdir())
-    # (JP's code is in the keys build() registers before any owner exists, which every
-    # owner's bundle receives; JP's lots, orders and references are not.)
+    # (JP's code is there: JP's official signed a price observation, which every owner
+    # receives, so that key's registration, scoped to JP, is support. JP's lots, orders
+    # and references are not.)
     assert not any(s.encode() in blob for s in (LOT_JP, LOT_RO, "PO-RO-0042", "PO-JP-1", "Shin-Etsu Chemical"))
