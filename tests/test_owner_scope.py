@@ -432,7 +432,7 @@ def test_a_sealed_secret_moved_to_another_owner_does_not_open(history: Any) -> N
     assert "secret" not in repr(kr) and jp.nonce.hex() not in repr(kr)
 
 
-def test_cleartext_rows_from_before_0015_are_sealed_in_place(sqlite_ledger: Ledger) -> None:
+def test_cleartext_rows_from_before_0015_are_sealed_in_place(ledger: Ledger) -> None:
     """A log that enabled owner scope before migration 0015 kept its secrets in the clear:
     they still work, ``seal_cleartext`` seals them, and the triggers allow that update only."""
     from alembic import command
@@ -440,7 +440,7 @@ def test_cleartext_rows_from_before_0015_are_sealed_in_place(sqlite_ledger: Ledg
 
     from ledger.store.db import _alembic_config
 
-    led = sqlite_ledger
+    led = ledger  # SQLite and PostgreSQL: each has its own triggers
     cfg = _alembic_config()
     with led.engine.begin() as conn:
         cfg.attributes["connection"] = conn
