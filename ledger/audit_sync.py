@@ -221,17 +221,16 @@ def _with_commitments(source: AuditSource, start: int, end: int) -> Iterator[Lea
     check fails at the first checkpoint after it (and the v1-after-v2 ratchet sooner)."""
     commits = source.commitments(start, end)
     pending = next(commits, None)
-    last = start - 1
     for seq, line in enumerate(source.leaves(start, end), start):
         commitment = None
         if pending is not None:
             at, c = pending
-            if not last < at < end:
+            if not seq <= at < end:
                 raise VerificationFailed(
                     f"the log served an owner commitment for seq {at} out of order or out of range"
                 )
             if at == seq:
-                commitment, last = c, at
+                commitment = c
                 pending = next(commits, None)
         yield LeafRow(line, None, commitment)
 

@@ -397,3 +397,28 @@ def test_a_wrong_owner_commitment_is_caught_by_a_sync_holding_owner_keys(
         sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets=secrets)
     assert ei.value.seq == seq
 
+
+
+class Doubled(DbAuditSource):
+    """Serves every commitment twice."""
+
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        for item in super().commitments(start, end):
+            yield item
+            yield item
+
+
+class Reversed(DbAuditSource):
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        return iter(sorted(super().commitments(start, end), reverse=True))
+
+
+def test_commitments_served_out_of_order_are_refused(base: tuple[Ledger, Path], tmp_path: Path) -> None:
+    led, _ = base
+    _switch_to_v2(led)
+    with pytest.raises(VerificationFailed, match=r"owner commitment for seq .* out of order"):
+        sync(tmp_path / "audit", Doubled(led.engine), trusted_log_key=None)
+    # Reordered: the first v2 leaf goes without its commitment and its hash then differs.
+    with pytest.raises(VerificationFailed):
+        sync(tmp_path / "audit", Reversed(led.engine), trusted_log_key=None)
+    assert not (tmp_path / "audit" / STATE_FILE).exists()
