@@ -150,12 +150,15 @@ class Ledger:
             admin_key=admin_key.public_key.hex(),
             **({"demo": True} if demo else {}),
         )
-        res = append(
-            self.engine, [sign_body(body, [admin_key, log_key], log_id=log_id)], log_signer=log_key
+        keyring = self.owner_keyring()
+
+        def scope(conn: Connection, _seq: int) -> None:  # same transaction: both or neither
+            owner_scope.enable_in(conn, keyring=keyring)
+
+        return append(
+            self.engine, [sign_body(body, [admin_key, log_key], log_id=log_id)], log_signer=log_key,
+            also=scope if owner_scoped else None,
         )
-        if owner_scoped:
-            owner_scope.enable(self.engine, keyring=self.owner_keyring())
-        return res
 
     def register_key(
         self,

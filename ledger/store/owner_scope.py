@@ -143,18 +143,23 @@ def enable(engine: Engine, *, keyring: OwnerKeyring | None, rand: Callable[[], b
     """Switch the log to v2 leaves from its next entry on, creating a secret for every
     owner registered so far. One-way (the table is append-only). Returns that seq."""
     with engine.begin() as conn:
-        if enabled_from(conn) is not None:
-            raise ConfigError("owner-scoped audit is already enabled on this log")
-        size = _head_size(conn)
-        conn.execute(insert(owner_scope).values(id=1, from_seq=size))
-        have = set(conn.execute(select(owner_keys.c.owner)).scalars())
-        for r in conn.execute(select(owners_table.c.code)):
-            if r.code not in have:
-                conn.execute(
-                    insert(owner_keys).values(
-                        **_key_row(keyring, owner=r.code, epoch=1, secret=rand(), from_seq=size)
-                    )
+        return enable_in(conn, keyring=keyring, rand=rand)
+
+
+def enable_in(conn: Connection, *, keyring: OwnerKeyring | None, rand: Callable[[], bytes] = new_secret) -> int:
+    """:func:`enable` inside the caller's transaction (``reserve init``: with genesis)."""
+    if enabled_from(conn) is not None:
+        raise ConfigError("owner-scoped audit is already enabled on this log")
+    size = _head_size(conn)
+    conn.execute(insert(owner_scope).values(id=1, from_seq=size))
+    have = set(conn.execute(select(owner_keys.c.owner)).scalars())
+    for r in conn.execute(select(owners_table.c.code)):
+        if r.code not in have:
+            conn.execute(
+                insert(owner_keys).values(
+                    **_key_row(keyring, owner=r.code, epoch=1, secret=rand(), from_seq=size)
                 )
+            )
     return size
 
 
