@@ -94,6 +94,14 @@ def snapshot_from_json(d: dict[str, Any]) -> Snapshot:
     )
 
 
+def _plain(obj: Any) -> Any:
+    """orjson refuses tuple subclasses (a policy's ``PolicyVersion`` rows): as JSON arrays,
+    like the export bundle writes them; the rules read them back as plain tuples."""
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError
+
+
 def save(path: Path, saved: SavedAudit) -> None:
     """Write atomically: temp file, fsync, rename, fsync the directory."""
     payload = orjson.dumps(
@@ -102,6 +110,7 @@ def save(path: Path, saved: SavedAudit) -> None:
             "target": saved.target,
             "snapshot": snapshot_to_json(saved.snapshot),
         },
+        default=_plain,
         option=orjson.OPT_SORT_KEYS,
     )
     header = orjson.dumps(

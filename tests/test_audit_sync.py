@@ -422,3 +422,22 @@ def test_commitments_served_out_of_order_are_refused(base: tuple[Ledger, Path], 
     with pytest.raises(VerificationFailed):
         sync(tmp_path / "audit", Reversed(led.engine), trusted_log_key=None)
     assert not (tmp_path / "audit" / STATE_FILE).exists()
+
+
+def test_sync_of_a_history_with_policies_and_owners(sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    """The three-owner history of tests/test_owner_scope.py (policies, releases, a shared
+    site, v2 leaves): the saved state holds policy versions, and a later sync continues
+    from it to the full verify's root, checking every owner commitment."""
+    from tests.test_owner_scope import JP, LOT_JP, SITE_JP1, _receipt, build
+
+    led = sqlite_ledger
+    build(led)
+    kr = keyring(led)
+    with led.engine.connect() as conn:
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=kr).items()}
+    state = tmp_path / "audit"
+    sync(state, DbAuditSource(led.engine), trusted_log_key=log_key(led), owner_secrets=secrets)
+    _receipt(led, "olga", SITE_JP1, JP, LOT_JP, 1_000, "Lynas Rare Earths", "PO-JP-S")
+    r = sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets=secrets)
+    full = verify_database(led.engine, trusted_log_key=log_key(led), progress=False, keyring=kr)
+    assert (r.verified, r.size, r.root) == (1, full.size, full.root)
