@@ -16,6 +16,7 @@ from api.request_context import RequestContext
 from api.routes import inbox as inbox_routes
 from api.routes import log as log_routes
 from api.routes import login, meta, proposals, reads, releases, writes
+from api.routes import owner_scope as owner_scope_routes
 from api.routes import registry as registry_routes
 from api.services import Services
 from ledger.errors import LedgerError, Rejected
@@ -77,6 +78,7 @@ def create_app(svc: Services) -> FastAPI:
         app.include_router(router)
     app.include_router(registry_routes.router)
     app.include_router(inbox_routes.router)  # issue #12: inboxes
+    app.include_router(owner_scope_routes.router)  # issue #14: an owner's key for its auditors
     request_schemas.install(app)  # named request schemas of the write routes (issue #12)
     web.mount(app)  # the pages and a local /docs (issue #13)
     if svc.settings.trusted_proxies:

@@ -150,7 +150,9 @@ def build_services(
         log_id=info.log_id,
         hmac_key=sealer.derive_key(ACCESS_LOG_HMAC_LABEL),
         idempotency_hmac_key=sealer.derive_key(IDEMPOTENCY_HMAC_LABEL),
-        committer=GroupCommitter(led.engine, led.log_signer, observe=observe_group),
+        committer=GroupCommitter(
+            led.engine, led.log_signer, observe=observe_group, keyring=led.owner_keyring()
+        ),
         refusals=RefusalRecorder(
             lambda events: record_many(
                 led.engine, events, log_signer=led.log_signer(), log_id=info.log_id

@@ -43,6 +43,7 @@ def _owner(i: int) -> str:
 
 def build(workdir: Path, size: int, log: Any) -> tuple[Path, Path, str, bytes, float]:
     """(full bundle, scoped bundle, owner key file text, trusted log key, build seconds)."""
+    from keys.sealing import AesGcmSealer
     from ledger.entries import sign_body
     from ledger.service import new_body
     from ledger.store import owner_scope
@@ -56,7 +57,10 @@ def build(workdir: Path, size: int, log: Any) -> tuple[Path, Path, str, bytes, f
     url = f"sqlite:///{workdir / 'owner-scope.db'}"
     bl = make_ledger(url, workdir / "keys-owner-scope")
     led = bl.led
-    owner_scope.enable(led.engine)
+    # The owners' secrets are stored sealed (migration 0015): an in-memory sealing key here.
+    led.sealer = AesGcmSealer.generate()
+    keyring = led.owner_keyring()
+    owner_scope.enable(led.engine, keyring=keyring)
     admin = led.signer_for(ADMIN)
     setup: list[dict[str, Any]] = [
         new_body("material.registered", ADMIN, code="NDPR", name="NdPr oxide", form="oxide",
@@ -68,7 +72,7 @@ def build(workdir: Path, size: int, log: Any) -> tuple[Path, Path, str, bytes, f
             new_body("site.registered", ADMIN, code=f"SITE-{i:02d}", classification="SECRET",
                      custodian=_owner(i), owners=[_owner(i)], location_commitment="ab" * 32)
         )  # fmt: skip
-    append(led.engine, [sign_body(b, [admin], log_id=LOG_ID) for b in setup], log_signer=bl.log_signer)
+    append(led.engine, [sign_body(b, [admin], log_id=LOG_ID) for b in setup], log_signer=bl.log_signer, keyring=keyring)
     # The operator was registered with no site (bench.common): a second key with every site.
     led.register_key(admin=ADMIN, user="oscar", roles=["operator"],
                      sites=[f"SITE-{i:02d}" for i in range(OWNERS)], owners=[], clearance="NONE")  # fmt: skip
@@ -79,7 +83,7 @@ def build(workdir: Path, size: int, log: Any) -> tuple[Path, Path, str, bytes, f
                  containers=[{"id": f"LOT-{i:02d}-C1", "type": "drum", "net_mass": 1000}])
         for i in range(OWNERS)
     ]  # fmt: skip
-    append(led.engine, [sign_body(b, [oscar], log_id=LOG_ID) for b in lots], log_signer=bl.log_signer)
+    append(led.engine, [sign_body(b, [oscar], log_id=LOG_ID) for b in lots], log_signer=bl.log_signer, keyring=keyring)
     with led.engine.connect() as conn:
         from sqlalchemy import select
 
@@ -98,15 +102,15 @@ def build(workdir: Path, size: int, log: Any) -> tuple[Path, Path, str, bytes, f
                 reference=f"PO-{k}",
             )  # fmt: skip
             batch.append(sign_body(body, [oscar], log_id=LOG_ID))
-        append(led.engine, batch, log_signer=bl.log_signer)
+        append(led.engine, batch, log_signer=bl.log_signer, keyring=keyring)
         n += len(batch)
         if n % 50_000 < BATCH:
             log(f"  {n:,} entries appended ({time.perf_counter() - t0:.0f}s)")
     reader = make_engine(url, readonly=True)
     full, scoped = workdir / "full", workdir / "scoped"
     export_bundle(reader, full)
-    export_owner_bundle(reader, _owner(0), scoped)
-    key = owner_scope.key_file(reader, _owner(0))
+    export_owner_bundle(reader, _owner(0), scoped, keyring=keyring)
+    key = owner_scope.key_file(reader, _owner(0), keyring=keyring)
     trusted = bl.log_signer.public_key
     reader.dispose()
     bl.dispose()

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from cli.quorum import add_quorum_args, witness_policy
-from ledger.errors import ConfigError, Forbidden, LedgerError, NotFound, Unauthenticated
+from ledger.errors import (
+    ConfigError,
+    Forbidden,
+    LedgerError,
+    NotFound,
+    Unauthenticated,
+    VerificationFailed,
+)
 
 TIMEOUT = 60.0
 
@@ -82,6 +89,26 @@ class HttpAuditSource:
             for line in r:
                 yield line.rstrip(b"\n")
 
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        try:
+            resp = self._open("/log/commitments", start=start, end=end)
+        except NotFound:
+            # A service from before issue #14 has only v1 leaves. Nothing is trusted by
+            # this: each commitment is bound into its leaf hash (ledger.audit_sync).
+            return
+        with resp as r:
+            for line in r:
+                try:
+                    d = json.loads(line)
+                    yield int(d["seq"]), bytes.fromhex(d["commitment"])
+                except (ValueError, KeyError, TypeError):
+                    raise VerificationFailed("the log served a malformed owner commitment line") from None
+
+    def owner_key(self, owner: str) -> str:
+        """An owner's scoped-audit key file (GET /owners/CODE/scope-key, issue #14)."""
+        with self._open(f"/owners/{urllib.parse.quote(owner, safe='')}/scope-key") as r:
+            return r.read(1 << 20).decode("utf-8")
+
     def bundle(self) -> IO[bytes]:
         return self._open("/log/bundle")
 
@@ -95,19 +122,23 @@ def _problem_detail(exc: urllib.error.HTTPError) -> str:
 
 def cmd_sync(args: argparse.Namespace, s: Any) -> int:
     from cli.main import _trust
+    from cli.owner_scope_cmd import owner_secrets
     from ledger.audit_sync import sync
 
     witnesses, quorum = witness_policy(args)
     trusted = _trust(args.trust) if args.trust else None
+    secrets = owner_secrets(args.owner_key)
     source = HttpAuditSource(_base_url(args), auth_header(args, s))
     result = sync(
-        Path(args.state), source, trusted_log_key=trusted, witnesses=witnesses, quorum=quorum
+        Path(args.state), source, trusted_log_key=trusted, witnesses=witnesses, quorum=quorum,
+        owner_secrets=secrets,
     )
     resumed = " (resumed an interrupted sync)" if result.resumed else ""
     print(
         f"OK size {result.size} root {result.root.hex()} log {result.log_id}: verified "
         f"{result.verified} new entries since size {result.old_size}{resumed}; "
         f"witness quorum {quorum}/{len(witnesses)}"
+        + (f"; owner commitments checked for {len(secrets)} owners" if secrets else "")
     )
     if trusted is None and result.old_size == 0:
         print("note: no --trust key given; the log key was taken from the log's own genesis")
@@ -137,6 +168,13 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--from", dest="from_url", metavar="URL", help="the service (default RESERVE_URL)")
     sp.add_argument("--trust", help="the log's public key file to anchor the first sync to")
     sp.add_argument("--as", dest="as_user", metavar="USER", help="the auditor (or RESERVE_USER)")
+    sp.add_argument(
+        "--owner-key",
+        action="append",
+        metavar="FILE",
+        help="every owner's scoped-audit key file, to check each new leaf's owner commitment "
+        "as 'reserve verify' does (issue #14)",
+    )
     add_quorum_args(sp)
     sp.set_defaults(fn=cmd_sync, client_ok=True)
 

@@ -51,6 +51,10 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--material")
     sp.add_argument("--site")
     sp.add_argument("--lot")
+    sp.add_argument(
+        "--owner-key", metavar="FILE",
+        help="an owner-scoped bundle (issue #14): that owner's key file; balances now only",
+    )  # fmt: skip
     sp.set_defaults(fn=cmd_balances)
 
     sp = common("trace", "Where every gram of a lot went.")
@@ -101,11 +105,51 @@ def _emit(fmt: str, headers: list[str], rows: list[list[Any]], doc: Any) -> None
             print("  ".join(str(x).ljust(n) for x, n in zip(row, widths, strict=False)).rstrip())
 
 
+def _scoped_balances(a: argparse.Namespace, scope: str) -> list[Any]:
+    """An owner-scoped bundle's balances: the scoped verifier's own replay of the owner's
+    holdings at the bundle's checkpoint (``ledger.owner_bundle``), printed only if it
+    verified. No ``--as-of``: the scoped replay keeps only the end state."""
+    from cli.files import read_text
+    from cli.trust import trusted_key
+    from ledger.errors import ConfigError
+    from ledger.owner_bundle import verify_owner_bundle
+    from ledger.report_rows import BalanceRow
+
+    if a.owner_key is None:
+        raise ConfigError(f"this bundle is scoped to owner {scope}: give its key file with --owner-key FILE")
+    if a.as_of_seq is not None or a.as_of is not None:
+        raise ConfigError("--as-of and --as-of-seq are not available on an owner-scoped bundle")
+    if a.owner is not None and a.owner != scope:
+        raise ConfigError(f"this bundle is scoped to owner {scope}, not {a.owner}")
+    root = Path(a.dir)
+    rep = verify_owner_bundle(
+        root, owner=scope, key_file=read_text(a.owner_key, what="owner key file", stdin_ok=False),
+        trusted_log_key=trusted_key(a.trust, bundle_dir=root),
+    )  # fmt: skip
+    print(
+        f"verified {scope}'s scoped bundle: size {rep.size} root {rep.root.hex()} log {rep.log_id}",
+        file=sys.stderr,
+    )
+    return [
+        BalanceRow(r.account, scope, site, r.material, lot, r.quantity)
+        for (site, lot), r in sorted(rep.balances.items())
+        if (a.site is None or site == a.site)
+        and (a.material is None or r.material == a.material)
+        and (a.lot is None or lot == a.lot)
+    ]
+
+
 def cmd_balances(a: argparse.Namespace, s: Settings) -> int:
     from dataclasses import asdict
 
-    ans = _answers(a, as_of_seq=a.as_of_seq, as_of=a.as_of)
-    rows = ans.balances(owner=a.owner, site=a.site, material=a.material, lot=a.lot)
+    from ledger.bundle import Bundle
+
+    scope = Bundle(Path(a.dir)).scope
+    if scope is not None:
+        rows = _scoped_balances(a, scope)
+    else:
+        ans = _answers(a, as_of_seq=a.as_of_seq, as_of=a.as_of)
+        rows = ans.balances(owner=a.owner, site=a.site, material=a.material, lot=a.lot)
     # Table: human units; JSON and CSV: exact grams (the base unit), for machines.
     table = a.format == "table"
     _emit(

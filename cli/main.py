@@ -90,10 +90,12 @@ def cmd_init(args: argparse.Namespace, s: Settings) -> int:
     s.home.mkdir(parents=True, exist_ok=True)
     led = _ledger(s)
     log_id = args.log_id or f"reserve.local/ledger/{os.urandom(4).hex()}"
-    res = led.init(log_id=log_id, admin=args.admin)
+    # Owner-scoped from the start (issue #14): no v1 prefix reaches a scoped auditor.
+    res = led.init(log_id=log_id, admin=args.admin, owner_scoped=True)
     s.log_pub_path.write_text(to_pem(led.log_signer().public_key))
     print(
-        f"initialised log {log_id}: admin '{args.admin}', log key in {s.log_pub_path}, size {res.size}"
+        f"initialised log {log_id}: admin '{args.admin}', log key in {s.log_pub_path}, size {res.size}; "
+        "owner-scoped audit enabled"
     )
     return 0
 
@@ -249,6 +251,9 @@ def cmd_verify(args: argparse.Namespace, s: Settings) -> int:
     trusted = _trust(args.trust) if args.trust else None
     reader = engine = _reader(_with_db(args, s))
     anchor = _read_anchor(args.checkpoint)
+    from cli.owner_scope_cmd import verify_keyring
+
+    keyring = verify_keyring(engine, _with_db(args, s))
     source: dict[str, Any] = {
         "kind": "database",
         "trust": "the given key" if trusted else "the database's own genesis (not anchored)",
@@ -257,7 +262,8 @@ def cmd_verify(args: argparse.Namespace, s: Settings) -> int:
 
     def run(observer: Any) -> Report:
         rep = verify_database(
-            engine, trusted_log_key=trusted, jobs=args.jobs, anchor=anchor, observer=observer
+            engine, trusted_log_key=trusted, jobs=args.jobs, anchor=anchor, observer=observer,
+            keyring=keyring,
         )
         source["access_log"] = {"status": "failed"}  # until it passes
         source["access_log"] = {
@@ -314,7 +320,7 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
     if args.owner:  # an owner-scoped bundle (issue #14)
         from cli.owner_scope_cmd import export_owner
 
-        return export_owner(args, reader)
+        return export_owner(args, reader, led.owner_keyring())
     size, root = export_bundle(reader, Path(args.dir))
     print(f"exported {size} entries to {args.dir} (root {root.hex()})")
     return 0
@@ -396,7 +402,7 @@ def cmd_demo(args: argparse.Namespace, s: Settings) -> int:
     if not led.is_initialised():
         from ledger.pubkey import to_pem
 
-        led.init(log_id="reserve.local/demo", admin="admin", demo=True)
+        led.init(log_id="reserve.local/demo", admin="admin", demo=True, owner_scoped=True)
         s.log_pub_path.write_text(to_pem(led.log_signer().public_key))
     size = run_demo(led)
     print(f"demo history written: {size} entries in {s.db_url}")

@@ -52,6 +52,9 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "log_keys": list(snap.log_keys),
         "checkpoints": snap.checkpoints,
         "last_cp_size": snap.last_cp_size,
+        # From the first v2 leaf on a v1 leaf is refused (issue #14): the ratchet must
+        # survive between syncs. Absent in states saved before #14: 1.
+        "leaf_version": snap.leaf_version,
         "log": None if log is None else asdict(log),
         "keys": [key_record_to_json(k) for _, k in sorted(keys.items())],
         "tables": {
@@ -87,7 +90,16 @@ def snapshot_from_json(d: dict[str, Any]) -> Snapshot:
         log_keys=[str(k) for k in d["log_keys"]],
         checkpoints=int(d["checkpoints"]),
         last_cp_size=int(d["last_cp_size"]),
+        leaf_version=int(d.get("leaf_version", 1)),
     )
+
+
+def _plain(obj: Any) -> Any:
+    """orjson refuses tuple subclasses (a policy's ``PolicyVersion`` rows): as JSON arrays,
+    like the export bundle writes them; the rules read them back as plain tuples."""
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError
 
 
 def save(path: Path, saved: SavedAudit) -> None:
@@ -98,6 +110,7 @@ def save(path: Path, saved: SavedAudit) -> None:
             "target": saved.target,
             "snapshot": snapshot_to_json(saved.snapshot),
         },
+        default=_plain,
         option=orjson.OPT_SORT_KEYS,
     )
     header = orjson.dumps(

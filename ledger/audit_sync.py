@@ -8,7 +8,9 @@ From the saved position (``ledger.audit_state``) to the log's newest checkpoint:
    (else: the history was rewritten, a fork);
 3. only the new entries are fetched and verified, continuing the reducer, hash chain and
    tree from the saved state; the recomputed root must be the new checkpoint's, signed by
-   the log key in force at that size.
+   the log key in force at that size. The owner commitments of v2 leaves (issue #14) are
+   fetched with them, since each is bound into its leaf hash; with every owner's key
+   file (``owner_secrets``) each is also checked as ``reserve verify`` checks it.
 
 Nothing is saved until all of that holds; on any inconsistency the saved state is left
 as it was. Progress toward the new checkpoint is saved every ``save_every`` entries in a
@@ -17,7 +19,7 @@ separate file, so an interrupted sync resumes where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -48,6 +50,11 @@ class AuditSource(Protocol):
         """Entries ``start`` to ``end - 1``, one canonical leaf each."""
         ...
 
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        """``(seq, C)`` of the v2 leaves among ``start`` to ``end - 1``, in seq order
+        (none on a v1 log; issue #14)."""
+        ...
+
 
 @dataclass(frozen=True)
 class SyncResult:
@@ -67,6 +74,7 @@ def sync(
     witnesses: Sequence[Cosigner] = (),
     quorum: int = 0,
     save_every: int = 10_000,
+    owner_secrets: Mapping[str, Sequence[bytes]] | None = None,
 ) -> SyncResult:
     """Bring the saved audit in ``state_dir`` up to the log's newest checkpoint."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -87,14 +95,14 @@ def sync(
             saved, n = _advance(
                 saved, progress, progress.target, source, state_path, progress_path,
                 trusted_log_key=trusted_log_key, witnesses=witnesses, quorum=quorum,
-                save_every=save_every,
+                save_every=save_every, owner_secrets=owner_secrets,
             )
             verified += n
     note = source.checkpoint()
     saved, n = _advance(
         saved, None, note, source, state_path, progress_path,
         trusted_log_key=trusted_log_key, witnesses=witnesses, quorum=quorum,
-        save_every=save_every,
+        save_every=save_every, owner_secrets=owner_secrets,
     )
     verified += n
     snap = saved.snapshot
@@ -116,6 +124,7 @@ def _advance(
     witnesses: Sequence[Cosigner],
     quorum: int,
     save_every: int,
+    owner_secrets: Mapping[str, Sequence[bytes]] | None,
 ) -> tuple[SavedAudit, int]:
     """Move from ``saved`` to checkpoint ``note``; return the new saved audit and how
     many entries were verified."""
@@ -157,12 +166,12 @@ def _advance(
             return kept, 0
     snap: Snapshot | None = progress.snapshot if progress is not None else old
     start = snap.tree.size if snap is not None else 0
-    leaves = source.leaves(start, cp.size)
+    leaves = _with_commitments(source, start, cp.size)
     verified = 0
     try:
         while start < cp.size:
             end = min(cp.size, start + save_every)
-            page = [LeafRow(line) for line in islice(leaves, end - start)]
+            page = list(islice(leaves, end - start))
             if len(page) != end - start:
                 raise VerificationFailed(
                     f"the log served entries up to {start + len(page)} but its checkpoint covers {cp.size}"
@@ -175,6 +184,7 @@ def _advance(
                 progress=False,
                 resume=snap,
                 complete=False,
+                owner_secrets=owner_secrets,
             )
             snap = report.snapshot
             assert snap is not None
@@ -203,6 +213,26 @@ def _advance(
     audit_state.save(state_path, new)
     progress_path.unlink(missing_ok=True)
     return new, verified
+
+
+def _with_commitments(source: AuditSource, start: int, end: int) -> Iterator[LeafRow]:
+    """The leaves with their owner commitments, merged by seq. A commitment the log
+    leaves out or makes up is not trusted here: the leaf hash binds it, so the root
+    check fails at the first checkpoint after it (and the v1-after-v2 ratchet sooner)."""
+    commits = source.commitments(start, end)
+    pending = next(commits, None)
+    for seq, line in enumerate(source.leaves(start, end), start):
+        commitment = None
+        if pending is not None:
+            at, c = pending
+            if not seq <= at < end:
+                raise VerificationFailed(
+                    f"the log served an owner commitment for seq {at} out of order or out of range"
+                )
+            if at == seq:
+                commitment = c
+                pending = next(commits, None)
+        yield LeafRow(line, None, commitment)
 
 
 def _parse(note: str) -> Checkpoint:

@@ -148,3 +148,25 @@ def bundle_scope(p: Principal, owner: str | None) -> str | None:
     if owner not in p.owners:
         raise NotFound(f"no owner {owner}")
     return owner
+
+
+def require_full_log(p: Principal, *, what: str) -> None:
+    """The whole log's entries (leaves, export, owner commitments) are for unscoped
+    auditors: an auditor scoped to owners reads only their scoped bundles (issue #14)."""
+    require_role(p, AUDITOR, what=what)
+    if p.owners:
+        raise Forbidden(f"an auditor scoped to owners may not {what}: fetch GET /log/bundle?owner=CODE")
+
+
+def scope_key_access(p: Principal, owner: str) -> str:
+    """Who may fetch an owner's scoped-audit key file from the service (issue #14, "given
+    to the owner's auditors ... through the key registry"): an auditor whose keys are
+    scoped to that owner. An unscoped auditor is refused (it gets every owner's key file
+    out of band, from the server's administrator); another owner answers as one that
+    does not exist, like a scoped bundle."""
+    require_role(p, AUDITOR, what="fetch an owner's scoped-audit key")
+    if not p.owners:
+        raise Forbidden("only an auditor scoped to the owner fetches its key here; full auditors get key files out of band")
+    if owner not in p.owners:
+        raise NotFound(f"no owner {owner}")
+    return owner

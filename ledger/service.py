@@ -20,9 +20,10 @@ from ledger.entries import LOG_PRINCIPAL, is_reserved_principal, sign_body
 from ledger.errors import ConfigError, InvalidEntry, KeystoreError, NotFound, VerificationFailed
 from ledger.locations import Location, Opening, Sealer
 from ledger.state import KeyRecord, LogInfo
-from ledger.store import projections
+from ledger.store import owner_scope, projections
 from ledger.store.db import has_log, migrate
 from ledger.store.log import AppendResult, append
+from ledger.store.owner_scope import OwnerKeyring
 from ledger.store.schema import entries, log_state
 
 Also = Callable[[Connection, int], None]
@@ -48,6 +49,7 @@ class Ledger:
     # that never touch a location should not pay for it).
     sealer: Sealer | Callable[[], Sealer] | None = None
     _signers: dict[str, Signer] = field(default_factory=dict, repr=False)
+    _keyring: OwnerKeyring | None = field(default=None, repr=False)
     _log_id: str | None = field(default=None, repr=False)
     _load_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _load_locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,7 +120,8 @@ class Ledger:
         self, body: dict[str, Any], signers: list[Signer], *, also: Also | None = None
     ) -> AppendResult:
         return append(
-            self.engine, [self.sign(body, signers)], log_signer=self.log_signer(), also=also
+            self.engine, [self.sign(body, signers)], log_signer=self.log_signer(), also=also,
+            keyring=self.owner_keyring(),
         )
 
     def act(self, actor: str, kind: str, /, **fields: Any) -> AppendResult:
@@ -126,10 +129,18 @@ class Ledger:
         return self.submit(new_body(kind, actor, **fields), [self.signer_for(actor)])
 
     def init(
-        self, *, log_id: str, admin: str, log_key_name: str = "log", demo: bool = False
+        self,
+        *,
+        log_id: str,
+        admin: str,
+        log_key_name: str = "log",
+        demo: bool = False,
+        owner_scoped: bool = False,
     ) -> AppendResult:
         """Create the schema, the log key and the first admin key, and append genesis
-        (marked ``demo`` only by ``reserve demo``)."""
+        (marked ``demo`` only by ``reserve demo``). ``owner_scoped`` switches the log to
+        v2 leaves right after genesis (issue #14), before any owner exists, so no v1
+        prefix but genesis reaches a scoped auditor in full."""
         if is_reserved_principal(admin):
             raise InvalidEntry(f"'{admin}' is reserved for the service's own keys", field="admin")
         migrate(self.engine)
@@ -154,8 +165,14 @@ class Ledger:
             admin_key=admin_key.public_key.hex(),
             **({"demo": True} if demo else {}),
         )
+        keyring = self.owner_keyring()
+
+        def scope(conn: Connection, _seq: int) -> None:  # same transaction: both or neither
+            owner_scope.enable_in(conn, keyring=keyring)
+
         return append(
-            self.engine, [sign_body(body, [admin_key, log_key], log_id=log_id)], log_signer=log_key
+            self.engine, [sign_body(body, [admin_key, log_key], log_id=log_id)], log_signer=log_key,
+            also=scope if owner_scoped else None,
         )
 
     def register_key(
@@ -207,7 +224,16 @@ class Ledger:
             n += 1
         new = self.keystore.generate(f"log-{n}")
         body = new_body("log.key_rotated", LOG_PRINCIPAL, new_key=new.public_key.hex())
-        return append(self.engine, [self.sign(body, [old, new])], log_signer=new)
+        return append(
+            self.engine, [self.sign(body, [old, new])], log_signer=new, keyring=self.owner_keyring()
+        )
+
+    def owner_keyring(self) -> OwnerKeyring | None:
+        """Owners' scoped-audit secrets, sealed with the sealing key (issue #14); None
+        without a sealing key (then an owner-scoped log refuses to append)."""
+        if self._keyring is None and self.sealer is not None:
+            self._keyring = OwnerKeyring(self._sealer)
+        return self._keyring
 
     # -- sites (locations sealed beside the entry that commits to them) ---------------
     def _sealer(self) -> Sealer:

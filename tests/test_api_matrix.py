@@ -290,6 +290,16 @@ MATRIX: dict[tuple[str, str], tuple[Any, Builder]] = {
     ("GET", "/log/export"): (frozenset({AUDITOR}), _get("/log/export")),
     ("GET", "/log/leaves"): (frozenset({AUDITOR}), _get("/log/leaves?start=0&end=2")),
     ("GET", "/log/bundle"): (frozenset({AUDITOR}), _get("/log/bundle")),
+    ("GET", "/log/commitments"): (frozenset({AUDITOR}), _get("/log/commitments?start=0&end=2")),
+    # Issue #14: the role check passes for auditors; the matrix's auditor is not scoped to
+    # the owner, so the owner scope then refuses it (tests/test_owner_scope_api.py).
+    ("GET", "/owners/{code}/scope-key"): (
+        frozenset({AUDITOR}),
+        lambda w, user, token: Req(
+            "GET", f"/owners/{JP}/scope-key",
+            passed=frozenset({403}) if user == MATRIX_USERS[AUDITOR] else frozenset(),
+        ),
+    ),
     ("GET", "/log/access"): (frozenset({AUDITOR}), _get("/log/access")),
     ("GET", "/log/access/verify"): (frozenset({AUDITOR}), _get("/log/access/verify")),
 }

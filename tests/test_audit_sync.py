@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,9 @@ from ledger.audit_sync import PROGRESS_FILE, STATE_FILE, sync
 from ledger.checkpoint import parse_note_verifier_key
 from ledger.cosignature import Cosigner
 from ledger.errors import VerificationFailed
+from ledger.owner_scope import make_commitment
 from ledger.service import Ledger
+from ledger.store import owner_scope
 from ledger.store.audit import verify_database
 from ledger.store.audit_source import DbAuditSource
 from ledger.store.db import make_engine
@@ -25,6 +28,7 @@ from ledger.store.witnesses import add_witness, cosigned_note
 from ledger.witness import FileWitnessStore, Witness, encode_add_checkpoint
 from ledger.witnessing import WitnessAnswer
 from tests.conftest import PASSPHRASE, make_ledger, with_operator
+from tests.test_owner_scope import keyring
 
 
 def grow(led: Ledger, n: int, account: str = "A") -> None:
@@ -313,3 +317,127 @@ def test_a_forged_note_of_the_same_size_is_refused(base: tuple[Ledger, Path], tm
     with pytest.raises(VerificationFailed, match="signature"):
         sync(state, Forged(led.engine), trusted_log_key=None)
     assert (state / STATE_FILE).read_bytes() == before
+
+
+# -- owner-scoped logs (issue #14): commitments fetched with the leaves ----------------
+
+
+def _switch_to_v2(led: Ledger) -> None:
+    """Enable owner scope mid-way and register two owners (each v2 leaf gets a C)."""
+    owner_scope.enable(led.engine, keyring=keyring(led))
+    led.act("admin", "owner.registered", code="JP-RESERVE", name="JOGMEC", country="JP")
+    led.act("admin", "owner.registered", code="FR-RESERVE", name="Ministere", country="FR")
+    grow(led, 3)
+
+
+def test_growth_across_the_v1_to_v2_switch_with_owner_keys(base: tuple[Ledger, Path], tmp_path: Path) -> None:
+    led, _ = base
+    state = tmp_path / "audit"
+    r1 = sync(state, DbAuditSource(led.engine), trusted_log_key=log_key(led))
+    _switch_to_v2(led)
+    with led.engine.connect() as conn:
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=keyring(led)).items()}
+        assert owner_scope.read_commitments(conn, start=0, end=10_000)  # v2 leaves exist
+    r2 = sync(state, DbAuditSource(led.engine), trusted_log_key=None, save_every=2, owner_secrets=secrets)
+    full = verify_database(led.engine, trusted_log_key=log_key(led), progress=False, keyring=keyring(led))
+    assert (r2.old_size, r2.size, r2.root) == (r1.size, full.size, full.root)
+    saved = load(state / STATE_FILE)
+    assert saved is not None and saved.snapshot.leaf_version == 2
+    # Missing one owner's key file: the check cannot be made, and says so.
+    grow(led, 1)
+    with pytest.raises(VerificationFailed, match="no scoped-audit secret for owner FR-RESERVE"):
+        sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets={"JP-RESERVE": secrets["JP-RESERVE"]})
+    assert sync(state, DbAuditSource(led.engine), trusted_log_key=None).verified == 1
+
+
+class NoCommitments(DbAuditSource):
+    """A log (or an old server) that serves the leaves without their commitments."""
+
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        return iter(())
+
+
+def test_leaves_without_their_commitments_are_refused(base: tuple[Ledger, Path], tmp_path: Path) -> None:
+    led, _ = base
+    state = tmp_path / "audit"
+    _switch_to_v2(led)
+    sync(state, DbAuditSource(led.engine), trusted_log_key=None)
+    size = verify_database(led.engine, trusted_log_key=None, progress=False).size
+    grow(led, 2)
+    before = (state / STATE_FILE).read_bytes()
+    # The ratchet survives between syncs: a v1 leaf after a v2 one is named at its seq.
+    with pytest.raises(VerificationFailed, match=r"v1 leaf .* after the log's first v2 leaf") as ei:
+        sync(state, NoCommitments(led.engine), trusted_log_key=None)
+    assert ei.value.seq == size
+    assert (state / STATE_FILE).read_bytes() == before
+
+
+def test_a_wrong_owner_commitment_is_caught_by_a_sync_holding_owner_keys(
+    base: tuple[Ledger, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    led, _ = base
+    state = tmp_path / "audit"
+    _switch_to_v2(led)
+    with led.engine.connect() as conn:
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=keyring(led)).items()}
+    sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets=secrets)
+    honest = owner_scope.Committer.commit
+
+    def naming_nobody(self: Any, body: Any, st: Any, *, seq: int, log_id: str) -> bytes | None:
+        honest(self, body, st, seq=seq, log_id=log_id)
+        return make_commitment([], log_id=log_id, seq=seq)
+
+    monkeypatch.setattr(owner_scope.Committer, "commit", naming_nobody)
+    seq = led.act("olga", "test.movement", account="A", delta=1).first_seq
+    monkeypatch.setattr(owner_scope.Committer, "commit", honest)
+    # Hashes and checkpoint agree with the lie: without the keys the sync passes ...
+    assert sync(tmp_path / "blind", DbAuditSource(led.engine), trusted_log_key=None).size == seq + 1
+    # ... with every owner's key file it is caught, naming the seq.
+    with pytest.raises(VerificationFailed, match="owner commitment is wrong") as ei:
+        sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets=secrets)
+    assert ei.value.seq == seq
+
+
+
+class Doubled(DbAuditSource):
+    """Serves every commitment twice."""
+
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        for item in super().commitments(start, end):
+            yield item
+            yield item
+
+
+class Reversed(DbAuditSource):
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        return iter(sorted(super().commitments(start, end), reverse=True))
+
+
+def test_commitments_served_out_of_order_are_refused(base: tuple[Ledger, Path], tmp_path: Path) -> None:
+    led, _ = base
+    _switch_to_v2(led)
+    with pytest.raises(VerificationFailed, match=r"owner commitment for seq .* out of order"):
+        sync(tmp_path / "audit", Doubled(led.engine), trusted_log_key=None)
+    # Reordered: the first v2 leaf goes without its commitment and its hash then differs.
+    with pytest.raises(VerificationFailed):
+        sync(tmp_path / "audit", Reversed(led.engine), trusted_log_key=None)
+    assert not (tmp_path / "audit" / STATE_FILE).exists()
+
+
+def test_sync_of_a_history_with_policies_and_owners(sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    """The three-owner history of tests/test_owner_scope.py (policies, releases, a shared
+    site, v2 leaves): the saved state holds policy versions, and a later sync continues
+    from it to the full verify's root, checking every owner commitment."""
+    from tests.test_owner_scope import JP, LOT_JP, SITE_JP1, _receipt, build
+
+    led = sqlite_ledger
+    build(led)
+    kr = keyring(led)
+    with led.engine.connect() as conn:
+        secrets = {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=kr).items()}
+    state = tmp_path / "audit"
+    sync(state, DbAuditSource(led.engine), trusted_log_key=log_key(led), owner_secrets=secrets)
+    _receipt(led, "olga", SITE_JP1, JP, LOT_JP, 1_000, "Lynas Rare Earths", "PO-JP-S")
+    r = sync(state, DbAuditSource(led.engine), trusted_log_key=None, owner_secrets=secrets)
+    full = verify_database(led.engine, trusted_log_key=log_key(led), progress=False, keyring=kr)
+    assert (r.verified, r.size, r.root) == (1, full.size, full.root)

@@ -40,7 +40,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Ledger,
         monkeypatch.delenv(k)
     monkeypatch.setenv("RESERVE_HOME", str(h))
     monkeypatch.setenv("RESERVE_PASSPHRASE", PASS)
-    led = Ledger(make_engine(f"sqlite:///{h / 'ledger.db'}"), FileKeystore(h / "keys", passphrase=PASS.encode()))
+
+    # The log is owner-scoped (reserve init, issue #14): appending opens the owners' sealed secrets.
+    led = Ledger(make_engine(f"sqlite:///{h / 'ledger.db'}"), FileKeystore(h / "keys", passphrase=PASS.encode()),
+                 sealer=lambda: load_or_create_sealer(h / "keys", passphrase=PASS.encode()))
     led.init(log_id="test.local/inbox", admin="admin")
     led.sealer = load_or_create_sealer(h / "keys", passphrase=PASS.encode())
     led.act("admin", "owner.registered", code=JP, name="Japan reserve", country="JP")

@@ -28,10 +28,14 @@ def seq_of(out: str) -> str:
 
 def _cosigned_policy(home: Path, effective_at: str) -> None:
     from keys import FileKeystore
+    from keys.sealing import load_or_create_sealer
     from ledger.service import Ledger, new_body
     from ledger.store.db import make_engine
 
-    led = Ledger(make_engine(f"sqlite:///{home / 'ledger.db'}"), FileKeystore(home / "keys", passphrase=b"cli-test-pass"))
+    keys, pw = home / "keys", b"cli-test-pass"
+    # The log is owner-scoped (reserve init, issue #14): appending opens the owners' sealed secrets.
+    led = Ledger(make_engine(f"sqlite:///{home / 'ledger.db'}"), FileKeystore(keys, passphrase=pw),
+                 sealer=lambda: load_or_create_sealer(keys, passphrase=pw))
     body = new_body(
         "policy.set", "admin", owner="JP-RESERVE", material="NDPR-OXIDE", quorum=1,
         crisis_index="FASTMARKETS-NDPR", crisis_currency="USD", crisis_threshold="95",

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import literal as sa_literal
 from sqlalchemy import select
 
+from keys.sealing import AesGcmSealer
 from ledger import owner_scope as scope
 from ledger.bundle import COMMITMENTS, ENTRIES, MANIFEST, Bundle
-from ledger.errors import ConfigError, VerificationFailed
+from ledger.errors import ConfigError, KeystoreError, VerificationFailed
 from ledger.kinds.stock import Receipt
 from ledger.owner_bundle import verify_owner_bundle
 from ledger.owner_scope_verify import owner_balances
@@ -26,7 +28,8 @@ from ledger.store import owner_scope
 from ledger.store.audit import export_bundle, verify_database
 from ledger.store.owner_export import export_owner_bundle
 from ledger.store.projections import read_table
-from ledger.store.schema import entries, owner_commitments
+from ledger.store.schema import entries, owner_commitments, owner_keys
+from ledger.store.schema import owner_scope as owner_scope_table
 from ledger.timefmt import now
 from ledger.verify import verify_history
 from tests.release_helpers import authorise, set_policy
@@ -58,10 +61,25 @@ def _receipt(led: Ledger, actor: str, site: str, owner: str, lot: str, qty: int,
     ).first_seq  # fmt: skip
 
 
+def keyring(led: Ledger) -> owner_scope.OwnerKeyring:
+    """The ledger's keyring: owners' secrets are stored sealed (migration 0015), here with
+    an in-memory sealing key unless the ledger has one."""
+    if led.sealer is None:
+        led.sealer = AesGcmSealer.generate()
+    kr = led.owner_keyring()
+    assert kr is not None
+    return kr
+
+
+def key_file(led: Ledger, owner: str) -> str:
+    return owner_scope.key_file(led.engine, owner, keyring=keyring(led))
+
+
 def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
     """The three-owner history on a log switched to v2 right after its genesis."""
+    keyring(led)
     if enable:
-        owner_scope.enable(led.engine)
+        owner_scope.enable(led.engine, keyring=keyring(led))
     users = [
         ("olga", ["operator"], [SITE_JP1, SITE_JP2], []),
         ("omar", ["operator"], [SITE_RO], []),
@@ -122,8 +140,8 @@ def build(led: Ledger, *, enable: bool = True) -> dict[str, int]:
 def _history(led: Ledger, tmp_path: Path) -> tuple[Ledger, dict[str, int], Path, str]:
     seqs = build(led)
     out = tmp_path / "jp"
-    export_owner_bundle(led.engine, JP, out)
-    return led, seqs, out, owner_scope.key_file(led.engine, JP)
+    export_owner_bundle(led.engine, JP, out, keyring=keyring(led))
+    return led, seqs, out, key_file(led, JP)
 
 
 @pytest.fixture
@@ -178,13 +196,13 @@ def test_scoped_bundle_verifies_and_holds_nothing_of_other_owners(history_any: A
 
 def test_full_verify_and_full_bundle_still_check_everything(history: Any, tmp_path: Path) -> None:
     led, _, _, _ = history
-    report = verify_database(led.engine, trusted_log_key=_trust(led))
+    report = verify_database(led.engine, trusted_log_key=_trust(led), keyring=keyring(led))
     assert report.size > 0
     full = tmp_path / "full"
     export_bundle(led.engine, full)
     b = Bundle(full)
     assert (full / COMMITMENTS).is_file()
-    keys = {o: [scope.read_key_file(owner_scope.key_file(led.engine, o))[2][0].secret] for o in (JP, FR, RO)}
+    keys = {o: [scope.read_key_file(key_file(led, o))[2][0].secret] for o in (JP, FR, RO)}
     rep = verify_history(b.rows(), b.checkpoints(), trusted_log_key=_trust(led), owner_secrets=keys)
     assert rep.size == report.size and rep.root == report.root
 
@@ -268,7 +286,7 @@ def test_a_log_writing_a_wrong_owner_commitment_is_caught_by_full_verify(
     seq = _receipt(led, "olga", SITE_JP1, JP, LOT_JP, 1_000, "Lynas Rare Earths", "PO-JP-2")
     monkeypatch.setattr(owner_scope.Committer, "commit", honest)
     with pytest.raises(VerificationFailed, match=f"owner {JP}") as ei:
-        verify_database(led.engine, trusted_log_key=_trust(led))
+        verify_database(led.engine, trusted_log_key=_trust(led), keyring=keyring(led))
     assert ei.value.seq == seq
 
 
@@ -287,12 +305,12 @@ def test_rotation_keeps_old_leaves_verifiable_and_needs_every_epoch(
 ) -> None:
     led = sqlite_ledger
     build(led)
-    before = owner_scope.key_file(led.engine, JP)
-    assert owner_scope.rotate(led.engine, JP) == 2
+    before = key_file(led, JP)
+    assert owner_scope.rotate(led.engine, JP, keyring=keyring(led)) == 2
     _receipt(led, "olga", SITE_JP1, JP, LOT_JP, 2_000, "Lynas Rare Earths", "PO-JP-3")
     out = tmp_path / "jp"
-    export_owner_bundle(led.engine, JP, out)
-    after = owner_scope.key_file(led.engine, JP)
+    export_owner_bundle(led.engine, JP, out, keyring=keyring(led))
+    after = key_file(led, JP)
     assert len(scope.read_key_file(after)[2]) == 2
     rep = _verify(led, out, after)
     assert rep.balances[(SITE_JP1, LOT_JP)].quantity == 44_002_000
@@ -300,7 +318,7 @@ def test_rotation_keeps_old_leaves_verifiable_and_needs_every_epoch(
     # looks as if its commitment left JP out, and verification says so.
     with pytest.raises(VerificationFailed, match="owner commitment"):
         _verify(led, out, before)
-    verify_database(led.engine, trusted_log_key=_trust(led))
+    verify_database(led.engine, trusted_log_key=_trust(led), keyring=keyring(led))
 
 
 def test_scoped_bundle_refuses_the_wrong_owner_or_key_file(history: Any) -> None:
@@ -352,3 +370,124 @@ def test_a_v1_leaf_after_the_first_v2_leaf_is_refused(history: Any, tmp_path: Pa
     with pytest.raises(VerificationFailed, match="v1 leaf") as ei:
         _verify(led, out, key_file)
     assert ei.value.seq == seq
+
+
+# -- owners' secrets stored sealed (migration 0015) -------------------------------------
+
+
+def _secrets_of(led: Ledger) -> list[bytes]:
+    return [
+        e.secret for o in (JP, FR, RO) for e in scope.read_key_file(key_file(led, o))[2]
+    ]
+
+
+def _leaks(blob: bytes, secret: bytes) -> bool:
+    import base64
+
+    return any(v in blob for v in (secret, secret.hex().encode(), base64.b64encode(secret)))
+
+
+def test_secrets_are_sealed_and_a_backup_restores_them(history: Any, tmp_path: Path) -> None:
+    """Neither the database nor a backup holds an owner's secret in the clear; restored
+    with the same keystore, the log goes on writing and proving owner commitments."""
+    from ledger.store.backup import restore, write_backup
+    from ledger.store.db import make_engine
+
+    led, _, _, before_key = history
+    secrets_ = _secrets_of(led)
+    with led.engine.connect() as conn:
+        rows = conn.execute(select(owner_keys)).all()
+    assert rows and all(r.secret is None and r.nonce and r.sealed for r in rows)
+    file = tmp_path / "ledger.backup"
+    info = write_backup(led.engine, file)
+    blob = file.read_bytes()
+    assert not any(_leaks(blob, s) for s in secrets_)
+
+    target = make_engine(f"sqlite:///{tmp_path / 'restored.db'}")
+    restore(target, file, trusted_log_key=_trust(led), checkpoint=info.checkpoint)
+    again = Ledger(target, led.keystore, led.sealer)
+    assert key_file(again, JP) == before_key  # opened with the same sealing key
+    seq = _receipt(again, "olga", SITE_JP1, JP, LOT_JP, 1_000, "Lynas Rare Earths", "PO-JP-R")
+    out = tmp_path / "jp-restored"
+    export_owner_bundle(target, JP, out, keyring=keyring(again))
+    rep = verify_owner_bundle(out, owner=JP, key_file=key_file(again, JP), trusted_log_key=_trust(led))
+    assert rep.size == seq + 1
+    verify_database(target, trusted_log_key=_trust(led), keyring=keyring(again))
+
+    # Another keystore's sealing key does not open them, and says so without detail.
+    stranger = Ledger(target, led.keystore, AesGcmSealer.generate())
+    with pytest.raises(KeystoreError) as ei:
+        key_file(stranger, JP)
+    assert not any(_leaks(str(ei.value).encode(), s) for s in secrets_)
+
+
+def test_a_sealed_secret_moved_to_another_owner_does_not_open(history: Any) -> None:
+    led = history[0]
+    kr = keyring(led)
+    with led.engine.connect() as conn:
+        jp = conn.execute(select(owner_keys).where(owner_keys.c.owner == JP)).one()
+    fresh = owner_scope.OwnerKeyring(led.sealer)  # no cache: really opens
+    with pytest.raises(KeystoreError):
+        fresh.open(FR, 1, bytes(jp.nonce), bytes(jp.sealed))
+    assert fresh.open(JP, 1, bytes(jp.nonce), bytes(jp.sealed)) == kr.open(JP, 1, bytes(jp.nonce), bytes(jp.sealed))
+    assert "secret" not in repr(kr) and jp.nonce.hex() not in repr(kr)
+
+
+def test_cleartext_rows_from_before_0015_are_sealed_in_place(ledger: Ledger) -> None:
+    """A log that enabled owner scope before migration 0015 kept its secrets in the clear:
+    they still work, ``seal_cleartext`` seals them, and the triggers allow that update only."""
+    from alembic import command
+    from sqlalchemy import delete, insert, update
+
+    from ledger.store.db import _alembic_config
+
+    led = ledger  # SQLite and PostgreSQL: each has its own triggers
+    cfg = _alembic_config()
+    with led.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0014")
+        # What 0013's write path stored: the secret in the clear.
+        conn.execute(insert(owner_scope_table).values(id=1, from_seq=1))
+        conn.execute(
+            insert(owner_keys).from_select(
+                ["owner", "epoch", "secret", "from_seq"],
+                select(sa_literal(JP), sa_literal(1), sa_literal(b"\x07" * 32), sa_literal(1)),
+            )
+        )
+    with led.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    led.act("admin", "owner.registered", code=JP, name="JOGMEC national reserve", country="JP")
+    kr = keyring(led)
+    with led.engine.connect() as conn:
+        assert owner_scope.read_secrets(conn, keyring=None)[JP][0].secret == b"\x07" * 32
+    with pytest.raises(Exception, match="append-only"), led.engine.begin() as conn:
+        conn.execute(update(owner_keys).values(from_seq=5))
+    assert owner_scope.seal_cleartext(led.engine, keyring=kr) == 1
+    with led.engine.connect() as conn:
+        row = conn.execute(select(owner_keys)).one()
+        assert row.secret is None and row.sealed
+        assert owner_scope.read_secrets(conn, keyring=owner_scope.OwnerKeyring(led.sealer))[JP][0].secret == b"\x07" * 32  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="sealed"):
+            owner_scope.read_secrets(conn, keyring=None)
+    assert owner_scope.seal_cleartext(led.engine, keyring=kr) == 0
+    for stmt in (update(owner_keys).values(secret=b"\x07" * 32, sealed=None, nonce=None), delete(owner_keys)):
+        with pytest.raises(Exception, match="append-only"), led.engine.begin() as conn:
+            conn.execute(stmt)
+    verify_database(led.engine, trusted_log_key=_trust(led), keyring=kr)
+
+
+def test_an_owner_sharing_a_site_gets_a_bundle_that_verifies(history: Any, tmp_path: Path) -> None:
+    """FR's stock sits in RO's bunker, whose registration names RO too: FR's bundle gives
+    RO's registration as support (the replay refuses a site of an unknown owner) and still
+    nothing of JP's, and nothing of RO's stock."""
+    led = history[0]
+    out = tmp_path / "fr"
+    export_owner_bundle(led.engine, FR, out, keyring=keyring(led))
+    rep = verify_owner_bundle(out, owner=FR, key_file=key_file(led, FR), trusted_log_key=_trust(led))
+    assert rep.balances[(SITE_RO, LOT_FR)].quantity == 8_000_000
+    blob = b"".join(p.read_bytes() for p in out.iterdir())
+    # (JP's code is there: JP's official signed a price observation, which every owner
+    # receives, so that key's registration, scoped to JP, is support. JP's lots, orders
+    # and references are not.)
+    assert not any(s.encode() in blob for s in (LOT_JP, LOT_RO, "PO-RO-0042", "PO-JP-1", "Shin-Etsu Chemical"))

@@ -29,6 +29,7 @@ from ledger.store.access import iter_access, iter_access_checkpoints
 from ledger.store.audit import db_rows, export_bundle
 from ledger.store.log import head
 from ledger.store.owner_export import export_owner_bundle
+from ledger.store.owner_scope import read_commitments
 from ledger.store.proofs import prove_consistency, prove_inclusion
 from ledger.store.witnesses import cosigned_note
 
@@ -75,9 +76,11 @@ def consistency(
 def entries_page(
     start: SeqQuery = 0,
     limit: int = Query(default=100, ge=1, le=1000),
+    p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     """Signed entries as stored (canonical leaves), for auditors."""
+    policy.require_full_log(p, what="read the whole log's entries")
     with svc.reader.connect() as conn:
         size = int(head(svc.reader).size)
         rows = []
@@ -92,6 +95,7 @@ def export(
 ) -> StreamingResponse:
     """The whole history as JSON lines (one canonical leaf per line), streamed; recorded
     in the access log. ``reserve export`` writes the full bundle."""
+    policy.require_full_log(p, what="export the whole log")
     size = int(head(svc.reader).size)
     access_event(svc, request, action="export", outcome="started", size=size)
 
@@ -108,11 +112,13 @@ def leaves(
     request: Request,
     start: int = Query(ge=0, le=2**53),
     end: int = Query(ge=1, le=2**53),
+    p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
     """Entries ``start`` to ``end - 1`` as stored, one canonical leaf per line (JSON
     lines), streamed: what ``reserve audit sync`` fetches beyond its last checkpoint.
     Recorded in the access log as an export."""
+    policy.require_full_log(p, what="read the whole log's entries")
     size = int(head(svc.reader).size)
     if not start < end <= size:
         raise InvalidEntry(f"entries must lie within the log's {size} entries, start < end", field="end")
@@ -122,6 +128,34 @@ def leaves(
         with svc.reader.connect() as conn:
             for row in db_rows(conn, upto=end, start=start):
                 yield row.line + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+@router.get("/commitments", **roles(AUDITOR))
+def commitments(
+    request: Request,
+    start: int = Query(ge=0, le=2**53),
+    end: int = Query(ge=1, le=2**53),
+    p: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> StreamingResponse:
+    """The owner commitments of the v2 leaves among entries ``start`` to ``end - 1``
+    (issue #14), JSON lines ``{"seq": N, "commitment": HEX}`` as in a bundle's
+    ``owner_commitments.jsonl``: ``reserve audit sync`` fetches them with ``/log/leaves``
+    (each is bound into its leaf hash). A full auditor's read, like the leaves."""
+    policy.require_full_log(p, what="read the owner commitments")
+    size = int(head(svc.reader).size)
+    if not start < end <= size:
+        raise InvalidEntry(f"entries must lie within the log's {size} entries, start < end", field="end")
+    access_event(svc, request, action="export", outcome="started", size=end, start=start, format="commitments")
+
+    def lines() -> Iterator[bytes]:
+        with svc.reader.connect() as conn:
+            for lo in range(start, end, 2000):
+                found = read_commitments(conn, start=lo, end=min(end, lo + 2000))
+                for seq in sorted(found):
+                    yield json.dumps({"seq": seq, "commitment": found[seq].hex()}).encode() + b"\n"
 
     return StreamingResponse(lines(), media_type="application/jsonl")
 
@@ -143,7 +177,9 @@ def bundle(
         if owner is None:
             size, _root = export_bundle(svc.reader, work / "bundle")
         else:
-            size, _root, _given = export_owner_bundle(svc.reader, owner, work / "bundle")
+            size, _root, _given = export_owner_bundle(
+                svc.reader, owner, work / "bundle", keyring=svc.ledger.owner_keyring()
+            )
         scope = {} if owner is None else {"owner": owner}
         access_event(svc, request, action="export", outcome="started", size=size, format="bundle", **scope)
     except BaseException:

@@ -156,7 +156,11 @@ def verify_database(
     progress: bool | None = None,
     anchor: str | None = None,
     observer: VerifyObserver | None = None,
+    keyring: owner_scope.OwnerKeyring | None = None,
 ) -> Report:
+    """Verify the whole log in the database. ``keyring`` opens the owners' sealed
+    secrets, so each v2 leaf's owner commitment is checked too (issue #14); without it
+    that one check is made only for secrets stored in the clear (before migration 0015)."""
     with engine.begin() as conn:
         return verify_connection(
             conn,
@@ -165,6 +169,7 @@ def verify_database(
             progress=progress,
             anchor=anchor,
             observer=observer,
+            keyring=keyring,
         )
 
 
@@ -176,6 +181,7 @@ def verify_connection(
     progress: bool | None = None,
     anchor: str | None = None,
     observer: VerifyObserver | None = None,
+    keyring: owner_scope.OwnerKeyring | None = None,
 ) -> Report:
     """:func:`verify_database` inside the caller's transaction (a restore verifies what
     it wrote before it commits)."""
@@ -192,7 +198,7 @@ def verify_connection(
         expected_size=_head_size(conn),
         anchor=anchor,
         observer=_Both(stored, observer) if observer is not None else stored,
-        owner_secrets=_all_owner_secrets(conn),
+        owner_secrets=_all_owner_secrets(conn, keyring),
     )
     head_postings = conn.execute(select(log_state.c.postings)).scalar_one_or_none()
     stored.finish(head_postings=int(head_postings or 0))
@@ -208,12 +214,17 @@ def verify_connection(
     return report
 
 
-def _all_owner_secrets(conn: Connection) -> dict[str, list[bytes]] | None:
+def _all_owner_secrets(
+    conn: Connection, keyring: owner_scope.OwnerKeyring | None
+) -> dict[str, list[bytes]] | None:
     """Every owner's every secret epoch: the full verify checks each v2 leaf's owner
-    commitment with them (issue #14). None on a log that never switched to v2."""
+    commitment with them (issue #14). None on a log that never switched to v2, or whose
+    secrets are sealed and no keyring was given (a restore, a reader without the keystore)."""
     if owner_scope.enabled_from(conn) is None:
         return None
-    return {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn).items()}
+    if keyring is None and owner_scope.has_sealed(conn):
+        return None
+    return {o: [e.secret for e in es] for o, es in owner_scope.read_secrets(conn, keyring=keyring).items()}
 
 
 def entry_line(engine: Engine, seq: int) -> bytes | None:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 from sqlalchemy import Engine
 
-from ledger.store.audit import db_rows
+from ledger.store import owner_scope
+from ledger.store.audit import CHUNK, db_rows
 from ledger.store.proofs import prove_consistency
 from ledger.store.witnesses import cosigned_note
 
@@ -28,3 +29,9 @@ class DbAuditSource:
         with self.engine.connect() as conn:
             for row in db_rows(conn, upto=end, start=start):
                 yield row.line
+
+    def commitments(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        with self.engine.connect() as conn:
+            for lo in range(start, end, CHUNK):  # bounded memory on a long sync
+                hi = min(end, lo + CHUNK)
+                yield from sorted(owner_scope.read_commitments(conn, start=lo, end=hi).items())

@@ -32,6 +32,7 @@ from ledger.entries import parse_submission
 from ledger.errors import LedgerError, OutcomePending, StorageError
 from ledger.store.idempotency import IdemKey
 from ledger.store.log import BatchItem, append_batch, stored_log_id
+from ledger.store.owner_scope import OwnerKeyring
 
 log = structlog.get_logger("ledger.group_commit")
 
@@ -58,8 +59,10 @@ class GroupCommitter:
         max_batch: int = 256,
         wait: float = 30.0,
         observe: Callable[[int], None] | None = None,
+        keyring: OwnerKeyring | None = None,
     ):
         self._engine = engine
+        self._keyring = keyring  # owners' scoped-audit secrets, sealed (issue #14)
         self._observe = observe  # told each transaction's size (metrics, issue #11)
         self._log_signer = log_signer
         self._max_batch = max_batch
@@ -168,7 +171,8 @@ class GroupCommitter:
 
         try:
             results = append_batch(
-                self._engine, [p.item for p in batch], log_signer=self._log_signer(), more=more
+                self._engine, [p.item for p in batch], log_signer=self._log_signer(),
+                keyring=self._keyring, more=more,
             )
         except LedgerError as exc:
             for p in batch:

@@ -29,7 +29,7 @@ from ledger.state import CLOCK_SKEW, Change, LogInfo, Post, State
 from ledger.store import idempotency, projections, snapshots
 from ledger.store.db import write_transaction
 from ledger.store.idempotency import IdemKey
-from ledger.store.owner_scope import Committer
+from ledger.store.owner_scope import Committer, OwnerKeyring
 from ledger.store.schema import checkpoints, entries, log_state, tree_nodes
 from ledger.timefmt import format_time, now, parse_time
 
@@ -86,6 +86,7 @@ def append(
     log_signer: Signer,
     clock: Any = now,
     also: Callable[[Connection, int], None] | None = None,
+    keyring: OwnerKeyring | None = None,
 ) -> AppendResult:
     """Append signed entries; return the new size, root and signed checkpoint.
 
@@ -93,6 +94,8 @@ def append(
     reducer runs under it, against the head it will extend. ``also(conn, first_seq)``
     runs in the same transaction after the entries are written (e.g. storing a sealed
     location beside the entry that commits to it): if it fails, nothing is written.
+    ``keyring`` opens and seals owners' scoped-audit secrets: needed once the log is
+    owner-scoped (issue #14).
     """
     if not submissions:
         raise ConfigError("nothing to append")
@@ -101,7 +104,7 @@ def append(
     try:
         with write_transaction(engine) as conn:
             _lock(conn)
-            result = _append_locked(conn, parsed, log_signer=log_signer, clock=clock)
+            result = _append_locked(conn, parsed, log_signer=log_signer, clock=clock, keyring=keyring)
             if also is not None:
                 also(conn, result.first_seq)
             return result
@@ -129,10 +132,11 @@ class BatchItem:
 
 
 def _append_locked(
-    conn: Connection, parsed: list[Any], *, log_signer: Signer, clock: Any
+    conn: Connection, parsed: list[Any], *, log_signer: Signer, clock: Any, keyring: OwnerKeyring | None
 ) -> AppendResult:
     _, appended = _append_items(
-        conn, [BatchItem(p) for p in parsed], log_signer=log_signer, clock=clock, isolate=False
+        conn, [BatchItem(p) for p in parsed], log_signer=log_signer, clock=clock, isolate=False,
+        keyring=keyring,
     )
     assert appended is not None
     return appended
@@ -175,6 +179,7 @@ def _append_items(
     clock: Any,
     isolate: bool,
     savepoints: bool = False,
+    keyring: OwnerKeyring | None = None,
 ) -> tuple[list[Any], AppendResult | None]:
     """The reducer and the writes, under the append lock. With ``isolate`` a refused
     entry is answered with its error and the others still go in (group commit);
@@ -208,7 +213,7 @@ def _append_items(
         )
     )
     # Owner commitments of v2 leaves (issue #14); inert on a log not switched to v2.
-    committer = Committer(conn)
+    committer = Committer(conn, keyring=keyring)
     commitment_rows: list[dict[str, Any]] = []
     claims = [item.idempotency for item in items if item.idempotency is not None]
     answered = idempotency.lookup_many(conn, claims)
@@ -420,6 +425,7 @@ def append_batch(
     log_signer: Signer,
     clock: Any = now,
     more: Callable[[], Sequence[BatchItem]] | None = None,
+    keyring: OwnerKeyring | None = None,
 ) -> list[Any]:
     """Group commit: one transaction, one checkpoint, many independent submissions. Each
     result is the entry's seq, a precheck's answer, or the LedgerError that refused it;
@@ -445,14 +451,16 @@ def append_batch(
             try:
                 with conn.begin_nested():
                     results, _ = _append_items(
-                        conn, items, log_signer=log_signer, clock=clock, isolate=True
+                        conn, items, log_signer=log_signer, clock=clock, isolate=True,
+                        keyring=keyring,
                     )
                 return results
             except (LedgerError, DBAPIError, OverflowError) as exc:
                 orig = getattr(exc, "orig", None) or exc
                 log.warning("group_commit_isolating", error_class=type(orig).__name__, size=len(items))
             results, _ = _append_items(
-                conn, items, log_signer=log_signer, clock=clock, isolate=True, savepoints=True
+                conn, items, log_signer=log_signer, clock=clock, isolate=True, savepoints=True,
+                keyring=keyring,
             )
             return results
     except LedgerError:

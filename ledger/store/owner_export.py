@@ -8,8 +8,9 @@ Which leaves are given in full, for owner ``X``:
 2. every leaf that touches :data:`~ledger.rules.owners.EVERY` owner (genesis, log key
    rotations, keys of no owner or site, materials, prices), also from before ``X`` was
    registered: the replay needs them and they hold nothing of another owner;
-3. support: the registrations of the lots ``X``'s entries move and of the keys that
-   signed them (the replay refuses without them, so leaving one out cannot go unseen);
+3. support: the registrations of the lots ``X``'s entries move, of the keys that
+   signed them, and of the other owners they name (a site ``X`` shares, a key scoped to
+   several owners): the replay refuses without them, so leaving one out cannot go unseen;
 4. every v1 leaf (written before the log switched to v2): without a commitment nothing
    could show it is not ``X``'s, so a history begun before issue #14 is given in full up
    to the switch (README).
@@ -32,18 +33,20 @@ from ledger.checkpoint import note_verifier_key
 from ledger.entries import Leaf
 from ledger.errors import ConfigError, NotFound
 from ledger.kinds.keys import KeyRegistered
-from ledger.kinds.stock import LotRegistered
+from ledger.kinds.stock import LotRegistered, OwnerRegistered
 from ledger.owner_scope import names, rest_hash
 from ledger.owner_scope_verify import owner_balances
 from ledger.rules.owners import EVERY, owners_touched
 from ledger.state import KeyRecord
 from ledger.store import owner_scope, projections
 from ledger.store.audit import db_checkpoints, db_rows
+from ledger.store.owner_scope import OwnerKeyring
 from ledger.store.schema import checkpoints, log_state
 from ledger.store.witnesses import cosigned_note
 
 _DECODER = msgspec.json.Decoder(Leaf)
 _LOT_FIELDS = ("lot", "lot_in", "lot_out")
+_OWNER_FIELDS = ("owner", "owners", "custodian")
 
 
 class _KeysView:
@@ -65,7 +68,9 @@ def _plan(conn: Connection, size: int, secrets: list[bytes], log_id: str) -> byt
     full = bytearray(size)
     lot_seq: dict[str, int] = {}
     key_seq: dict[str, int] = {}
+    owner_seq: dict[str, int] = {}
     lots_used: set[str] = set()
+    owners_named: set[str] = set()
     signers: set[str] = set()
     view = _KeysView(projections.read_keys(conn))
     for seq, row in enumerate(db_rows(conn, upto=size)):
@@ -75,21 +80,31 @@ def _plan(conn: Connection, size: int, secrets: list[bytes], log_id: str) -> byt
             lot_seq.setdefault(entry.code, seq)
         elif isinstance(entry, KeyRegistered):
             key_seq.setdefault(entry.public_key, seq)
+        elif isinstance(entry, OwnerRegistered):
+            owner_seq.setdefault(entry.code, seq)
         c = row.commitment
         if c is None or names(c, secrets, log_id=log_id, seq=seq) or owners_touched(entry, view) is EVERY:
             full[seq] = 1
             signers.update(s.pub for s in body.sigs)
             lots_used.update(v for f in _LOT_FIELDS if isinstance(v := getattr(entry, f, None), str))
+            for f in _OWNER_FIELDS:
+                v = getattr(entry, f, None)
+                owners_named.update([v] if isinstance(v, str) else v if isinstance(v, (list, tuple)) else ())
     for lot in lots_used:
         if lot in lot_seq:
             full[lot_seq[lot]] = 1
     for pub in signers:
         if pub in key_seq:
             full[key_seq[pub]] = 1
+    for code in owners_named:
+        if code in owner_seq:
+            full[owner_seq[code]] = 1
     return full
 
 
-def export_owner_bundle(engine: Engine, owner: str, out: Path) -> tuple[int, bytes, int]:
+def export_owner_bundle(
+    engine: Engine, owner: str, out: Path, *, keyring: OwnerKeyring | None
+) -> tuple[int, bytes, int]:
     """Write ``owner``'s scoped bundle to ``out``; return (size, root, entries given)."""
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty")
@@ -103,7 +118,7 @@ def export_owner_bundle(engine: Engine, owner: str, out: Path) -> tuple[int, byt
         if owner_scope.enabled_from(conn) is None:
             # 404 over the API, not 503: the service is fine, the bundle does not exist.
             raise NotFound("no owner-scoped bundles: owner-scoped audit is not enabled on this log")
-        epochs = owner_scope.read_secrets(conn, owner).get(owner)
+        epochs = owner_scope.read_secrets(conn, owner, keyring=keyring).get(owner)
         if not epochs:
             raise NotFound(f"no owner {owner}")
         size = int(head.size)

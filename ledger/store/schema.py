@@ -532,15 +532,24 @@ owner_scope = Table(
     CheckConstraint("from_seq >= 0", name="owner_scope_from_seq_nonneg"),
 )
 
+# Migration 0015: the secret is stored sealed (``nonce``, ``sealed``: AES-256-GCM under the
+# keystore's sealing key); ``secret`` in the clear only in rows from before it, until
+# ``reserve owner-scope seal`` (the one UPDATE the triggers allow: clear to sealed).
 owner_keys = Table(
     "owner_keys",
     metadata,
     Column("owner", String(64), primary_key=True),
     Column("epoch", Integer, primary_key=True, autoincrement=False),
-    Column("secret", LargeBinary(32), nullable=False),
+    Column("secret", LargeBinary(32), nullable=True),
     Column("from_seq", BigInteger, nullable=False),
+    Column("nonce", LargeBinary(12), nullable=True),
+    Column("sealed", LargeBinary(64), nullable=True),
     CheckConstraint("epoch >= 1", name="owner_keys_epoch_positive"),
     CheckConstraint("length(secret) = 32", name="owner_keys_secret_32"),
+    CheckConstraint(
+        "(secret IS NULL) <> (sealed IS NULL) AND (nonce IS NULL) = (sealed IS NULL)",
+        name="owner_keys_sealed_or_clear",
+    ),
 )
 
 owner_commitments = Table(
