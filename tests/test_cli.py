@@ -28,10 +28,14 @@ def add_site(home: Path, *codes: str, owner: str = "OWNER-A") -> None:
     """An owner and sites for a key's scope to name (issue #12: a registration names only
     what exists, and an operator names a site); written directly, two entries or more."""
     from keys import FileKeystore
+    from keys.sealing import load_or_create_sealer
     from ledger.service import Ledger
     from ledger.store.db import make_engine
 
-    led = Ledger(make_engine(f"sqlite:///{home / 'ledger.db'}"), FileKeystore(home / "keys", passphrase=b"cli-test-pass"))
+    keys, pw = home / "keys", b"cli-test-pass"
+    # The log is owner-scoped (reserve init, issue #14): appending opens the owners' sealed secrets.
+    led = Ledger(make_engine(f"sqlite:///{home / 'ledger.db'}"), FileKeystore(keys, passphrase=pw),
+                 sealer=lambda: load_or_create_sealer(keys, passphrase=pw))
     led.act("admin", "owner.registered", code=owner, name="Owner A", country="JP")
     for code in codes or ("SITE-A",):
         led.act("admin", "site.registered", code=code, classification="RESTRICTED", custodian=owner,
