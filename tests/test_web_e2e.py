@@ -257,15 +257,21 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     mx.check("#order-confirm_override")
     _, order_id = _sign(mx, "order", "release.ordered", "minister-order")
 
-    # The operator at site A executes it.
+    # The operator at site A sees the order in her inbox (GET /orders?executable=true);
+    # one click fills the release form; the operator at site B is not offered it.
+    omar.goto("/web/operator")
+    assert order_id not in omar.inner_text("main")
     olga.goto("/web/operator")
-    olga.click("summary:has-text('Release under an order')")
-    olga.select_option("#release-site", SITE_A)
-    olga.select_option("#release-owner", JP)
+    row = olga.locator("#executable-orders tr", has_text=order_id)
+    assert "1 t" in row.inner_text()
+    row.get_by_role("button", name=f"Release at {SITE_A}").click()
+    assert olga.input_value("#release-order") == order_id
+    assert olga.input_value("#release-site") == SITE_A
+    assert olga.input_value("#release-owner") == JP
+    assert olga.input_value("#release-recipient") == "Shin-Etsu Chemical"
+    assert olga.input_value("#release-quantity") == "1 t"
     olga.fill("#release-lot", LOT_NDPR)
     olga.fill("#release-quantity", "0.4 t")
-    olga.fill("#release-order", order_id)
-    olga.fill("#release-recipient", "Shin-Etsu Chemical")
     _sign(olga, "release", "stock.release", "operator-release")
 
     # The order's report: the execution, the remaining cap.

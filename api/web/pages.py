@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import services
 from api.params import ENTRY_ID
+from api.routes import inbox as inbox_routes
 from api.routes import log as log_routes
 from api.routes import proposals as proposal_routes
 from api.routes import reads, registry, releases
@@ -23,7 +24,6 @@ from api.web.session import PageRefused, may, page_principal, require
 from ledger import policy
 from ledger.errors import LedgerError
 from ledger.policy import ADMIN, AUDITOR, MINISTER, OFFICIAL, OPERATOR, Principal
-from ledger.store import reports
 from ledger.timefmt import now
 
 router = APIRouter(include_in_schema=False)
@@ -126,14 +126,12 @@ async def operator(
     lots = await _call(registry.lots, svc=svc)
     owners = await _call(registry.owners, svc=svc)
     waiting = await _call(proposal_routes.list_proposals, for_="me", p=p, svc=svc)
-
-    def transfers() -> list[Any]:
-        # No inbox route in the API yet: transfers touching this operator's own sites,
-        # read with the operator's site scope (ledger.policy), never anyone else's.
-        with svc.reader.connect() as conn:
-            return reports.open_transfers(conn, sites=sorted(p.sites))
-
-    open_t = await run_in_threadpool(transfers)
+    # The API's inboxes (issue #12): what is on its way to the operator's sites, and the
+    # orders they may execute there now (the rules' executable_at, not re-derived here).
+    inbound = await _call(inbox_routes.transfers, inbound=True, p=p, svc=svc)
+    moving = await _call(inbox_routes.transfers, inbound=False, p=p, svc=svc)
+    executable = await _call(inbox_routes.orders, executable=True, p=p, svc=svc)
+    inbound_ids = {t["id"] for t in inbound["transfers"]}
     return _page(
         request,
         p,
@@ -143,11 +141,28 @@ async def operator(
         sites=[s["code"] for s in sites["sites"]],
         lots=lots["lots"],
         owners=owners["owners"],
-        inbound=[t for t in open_t if t.to_site in p.sites],
-        outbound=[t for t in open_t if t.from_site in p.sites and t.to_site not in p.sites],
+        inbound=inbound["transfers"],
+        outbound=[t for t in moving["transfers"] if t["id"] not in inbound_ids],
+        orders=executable["orders"],
+        executes=_executing_forms(),
+        recipient_field={"release": "recipient", "sale": "buyer", "loan": "borrower"},
+        verbs={"release": "Release", "sale": "Sell", "loan": "Lend"},
         proposals=waiting["proposals"],
         now=now(),
     )
+
+
+# The operator page's form for each movement kind that executes an order.
+_FORM_OF_KIND = {"stock.release": "release", "stock.sale": "sale", "stock.loan_out": "loan"}
+
+
+def _executing_forms() -> dict[str, str]:
+    """Regime -> the form that executes an order of it: the rules' table
+    (``ledger.rules.release.EXECUTING_KINDS``), not a copy."""
+    from ledger.reducer import apply  # noqa: F401  (loads the rule book: rules import each other)
+    from ledger.rules.release import EXECUTING_KINDS
+
+    return {regime: _FORM_OF_KIND[kinds[0]] for regime, kinds in EXECUTING_KINDS.items()}
 
 
 # -- officials and ministers ----------------------------------------------------------------------
