@@ -313,7 +313,7 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
 
     # The whole log verifies with the command line, and what the browser signed carries
     # the browser's keys.
-    env = {**os.environ, "RESERVE_HOME": str(w.home), "RESERVE_PASSPHRASE": PASSPHRASE}
+    env = {**os.environ, "RESERVE_HOME": str(w.home), "RESERVE_PASSPHRASE": PASSPHRASE.decode()}
     reserve = Path(sys.executable).parent / "reserve"
     cmd = [str(reserve)] if reserve.exists() else [sys.executable, "-m", "cli.main"]
     proc = subprocess.run(

@@ -203,6 +203,7 @@ async def release_page(
         sites=[s["code"] for s in sites["sites"]],
         proposals=waiting["proposals"],
         may_request=may(app, p, "POST", "/releases/requests"),
+        may_price=may(app, p, "POST", "/releases/prices"),
         may_approve=may(app, p, "POST", "/releases/requests/{request_id}/approve"),
         may_order=may(app, p, "POST", "/releases/orders"),
         may_revoke=may(app, p, "POST", "/releases/orders/{order_id}/revoke"),
