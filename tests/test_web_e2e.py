@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from ledger.entries import sign_body
 from ledger.service import new_body
 from ledger.store.schema import entries
-from ledger.timefmt import now
+from ledger.timefmt import format_time, now, parse_time
 from tests import api_fixtures
 from tests.api_fixtures import (
     JP,
@@ -166,8 +167,11 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
 
     # A count beyond tolerance proposed by another operator of the site waits for wolga's
     # co-signature; she reads the entry and co-signs it with her browser key.
+    # Counted a few seconds ago: the receipt form's time (whole seconds, from the page's
+    # load) must not fall before the count's, which the rules refuse.
+    counted_at = format_time(parse_time(now()) - timedelta(seconds=5))
     count = new_body("stock.count", SELF_CUSTODY_USER, site=SITE_A, owner=JP, lot=LOT_NDPR,
-                     book=38_000_000, counted=37_000_000, occurred_at=now())  # fmt: skip
+                     book=38_000_000, counted=37_000_000, occurred_at=counted_at)  # fmt: skip
     signed = sign_body(count, [w.template.sam], log_id=LOG_ID)
     opened = w.client.post("/proposals", json={**signed, "cosigners": ["wolga"]}, headers=w.auth(SELF_CUSTODY_USER))
     assert opened.status_code == 201, opened.text

@@ -250,16 +250,16 @@ async function submitEntry(form) {
   const fields = formFields(form);
   const user = currentUser();
   const rec = user ? await getKey(user) : undefined;
+  // Co-signers named (a count beyond tolerance) open a proposal instead (POST
+  // /proposals): the entry waits there for their signatures. None named: not sent.
+  const proposal = $("[data-proposal]", form);
+  const cosigners = proposal ? fields[proposal.name] || [] : [];
+  if (proposal && (rec || !cosigners.length)) delete fields[proposal.name];
   try {
     await resolveRefs(form, fields);
     if (rec) {
       // Own key: the service builds the unsigned body (units, schema); we show it, sign
       // its RFC 8785 form here and send it to POST /entries.
-      // Naming co-signers (a count beyond tolerance) opens a proposal instead
-      // (POST /proposals): the entry waits there for their signatures.
-      const proposal = $("[data-proposal]", form);
-      const cosigners = proposal ? fields[proposal.name] || [] : [];
-      if (proposal) delete fields[proposal.name];
       const prepared = await api("POST", "/web/prepare", { kind: form.dataset.kind, fields });
       const body = nfc(prepared.entry);
       const waits = cosigners.length ? ` It then waits for the co-signature of ${cosigners.join(", ")}.` : "";
