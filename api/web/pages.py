@@ -5,7 +5,6 @@ scope filtering is ``ledger.policy``'s as in the API. Nothing here decides a rul
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services
-from api.params import ENTRY_ID
+from api.params import RefPath
 from api.routes import inbox as inbox_routes
 from api.routes import log as log_routes
 from api.routes import proposals as proposal_routes
@@ -78,7 +77,7 @@ async def _call(fn: Any, /, **kw: Any) -> Any:
 
         status = status_for(exc)
         raise PageRefused(
-            status if status in (403, 404) else 409, exc.code, exc.public_message
+            status if status in (403, 404, 422) else 409, exc.code, exc.public_message
         ) from None
 
 
@@ -237,14 +236,14 @@ def _cover_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @router.get("/web/orders/{order_id}", response_class=HTMLResponse)
 async def order_report(
-    order_id: str,
+    order_id: RefPath,
     request: Request,
     p: Principal = Depends(page_principal),
     svc: Services = Depends(services),
 ) -> HTMLResponse:
+    """The order named as the API's report route takes it (issue #12): its seq, id, an
+    id prefix, or its request; resolved and refused by that route's own function."""
     require(request.app, p, "GET", "/releases/orders/{order_id}/report")
-    if not re.fullmatch(ENTRY_ID, order_id):
-        raise PageRefused(404, "not-found", "no such order")
     rep = await _call(releases.order_report, order_id=order_id, p=p, svc=svc)
     return _page(request, p, "order.html", "Order report", report=rep)
 
