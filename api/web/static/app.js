@@ -452,7 +452,6 @@ function wire() {
     $("#approve-request").value = b.dataset.request;
     f.requestSubmit();
   }));
-  $$("input[data-now]").forEach((i) => { i.value = new Date().toISOString().replace(/\.\d+Z$/, "Z"); });
   $$("input[data-hash-into]").forEach((i) => i.addEventListener("change", async () => {
     const file = i.files[0];
     if (file) $(`#${i.dataset.hashInto}`).value = await sha256Hex(await file.arrayBuffer());
