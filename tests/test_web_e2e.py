@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from ledger.entries import sign_body
 from ledger.service import new_body
 from ledger.store.schema import entries
-from ledger.timefmt import now
+from ledger.timefmt import format_time, now, parse_time
 from tests import api_fixtures
 from tests.api_fixtures import (
     JP,
@@ -166,8 +167,11 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
 
     # A count beyond tolerance proposed by another operator of the site waits for wolga's
     # co-signature; she reads the entry and co-signs it with her browser key.
+    # Counted a few seconds ago: the receipt form's time (whole seconds, from the page's
+    # load) must not fall before the count's, which the rules refuse.
+    counted_at = format_time(parse_time(now()) - timedelta(seconds=5))
     count = new_body("stock.count", SELF_CUSTODY_USER, site=SITE_A, owner=JP, lot=LOT_NDPR,
-                     book=38_000_000, counted=37_000_000, occurred_at=now())  # fmt: skip
+                     book=38_000_000, counted=37_000_000, occurred_at=counted_at)  # fmt: skip
     signed = sign_body(count, [w.template.sam], log_id=LOG_ID)
     opened = w.client.post("/proposals", json={**signed, "cosigners": ["wolga"]}, headers=w.auth(SELF_CUSTODY_USER))
     assert opened.status_code == 201, opened.text
@@ -257,15 +261,21 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
     mx.check("#order-confirm_override")
     _, order_id = _sign(mx, "order", "release.ordered", "minister-order")
 
-    # The operator at site A executes it.
+    # The operator at site A sees the order in her inbox (GET /orders?executable=true);
+    # one click fills the release form; the operator at site B is not offered it.
+    omar.goto("/web/operator")
+    assert order_id not in omar.inner_text("main")
     olga.goto("/web/operator")
-    olga.click("summary:has-text('Release under an order')")
-    olga.select_option("#release-site", SITE_A)
-    olga.select_option("#release-owner", JP)
+    row = olga.locator("#executable-orders tr", has_text=order_id)
+    assert "1 t" in row.inner_text()
+    row.get_by_role("button", name=f"Release at {SITE_A}").click()
+    assert olga.input_value("#release-order") == order_id
+    assert olga.input_value("#release-site") == SITE_A
+    assert olga.input_value("#release-owner") == JP
+    assert olga.input_value("#release-recipient") == "Shin-Etsu Chemical"
+    assert olga.input_value("#release-quantity") == "1 t"
     olga.fill("#release-lot", LOT_NDPR)
     olga.fill("#release-quantity", "0.4 t")
-    olga.fill("#release-order", order_id)
-    olga.fill("#release-recipient", "Shin-Etsu Chemical")
     _sign(olga, "release", "stock.release", "operator-release")
 
     # The order's report: the execution, the remaining cap.
@@ -307,7 +317,7 @@ def test_each_users_main_task_in_the_browser(web: tuple[World, Browser]) -> None
 
     # The whole log verifies with the command line, and what the browser signed carries
     # the browser's keys.
-    env = {**os.environ, "RESERVE_HOME": str(w.home), "RESERVE_PASSPHRASE": PASSPHRASE}
+    env = {**os.environ, "RESERVE_HOME": str(w.home), "RESERVE_PASSPHRASE": PASSPHRASE.decode()}
     reserve = Path(sys.executable).parent / "reserve"
     cmd = [str(reserve)] if reserve.exists() else [sys.executable, "-m", "cli.main"]
     proc = subprocess.run(

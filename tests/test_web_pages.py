@@ -17,6 +17,8 @@ import pytest
 from ledger.policy import ADMIN, AUDITOR, MINISTER, OFFICIAL, OPERATOR
 from tests import api_fixtures
 from tests.api_fixtures import (
+    JP,
+    LOT_NDPR,
     SITE_A,
     SITES,
     World,
@@ -202,4 +204,39 @@ def test_sign_out_denies_the_token(web: tuple[World, Browser]) -> None:
     finally:
         ctx.close()
     assert w.client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert b.errors == []
+
+
+def test_custodial_count_and_its_second_officer_input(web: tuple[World, Browser]) -> None:
+    """A demo user (custodial key): a count with the co-signer input left empty is
+    recorded; naming a co-signer is the API's refusal (custodial counts are not
+    co-signed), shown beside that input, and nothing is written."""
+    w, b = web
+    ctx = b.person()
+    try:
+        page = ctx.new_page()
+        sign_in_with_token(page, w.token("olga"))
+        page.goto("/web/operator")
+        page.click("summary:has-text('Stock count')")
+        page.select_option("#count-site", SITE_A)
+        page.select_option("#count-owner", JP)
+        page.fill("#count-lot", LOT_NDPR)
+        page.fill("#count-book", "38 t")
+        page.fill("#count-counted", "38 t")
+        page.fill("#count-cosigners", "omar")
+        page.click("#count button[type=submit]")
+        page.wait_for_selector("#confirm[open]")
+        page.click("#confirm-sign")
+        page.wait_for_selector("#count-cosigners-error:not(:empty)")
+        assert "co-signed" in page.inner_text("#count-cosigners-error")
+        page.fill("#count-cosigners", "")
+        page.click("#count button[type=submit]")
+        page.wait_for_selector("#confirm[open]")
+        assert "cosigners" not in page.inner_text("#confirm-body")
+        page.click("#confirm-sign")
+        page.wait_for_selector("#status.ok")
+        assert page.inner_text("#status").startswith("Recorded stock.count: seq ")
+        shot(page, "custodial-count")
+    finally:
+        ctx.close()
     assert b.errors == []

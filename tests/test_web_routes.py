@@ -1,13 +1,18 @@
 """The web layer's own routes without a browser (issue #13): the session cookie, the
-unsigned body the pages sign, refusals as pages, headers. Fast; the browser tests are
-tests/test_web_pages.py and tests/test_web_e2e.py."""
+unsigned body the pages sign, refusals as pages, headers, references and the operator's
+inbox. Fast; the browser tests are tests/test_web_pages.py, tests/test_web_e2e.py and
+tests/test_web_forms.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from ledger.store.schema import entries
 from tests import api_fixtures
-from tests.api_fixtures import JP, LOT_NDPR, SITE_A, World
+from tests.api_fixtures import JP, LOT_NDPR, NDPR, SITE_A, World
+from tests.release_helpers import authorise, set_policy
 
 api_template = api_fixtures.api_template
 world = api_fixtures.world
@@ -106,3 +111,46 @@ def test_docs_and_pages_name_no_other_host(world: World) -> None:
     for path in ("/", "/web/enrol", "/docs"):
         html = world.client.get(path).text
         assert "http://" not in html and "https://" not in html, path
+
+
+def test_order_pages_take_references_and_the_inbox_offers_the_executing_form(world: World) -> None:
+    """Issue #12 in the pages: the order report page takes what the API's report route
+    takes (seq, id, an 8+ character prefix, the request), refuses as that route does, and
+    the operator's page offers an executable order in the form of the movement its
+    regime needs (a loan order: the loan form) at the operator's own sites only."""
+    led = world.svc.ledger
+    set_policy(led, JP, NDPR, minister="max", quorum=1)
+    order_id = authorise(led, owner=JP, material=NDPR, quantity=3_000_000, recipient="Shin-Etsu Chemical",
+                         regime="loan", sites=[SITE_A], requester="fiona", approvers=["felix"], minister="max")  # fmt: skip
+    c = world.client
+    c.post("/web/session", headers=world.auth("max"))
+    with led.engine.connect() as conn:
+        seq = conn.execute(select(entries.c.seq).where(entries.c.entry_id == order_id)).scalar_one()
+    for ref in (order_id, order_id[:8], str(seq)):
+        page = c.get(f"/web/orders/{ref}")
+        assert page.status_code == 200, (ref, page.text)
+        assert order_id in page.text and "3 t" in page.text
+    unknown = c.get("/web/orders/0123456789abcdef")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
+    malformed = c.get("/web/orders/not-an-id")
+    assert malformed.status_code == 422 and "not-an-id" not in malformed.text
+    c.cookies.clear()
+    c.post("/web/session", headers=world.auth("olga"))
+    html = c.get("/web/operator").text
+    assert f'data-form="loan" data-order="{order_id}" data-site="{SITE_A}"' in html
+    assert 'data-borrower="Shin-Etsu Chemical" data-quantity="3 t"' in html
+    c.cookies.clear()
+    c.post("/web/session", headers=world.auth("omar"))  # operator at another site
+    assert order_id not in c.get("/web/operator").text
+    c.cookies.clear()
+
+
+def test_prepare_makes_the_new_forms_kinds(world: World) -> None:
+    resp = _prepare(world, "fiona", "price.observed", {"index": "IDX-NDPR", "material": NDPR, "value": "131250.5",
+                    "currency": "USD", "observed_at": "2026-01-02T03:04:05Z", "source": "Asian Metal"})  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["entry"]["kind"] == "price.observed"
+    resp = _prepare(world, "olga", "stock.conversion", {"site": SITE_A, "owner": JP, "lot_in": LOT_NDPR,
+                    "quantity_in": "1 t", "lot_out": "NDPR-MET-001", "quantity_out": "800",
+                    "occurred_at": "2026-01-02T03:04:05Z", "processor": "Santoku"})  # fmt: skip
+    assert resp.status_code == 422 and resp.json()["field"] == "entry.quantity_out"  # a bare number

@@ -5,7 +5,6 @@ scope filtering is ``ledger.policy``'s as in the API. Nothing here decides a rul
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,7 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services
-from api.params import ENTRY_ID
+from api.params import RefPath
+from api.routes import inbox as inbox_routes
 from api.routes import log as log_routes
 from api.routes import proposals as proposal_routes
 from api.routes import reads, registry, releases
@@ -23,7 +23,6 @@ from api.web.session import PageRefused, may, page_principal, require
 from ledger import policy
 from ledger.errors import LedgerError
 from ledger.policy import ADMIN, AUDITOR, MINISTER, OFFICIAL, OPERATOR, Principal
-from ledger.store import reports
 from ledger.timefmt import now
 
 router = APIRouter(include_in_schema=False)
@@ -78,7 +77,7 @@ async def _call(fn: Any, /, **kw: Any) -> Any:
 
         status = status_for(exc)
         raise PageRefused(
-            status if status in (403, 404) else 409, exc.code, exc.public_message
+            status if status in (403, 404, 422) else 409, exc.code, exc.public_message
         ) from None
 
 
@@ -126,14 +125,12 @@ async def operator(
     lots = await _call(registry.lots, svc=svc)
     owners = await _call(registry.owners, svc=svc)
     waiting = await _call(proposal_routes.list_proposals, for_="me", p=p, svc=svc)
-
-    def transfers() -> list[Any]:
-        # No inbox route in the API yet: transfers touching this operator's own sites,
-        # read with the operator's site scope (ledger.policy), never anyone else's.
-        with svc.reader.connect() as conn:
-            return reports.open_transfers(conn, sites=sorted(p.sites))
-
-    open_t = await run_in_threadpool(transfers)
+    # The API's inboxes (issue #12): what is on its way to the operator's sites, and the
+    # orders they may execute there now (the rules' executable_at, not re-derived here).
+    inbound = await _call(inbox_routes.transfers, inbound=True, p=p, svc=svc)
+    moving = await _call(inbox_routes.transfers, inbound=False, p=p, svc=svc)
+    executable = await _call(inbox_routes.orders, executable=True, p=p, svc=svc)
+    inbound_ids = {t["id"] for t in inbound["transfers"]}
     return _page(
         request,
         p,
@@ -143,11 +140,28 @@ async def operator(
         sites=[s["code"] for s in sites["sites"]],
         lots=lots["lots"],
         owners=owners["owners"],
-        inbound=[t for t in open_t if t.to_site in p.sites],
-        outbound=[t for t in open_t if t.from_site in p.sites and t.to_site not in p.sites],
+        inbound=inbound["transfers"],
+        outbound=[t for t in moving["transfers"] if t["id"] not in inbound_ids],
+        orders=executable["orders"],
+        executes=_executing_forms(),
+        recipient_field={"release": "recipient", "sale": "buyer", "loan": "borrower"},
+        verbs={"release": "Release", "sale": "Sell", "loan": "Lend"},
         proposals=waiting["proposals"],
         now=now(),
     )
+
+
+# The operator page's form for each movement kind that executes an order.
+_FORM_OF_KIND = {"stock.release": "release", "stock.sale": "sale", "stock.loan_out": "loan"}
+
+
+def _executing_forms() -> dict[str, str]:
+    """Regime -> the form that executes an order of it: the rules' table
+    (``ledger.rules.release.EXECUTING_KINDS``), not a copy."""
+    from ledger.reducer import apply  # noqa: F401  (loads the rule book: rules import each other)
+    from ledger.rules.release import EXECUTING_KINDS
+
+    return {regime: _FORM_OF_KIND[kinds[0]] for regime, kinds in EXECUTING_KINDS.items()}
 
 
 # -- officials and ministers ----------------------------------------------------------------------
@@ -188,6 +202,7 @@ async def release_page(
         sites=[s["code"] for s in sites["sites"]],
         proposals=waiting["proposals"],
         may_request=may(app, p, "POST", "/releases/requests"),
+        may_price=may(app, p, "POST", "/releases/prices"),
         may_approve=may(app, p, "POST", "/releases/requests/{request_id}/approve"),
         may_order=may(app, p, "POST", "/releases/orders"),
         may_revoke=may(app, p, "POST", "/releases/orders/{order_id}/revoke"),
@@ -221,14 +236,14 @@ def _cover_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @router.get("/web/orders/{order_id}", response_class=HTMLResponse)
 async def order_report(
-    order_id: str,
+    order_id: RefPath,
     request: Request,
     p: Principal = Depends(page_principal),
     svc: Services = Depends(services),
 ) -> HTMLResponse:
+    """The order named as the API's report route takes it (issue #12): its seq, id, an
+    id prefix, or its request; resolved and refused by that route's own function."""
     require(request.app, p, "GET", "/releases/orders/{order_id}/report")
-    if not re.fullmatch(ENTRY_ID, order_id):
-        raise PageRefused(404, "not-found", "no such order")
     rep = await _call(releases.order_report, order_id=order_id, p=p, svc=svc)
     return _page(request, p, "order.html", "Order report", report=rep)
 

@@ -161,6 +161,10 @@ function showProblem(form, err, prefix = "Not recorded") {
   if (form && doc.field) {
     let name = String(doc.field).replace(/^entry\./, "").replace(/^fields\./, "");
     name = name.split(/[.[]/)[0];
+    // "sigs": the entry lacks a signature (a count beyond tolerance needs a second
+    // officer's): said beside the form's co-signer input, where the user can act on it.
+    const proposal = $("[data-proposal]", form);
+    if (name === "sigs" && proposal) name = proposal.name;
     if (fieldError(form, name, detail)) {
       say(`${prefix}: ${detail}`, "error");
       const input = $(`#${form.id}-${name}`);
@@ -222,24 +226,54 @@ function formFields(form) {
   return fields;
 }
 
+// A signed body names entries by their full id; people type a seq or an id prefix
+// (issue #12). Inputs marked data-ref are resolved by the API's own resolver
+// (GET /registry/refs/{ref}?kind=...) before the body is prepared, so the dialog shows,
+// and the key signs, the id itself. A refusal is the resolver's, beside the input.
+async function resolveRefs(form, fields) {
+  for (const el of $$("[data-ref]", form)) {
+    const v = fields[el.name];
+    if (typeof v !== "string" || v === "" || /^[0-9a-f]{32}$/.test(v)) continue;
+    const kinds = el.dataset.ref === "*" ? "" : `?kind=${encodeURIComponent(el.dataset.ref)}`;
+    try {
+      fields[el.name] = (await api("GET", `/registry/refs/${encodeURIComponent(v)}${kinds}`)).entry_id;
+    } catch (err) {
+      err.doc = { ...(err.doc || {}), field: el.name };
+      throw err;
+    }
+  }
+}
+
 async function submitEntry(form) {
   clearErrors(form);
   say("Preparing the entry…");
   const fields = formFields(form);
   const user = currentUser();
   const rec = user ? await getKey(user) : undefined;
+  // Co-signers named (a count beyond tolerance) open a proposal instead (POST
+  // /proposals): the entry waits there for their signatures. None named: not sent.
+  const proposal = $("[data-proposal]", form);
+  const cosigners = proposal ? fields[proposal.name] || [] : [];
+  if (proposal && (rec || !cosigners.length)) delete fields[proposal.name];
   try {
+    await resolveRefs(form, fields);
     if (rec) {
       // Own key: the service builds the unsigned body (units, schema); we show it, sign
       // its RFC 8785 form here and send it to POST /entries.
       const prepared = await api("POST", "/web/prepare", { kind: form.dataset.kind, fields });
       const body = nfc(prepared.entry);
+      const waits = cosigners.length ? ` It then waits for the co-signature of ${cosigners.join(", ")}.` : "";
       const ok = await confirmDialog(
-        `Signed in this browser with your key ${rec.publicKey.slice(0, 16)}… for log ${prepared.log_id}. Exactly this entry is signed:`,
+        `Signed in this browser with your key ${rec.publicKey.slice(0, 16)}… for log ${prepared.log_id}.${waits} Exactly this entry is signed:`,
         body,
       );
       if (!ok) { say("Nothing was signed."); return; }
       const sig = await signEntry(rec, body, prepared.log_id);
+      if (cosigners.length) {
+        const res = await api("POST", "/proposals", { entry: body, sigs: [sig], cosigners });
+        flashAndReload(`Proposed ${res.kind}: proposal ${res.id}, waiting for ${res.waiting_for.join(", ")}`);
+        return;
+      }
       const res = await api("POST", "/entries", { entry: body, sigs: [sig] }, { idem: true });
       flashAndReload(`Recorded ${res.kind}: seq ${res.seq}, entry id ${res.entry_id}`);
     } else {
@@ -418,7 +452,6 @@ function wire() {
     $("#approve-request").value = b.dataset.request;
     f.requestSubmit();
   }));
-  $$("input[data-now]").forEach((i) => { i.value = new Date().toISOString().replace(/\.\d+Z$/, "Z"); });
   $$("input[data-hash-into]").forEach((i) => i.addEventListener("change", async () => {
     const file = i.files[0];
     if (file) $(`#${i.dataset.hashInto}`).value = await sha256Hex(await file.arrayBuffer());
