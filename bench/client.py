@@ -112,8 +112,8 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None]) -> list[Row]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("reserve serve did not start") from None
                 time.sleep(0.2)
-        receive = ["stock", "receive", "--site", SITE, "--owner", OWNER, "--lot", LOT, "--qty", "1 kg",
-                   "--supplier", "L", "--purity", "99", "--reference", "R"]
+        receive = ["stock", "receive", "--site", SITE, "--owner", OWNER, "--lot", LOT, "--quantity", "1 kg",
+                   "--supplier", "L", "--accepted-purity", "99", "--reference", "R"]
         _reserve(olga, *receive, RESERVE_URL=url, RESERVE_USER="olga")  # logs in, caches the token
         client = _median(lambda: _reserve(olga, *receive, RESERVE_URL=url, RESERVE_USER="olga"), n)
         local = _median(lambda: _reserve(server, *receive, "--as", "otto"), n)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ledger.config import Settings
 from ledger.units import format_quantity
+from ledger.views import quantities_out
 
 
 def add_parser(sub: Any) -> None:
@@ -92,16 +93,25 @@ def _answers(a: argparse.Namespace, **kw: Any) -> Any:
     return answers
 
 
-def _emit(fmt: str, headers: list[str], rows: list[list[Any]], doc: Any) -> None:
+def _emit(fmt: str, headers: list[str], rows: list[list[Any]], doc: Any, *, quantities: int = 0) -> None:
+    """One answer in ``fmt``. Quantities (integer grams in ``rows``; the ``quantities``
+    columns ending ``headers``, where given) come out as the API gives them (issue #12): the
+    table shows the display unit; CSV has the display string and the exact integer beside it
+    (``quantity``, ``quantity_g``); JSON is ``doc`` in the shape of ``ledger.views``."""
+    first = len(headers) - quantities
     if fmt == "json":
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(quantities_out(doc), indent=1))
     elif fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow([h.lower() for h in headers])
-        w.writerows(rows)
+        names = [h.lower().replace(" ", "_") for h in headers]
+        w.writerow([*names[:first], *(n for q in names[first:] for n in (q, f"{q}_g"))])
+        w.writerows(
+            [*row[:first], *(x for g in row[first:] for x in (format_quantity(g), g))] for row in rows
+        )
     else:
-        widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-        for row in [headers, *rows]:
+        shown = [[*row[:first], *(format_quantity(g) for g in row[first:])] for row in rows]
+        widths = [max(len(str(x)) for x in col) for col in zip(headers, *shown, strict=False)]
+        for row in [headers, *shown]:
             print("  ".join(str(x).ljust(n) for x, n in zip(row, widths, strict=False)).rstrip())
 
 
@@ -150,13 +160,12 @@ def cmd_balances(a: argparse.Namespace, s: Settings) -> int:
     else:
         ans = _answers(a, as_of_seq=a.as_of_seq, as_of=a.as_of)
         rows = ans.balances(owner=a.owner, site=a.site, material=a.material, lot=a.lot)
-    # Table: human units; JSON and CSV: exact grams (the base unit), for machines.
-    table = a.format == "table"
     _emit(
         a.format,
-        ["OWNER", "SITE", "MATERIAL", "LOT", "QUANTITY" if table else "GRAMS"],
-        [[r.owner, r.site, r.material, r.lot, format_quantity(r.quantity) if table else r.quantity] for r in rows],
+        ["OWNER", "SITE", "MATERIAL", "LOT", "QUANTITY"],
+        [[r.owner, r.site, r.material, r.lot, r.quantity] for r in rows],
         [asdict(r) for r in rows],
+        quantities=1,
     )
     return 0
 
@@ -173,10 +182,10 @@ def cmd_trace(a: argparse.Namespace, s: Settings) -> int:
     headers = ["SEQ", "N", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"]
     rows = [[g.seq, g.n, g.recorded_at, g.kind, g.account, g.delta, g.balance_after] for g in t.legs]
     doc = asdict(t)
-    _emit(a.format, headers, rows, doc)
+    _emit(a.format, headers, rows, doc, quantities=2)
     if a.format == "table":
         print()
-        _emit("table", ["ACCOUNT", "NOW"], [[d.account, format_quantity(d.quantity)] for d in t.distribution], None)
+        _emit("table", ["ACCOUNT", "NOW"], [[d.account, d.quantity] for d in t.distribution], None, quantities=1)
     return 0
 
 
@@ -184,21 +193,16 @@ def cmd_releases(a: argparse.Namespace, s: Settings) -> int:
     rel = _answers(a).releases()
     headers = [
         "ORDER", "SEQ", "OWNER", "MATERIAL", "REGIME", "APPROVALS", "QUORUM",
-        "CAP", "EXECUTED", "REMAINING", "VALID UNTIL", "EXECUTIONS", "REVOKED",
+        "VALID UNTIL", "EXECUTIONS", "REVOKED", "CAP", "EXECUTED", "REMAINING",
     ]  # fmt: skip
-    table = a.format == "table"
-
-    def qty(g: int) -> Any:
-        return format_quantity(g) if table else g
-
     rows = [
         [
             o["id"], o["seq"], o["owner"], o["material"], o["regime"],
-            ",".join(x["user"] for x in o["approvals"]), o["quorum"],
-            qty(o["cap"]), qty(o["executed"]), qty(o["remaining"]), o["valid_until"],
+            ",".join(x["user"] for x in o["approvals"]), o["quorum"], o["valid_until"],
             len(o["executions"]), "-" if o["revoked_seq"] is None else o["revoked_seq"],
+            o["cap"], o["executed"], o["remaining"],
         ]
         for o in rel["orders"]
     ]  # fmt: skip
-    _emit(a.format, headers, rows, rel)
+    _emit(a.format, headers, rows, rel, quantities=3)
     return 0

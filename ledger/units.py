@@ -65,12 +65,19 @@ def display_unit(base_unit: str = "g") -> str:
 
 def format_quantity(grams: int | str, *, base_unit: str = "g") -> str:
     """Grams in the material's display unit, exactly: ``378686774`` -> ``"378.686774 t"``.
-    A value a read already shows in display units (a string) is returned as it is."""
+    A value a read already shows in display units (a string) is returned as it is.
+
+    The one formatter for quantities people read: responses, refusal messages and the
+    offline bundle answers (issue #12). Integer arithmetic only, so the text is the same on
+    every machine and Decimal context (the verifier repeats refusal messages)."""
     if isinstance(grams, str):
         return grams
     unit, factor = DISPLAY_UNITS[base_unit]
-    value = Decimal(grams) / Decimal(factor)
-    return f"{value.normalize():f} {unit}"
+    whole, rest = divmod(abs(grams), factor)
+    sign = "-" if grams < 0 else ""
+    decimals = len(str(factor)) - 1  # factors are powers of ten: every quantity is exact
+    fraction = str(rest).rjust(decimals, "0").rstrip("0") if rest else ""
+    return f"{sign}{whole}{'.' + fraction if fraction else ''} {unit}"
 
 
 _PURITY = re.compile(r"\s*([0-9]{1,3}(?:\.[0-9]{1,12})?)\s*(%?)\s*")

@@ -6,7 +6,8 @@ unverifiable bundle gives no answer at all."""
 from __future__ import annotations
 
 import json
-from dataclasses import astuple
+import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from ledger.store import reports
 from ledger.store.audit import export_bundle
 from ledger.store.projections import read_table
 from ledger.store.schema import entries
+from ledger.units import format_quantity
+from ledger.views import quantities_out
 from tests.inprocess import reset_structlog  # noqa: F401  (autouse)
 from tests.stock_scenario import DY, EU, JP, NDPR, SITE_A, SITE_B, build_scenario
 from tests.tamper_helpers import log_public_key
@@ -42,8 +45,9 @@ def ask(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     return json.loads(captured.out)
 
 
-def _rows(server: list[reports.BalanceRow]) -> list[tuple[Any, ...]]:
-    return [astuple(r) for r in server]
+def _rows(server: list[reports.BalanceRow]) -> list[Any]:
+    """The server's rows as the API gives them (issue #12: display string and ``_g``)."""
+    return [quantities_out(asdict(r)) for r in server]
 
 
 def test_balances_agree_with_the_server_at_every_seq(
@@ -52,13 +56,11 @@ def test_balances_agree_with_the_server_at_every_seq(
     led, bundle, trust = world
     with led.engine.connect() as conn:
         size = len(conn.execute(select(entries.c.seq)).all())
-        assert _rows(reports.balances(conn)) == [
-            tuple(r.values()) for r in ask(capsys, "balances", str(bundle), "--trust", trust)
-        ]
+        assert _rows(reports.balances(conn)) == ask(capsys, "balances", str(bundle), "--trust", trust)
         for seq in range(-1, size):
             server = _rows(reports.balances(conn, as_of_seq=seq))
             offline = ask(capsys, "balances", str(bundle), "--trust", trust, "--as-of-seq", str(seq))
-            assert [tuple(r.values()) for r in offline] == server, seq
+            assert offline == server, seq
 
 
 def test_balances_as_of_a_time_and_filters_agree(
@@ -70,7 +72,7 @@ def test_balances_as_of_a_time_and_filters_agree(
         for t in (times[0], times[len(times) // 2], times[-3], "2000-01-01T00:00:00Z"):
             server = _rows(reports.balances(conn, as_of_seq=reports.seq_at_time(conn, t)))
             offline = ask(capsys, "balances", str(bundle), "--trust", trust, "--as-of", t)
-            assert [tuple(r.values()) for r in offline] == server, t
+            assert offline == server, t
         for flags, kw in [
             (["--owner", JP], {"owner": JP}),
             (["--owner", EU, "--material", DY], {"owner": EU, "material": DY}),
@@ -80,7 +82,7 @@ def test_balances_as_of_a_time_and_filters_agree(
             server = _rows(reports.balances(conn, **kw))
             assert server, kw
             offline = ask(capsys, "balances", str(bundle), "--trust", trust, *flags)
-            assert [tuple(r.values()) for r in offline] == server, kw
+            assert offline == server, kw
 
 
 def test_trace_agrees_with_the_server_for_every_lot(
@@ -93,11 +95,12 @@ def test_trace_agrees_with_the_server_for_every_lot(
         for lot in lots:
             server = reports.trace_lot(conn, str(lot))
             offline = ask(capsys, "trace", str(bundle), str(lot), "--trust", trust)
-            assert [tuple(g.values()) for g in offline["legs"]] == [astuple(g) for g in server.legs]
-            assert [(d["account"], d["quantity"]) for d in offline["distribution"]] == [
+            assert offline["legs"] == quantities_out([asdict(g) for g in server.legs])
+            assert [(d["account"], d["quantity_g"]) for d in offline["distribution"]] == [
                 (d.account, d.quantity) for d in server.distribution
             ]
-            for name in ("material", "held", "balanced", "consistent"):
+            assert (offline["held"], offline["held_g"]) == (format_quantity(server.held), server.held)
+            for name in ("material", "balanced", "consistent"):
                 assert offline[name] == getattr(server, name), (lot, name)
             assert tuple(offline["owners"]) == server.owners
 
@@ -121,9 +124,10 @@ def test_releases_agree_with_the_server(
     assert len(offline["orders"]) == len(stored) == 2
     for o in offline["orders"]:
         rec = stored[o["id"]]
-        assert (o["cap"], o["remaining"], o["quorum"], o["minister"]) == (
+        assert (o["cap_g"], o["remaining_g"], o["quorum"], o["minister"]) == (
             rec.cap, rec.remaining, rec.quorum, rec.minister,
         )  # fmt: skip
+        assert (o["cap"], o["remaining"]) == (format_quantity(rec.cap), format_quantity(rec.remaining))
         assert [a["user"] for a in o["approvals"]] == [a[0] for a in rec.approvals]
         assert [x["seq"] for x in o["executions"]] == [x[0] for x in rec.executions]
 
@@ -139,6 +143,33 @@ def test_other_formats(
         ["owner", "site"] if fmt == "csv" else ["OWNER", "SITE"]
     )
     assert any(JP in line for line in out[1:])
+    # Quantities as the API gives them (issue #12): the display unit, and in CSV the exact
+    # integer beside it.
+    if fmt == "csv":
+        assert out[0].split(",")[-2:] == ["quantity", "quantity_g"]
+        for line in out[1:]:
+            shown, grams = line.split(",")[-2:]
+            assert shown == format_quantity(int(grams)) and shown.endswith(" t"), line
+    else:
+        assert out[0].split()[-1] == "QUANTITY"
+        assert all(line.endswith(" t") for line in out[1:]), out
+
+
+def test_trace_and_releases_tables_show_the_display_unit(
+    world: tuple[Ledger, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _led, bundle, trust = world
+    lot = ask(capsys, "balances", str(bundle), "--trust", trust)[0]["lot"]
+    assert main(["bundle", "trace", str(bundle), lot, "--trust", trust, "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split(",")[-4:] == ["delta", "delta_g", "balance", "balance_g"]
+    for line in out[1:]:
+        delta, delta_g, balance, balance_g = line.split(",")[-4:]
+        assert (delta, balance) == (format_quantity(int(delta_g)), format_quantity(int(balance_g)))
+    assert main(["bundle", "releases", str(bundle), "--trust", trust]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    # CAP, EXECUTED, REMAINING: three quantities in tonnes on every row.
+    assert rows and all(len(re.findall(r"\b\d+(?:\.\d+)? t\b", line)) == 3 for line in rows), rows
 
 
 def test_a_tampered_bundle_gives_no_answer(

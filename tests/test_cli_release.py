@@ -120,7 +120,7 @@ def test_release_request_approve_order_execute_revoke(tmp_path: Path) -> None:
     ok(home, *release, "--qty", "1 t")
     too_much = run(home, *release, "--qty", "600 kg")
     assert_one_line_error(too_much)
-    assert "would exceed the order's cap: 500000 g of 1500000 g remain" in too_much.stderr
+    assert "would exceed the order's cap: 0.5 t of 1.5 t remain" in too_much.stderr
 
     shown = ok(home, "release", "show", order)
     assert "remaining 0.5 t" in shown and "SITE-7F3K" in shown and LOCATION["name"] not in shown

@@ -46,6 +46,7 @@ def test_the_balance_limit_is_the_json_exact_integer_limit() -> None:
 def test_a_holding_never_passes_the_limit(led: Ledger) -> None:
     receive(led, LOT2, MAX_BALANCE)
     err = refused(led, "holding-limit", receive, led, LOT2, 1)
+    assert "(9007199254.740991 t)" in str(err)
     assert err.seq is None  # a refusal on the write path names no seq
     # Enough receipts to pass 2^63 g (where PostgreSQL's BIGINT overflowed, 503) are each
     # refused by the rule; nothing reaches the database.

@@ -59,7 +59,7 @@ def test_owner_scope_commands_end_to_end(tmp_path: Path) -> None:
     assert bal.returncode == 0, bal.stderr
     with engine.connect() as conn:
         server = owner_balances(read_table(conn, "balances"), JP)
-    assert {(r["site"], r["lot"]): r["quantity"] for r in json.loads(bal.stdout)} == {
+    assert {(r["site"], r["lot"]): r["quantity_g"] for r in json.loads(bal.stdout)} == {
         k: v.quantity for k, v in server.items()
     }
     assert_one_line_error(run(home, "bundle", "balances", str(out), "--trust", pub))  # no key file

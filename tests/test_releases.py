@@ -28,6 +28,7 @@ from ledger.timefmt import format_time, now, parse_time
 from ledger.verify import verify_history
 from tests.conftest import make_ledger
 from tests.release_helpers import crisis_price, entry_id, order, policy_body, request, set_policy
+from tests.test_units import BARE_GRAMS
 
 JP, EU = "JP", "EU"
 NDPR, GA = "NDPR-OXIDE", "GA-METAL"
@@ -95,6 +96,7 @@ def refused(led: Ledger, rule: str, fn: Callable[..., Any], *args: Any, **kw: An
         fn(*args, **kw)
     assert info.value.rule == rule, info.value
     assert snapshot(led) == before, "a refused entry must write nothing"
+    assert not BARE_GRAMS.search(str(info.value)), info.value  # display units (issue #12)
     return info.value
 
 
@@ -400,7 +402,8 @@ def test_approval_outside_the_owner_scope_is_refused(led: Ledger) -> None:
 def test_approval_rules(led: Ledger) -> None:
     refused(led, "unknown-request", led.act, "felix", "release.approved", request="0" * 32)
     req = request(led, "fiona", JP, NDPR, 1_000, RECIPIENT, "emergency_release")
-    refused(led, "approval-cap", led.act, "felix", "release.approved", request=req, cap=1_001)
+    err = refused(led, "approval-cap", led.act, "felix", "release.approved", request=req, cap=1_001)
+    assert "0.001001 t is more than the 0.001 t requested" in str(err)
 
 
 def test_a_request_lapses_after_30_days(led: Ledger) -> None:
@@ -467,9 +470,9 @@ def test_order_cap_rules(led: Ledger) -> None:
     led.act("felix", "release.approved", request=req, cap=60_000)
     led.act("frank", "release.approved", request=req)
     err = refused(led, "order-cap", order, led, "mina", req, 100_001, "emergency_release", [SITE_A])
-    assert "more than the 100000 g requested" in str(err)
+    assert "more than the 0.1 t requested" in str(err)
     err = refused(led, "order-cap", order, led, "mina", req, 60_001, "emergency_release", [SITE_A])
-    assert "condition of felix's approval" in str(err)
+    assert "the cap of 0.060001 t is above the 0.06 t condition of felix's approval" in str(err)
     order(led, "mina", req, 60_000, "emergency_release", [SITE_A])
     refused(led, "unknown-request", order, led, "mina", req, 1, "emergency_release", [SITE_A])  # ordered once
 
@@ -504,7 +507,7 @@ def test_execution_over_the_cap_is_refused(led: Ledger) -> None:
     o = ordered(led, 100_000)
     release(led, o, 70_000)
     err = refused(led, "order-cap", release, led, o, 30_001)
-    assert "30000 g of 100000 g remain" in str(err)
+    assert "0.03 t of 0.1 t remain" in str(err)
     release(led, o, 30_000)
     refused(led, "order-cap", release, led, o, 1)
 
@@ -602,4 +605,4 @@ def test_an_over_cap_execution_inserted_into_the_database_fails_verify(tamper_le
     with pytest.raises(VerificationFailed) as info:
         verify_database(led.engine, trusted_log_key=led.log_signer().public_key)
     assert info.value.seq == seq
-    assert "cap" in str(info.value) and "40000 g of 100000 g remain" in str(info.value), info.value
+    assert "cap" in str(info.value) and "0.04 t of 0.1 t remain" in str(info.value), info.value

@@ -16,6 +16,7 @@ from ledger.store.log import append, head
 from ledger.timefmt import format_time, now
 from tests.conftest import make_ledger
 from tests.release_helpers import authorise, set_policy
+from tests.test_units import BARE_GRAMS
 
 LOT, LOT2, LOT3, GA = "LOT-A", "LOT-B", "LOT-C", "LOT-GA"
 
@@ -58,6 +59,8 @@ def refused(led: Ledger, rule: str, fn: Callable[..., Any], *args: Any, **kw: An
         fn(*args, **kw)
     assert info.value.rule == rule, info.value
     assert head(led.engine).size == before, "a refused movement must write nothing"
+    # Every quantity a refusal states is in the display unit, never bare grams (issue #12).
+    assert not BARE_GRAMS.search(str(info.value)), info.value
     return info.value
 
 
@@ -120,7 +123,7 @@ def test_no_holding_goes_negative(led: Ledger, kind: str) -> None:
                              "stock.dispatch": dict(to_site="SITE-B", reference="R"),
                              "stock.loan_out": dict(borrower="B", due_at=format_time(datetime.now(UTC) + timedelta(days=9)), premium_pct="1", order=order)}[kind]
     err = refused(led, "negative-holding", led.act, "olga", kind, site="SITE-A", owner="JP", lot=LOT, quantity=1_000_001, occurred_at=now(), **extra)
-    assert "holds only 1000000 g" in str(err)
+    assert "holds only 1 t" in str(err)
 
 
 # -- transfers -------------------------------------------------------------------------
@@ -160,8 +163,10 @@ def test_dispatch_refusals_do_not_tell_whether_the_destination_exists(led: Ledge
 def test_arrival_rules(led: Ledger) -> None:
     t = dispatch(led)
     refused(led, "wrong-site", arrive, led, t, 400, site="SITE-A")
-    refused(led, "over-arrival", arrive, led, t, 401)
-    refused(led, "shortfall-reason", arrive, led, t, 390)
+    over = refused(led, "over-arrival", arrive, led, t, 401)
+    assert "0.000401 t arrived but only 0.0004 t were dispatched" in str(over)
+    short = refused(led, "shortfall-reason", arrive, led, t, 390)
+    assert "0.00001 t are missing" in str(short)
     arrive(led, t, 390, reason="spilled")
     refused(led, "unknown-transfer", arrive, led, t, 390, reason="again")  # resolves once
     verify_database(led.engine, trusted_log_key=None)
@@ -185,7 +190,8 @@ def test_loan_rules(led: Ledger) -> None:
     refused(led, "due-date", led.act, "olga", "stock.loan_out", site="SITE-A", owner="JP", lot=LOT, quantity=100,
             occurred_at=now(), borrower="B", due_at="2020-01-01T00:00:00Z", premium_pct="1", order=order)
     loan = eid(led, led.act("olga", "stock.loan_out", site="SITE-A", owner="JP", lot=LOT, quantity=100, occurred_at=now(), borrower="B", due_at=due, premium_pct="1.5", order=order))
-    refused(led, "over-return", led.act, "olga", "stock.loan_return", site="SITE-A", loan=loan, quantity=101, occurred_at=now())
+    over = refused(led, "over-return", led.act, "olga", "stock.loan_return", site="SITE-A", loan=loan, quantity=101, occurred_at=now())
+    assert "only 0.0001 t of this loan are outstanding" in str(over)
     led.act("olga", "stock.loan_return", site="SITE-B", loan=loan, quantity=60, occurred_at=now())
     led.act("olga", "stock.loan_return", site="SITE-A", loan=loan, quantity=40, occurred_at=now())
     refused(led, "unknown-loan", led.act, "olga", "stock.loan_return", site="SITE-A", loan=loan, quantity=1, occurred_at=now())
@@ -223,9 +229,11 @@ def count(led: Ledger, book: int, counted: int, *cosigners: str, at: str | None 
 
 
 def test_count_rules(led: Ledger) -> None:
-    refused(led, "book-changed", count, led, 999_999, 999_999)
+    changed = refused(led, "book-changed", count, led, 999_999, 999_999)
+    assert "the book quantity is 1 t, not 0.999999 t" in str(changed)
     count(led, 1_000_000, 996_000)  # 0.4 %: within tolerance, posts 4 kg to loss
-    refused(led, "count-tolerance", count, led, 996_000, 980_000)  # 1.6 %: needs a second officer
+    beyond = refused(led, "count-tolerance", count, led, 996_000, 980_000)  # 1.6 %: needs a second officer
+    assert "differs from the book by -0.016 t" in str(beyond)
     refused(led, "second-officer", count, led, 996_000, 980_000, "omar")  # not an officer of this site or owner
     count(led, 996_000, 980_000, "fiona")  # an official of the owner co-signs
     count(led, 980_000, 990_000, "oscar")  # or another operator of the site; a gain

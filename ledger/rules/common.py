@@ -12,6 +12,7 @@ from ledger.records import BalanceRec, LotRec, PolicyRec, PolicyVersion, SiteRec
 from ledger.reducer import Context, Signers
 from ledger.state import Change, Post, Posting, Put, StateView
 from ledger.timefmt import format_time
+from ledger.units import format_quantity
 
 # The largest balance any account may reach, either way (issue #8, item 3): 2^53 - 1 g
 # (about 9 billion tonnes). Every quantity and balance then stays exact as a JSON number
@@ -115,7 +116,8 @@ class Book:
         if new < 0 and is_holding(account):
             raise refuse(
                 "negative-holding",
-                f"{account[2:]} holds only {new - delta} g of lot {lot}; this would leave {new} g",
+                f"{account[2:]} holds only {format_quantity(new - delta)} of lot {lot}; "
+                f"this would leave {format_quantity(new)}",
                 self.ctx,
                 field,
             )
@@ -123,7 +125,7 @@ class Book:
             raise refuse(
                 "holding-limit",
                 f"this would take {account[2:]} beyond the largest balance the ledger keeps "
-                f"({MAX_BALANCE} g) for lot {lot}",
+                f"({format_quantity(MAX_BALANCE)}) for lot {lot}",
                 self.ctx,
                 field,
             )

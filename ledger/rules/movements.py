@@ -53,6 +53,7 @@ from ledger.rules.common import (
 from ledger.rules.release import execute_order
 from ledger.state import CLOCK_SKEW, Change, Put, StateView
 from ledger.timefmt import format_time, parse_time
+from ledger.units import format_quantity
 
 # A reversal must come within this time of the movement it mirrors; later corrections
 # are new movements (a count, a receipt). It also bounds what the verifier remembers.
@@ -173,7 +174,7 @@ def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> 
     if body.quantity > t.quantity:
         raise refuse(
             "over-arrival",
-            f"{body.quantity} g arrived but only {t.quantity} g were dispatched",
+            f"{format_quantity(body.quantity)} arrived but only {format_quantity(t.quantity)} were dispatched",
             ctx,
             "entry.quantity",
         )
@@ -181,7 +182,7 @@ def arrival(state: StateView, body: Arrival, signers: Signers, ctx: Context) -> 
     if shortfall and not body.shortfall_reason.strip():
         raise refuse(
             "shortfall-reason",
-            f"{shortfall} g are missing: state the reason",
+            f"{format_quantity(shortfall)} are missing: state the reason",
             ctx,
             "entry.shortfall_reason",
         )
@@ -312,7 +313,7 @@ def loan_return(state: StateView, body: LoanReturn, signers: Signers, ctx: Conte
     if body.quantity > loan.outstanding:
         raise refuse(
             "over-return",
-            f"only {loan.outstanding} g of this loan are outstanding",
+            f"only {format_quantity(loan.outstanding)} of this loan are outstanding",
             ctx,
             "entry.quantity",
         )
@@ -430,7 +431,7 @@ def stock_count(state: StateView, body: StockCount, signers: Signers, ctx: Conte
     if body.book != on_book:
         raise refuse(
             "book-changed",
-            f"the book quantity is {on_book} g, not {body.book} g: count again",
+            f"the book quantity is {format_quantity(on_book)}, not {format_quantity(body.book)}: count again",
             ctx,
             "entry.book",
         )
@@ -452,7 +453,8 @@ def stock_count(state: StateView, body: StockCount, signers: Signers, ctx: Conte
     elif beyond:
         raise refuse(
             "count-tolerance",
-            f"the count differs from the book by {diff} g, beyond the {tolerance}% tolerance: a second officer must co-sign",
+            f"the count differs from the book by {format_quantity(diff)}, beyond the {tolerance}% "
+            "tolerance: a second officer must co-sign",
             ctx,
             "sigs",
         )

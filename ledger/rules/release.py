@@ -62,6 +62,7 @@ from ledger.reducer import Context, Signers, require_role, rule
 from ledger.rules.common import need, refuse, require_site_for_owner
 from ledger.state import CLOCK_SKEW, Change, Put, StateView
 from ledger.timefmt import format_time, parse_time
+from ledger.units import format_quantity
 
 # An approved request must be ordered within this time of being requested.
 REQUEST_LIFETIME: Final = timedelta(days=30)
@@ -429,7 +430,8 @@ def release_approved(
     if body.cap is not None and body.cap > req.quantity:
         raise refuse(
             "approval-cap",
-            f"a condition can only lower the quantity: {body.cap} g is more than the {req.quantity} g requested",
+            f"a condition can only lower the quantity: {format_quantity(body.cap)} is more than "
+            f"the {format_quantity(req.quantity)} requested",
             ctx,
             "entry.cap",
         )
@@ -499,7 +501,7 @@ def release_ordered(
     if body.cap > req.quantity:
         raise refuse(
             "order-cap",
-            f"the cap of {body.cap} g is more than the {req.quantity} g requested",
+            f"the cap of {format_quantity(body.cap)} is more than the {format_quantity(req.quantity)} requested",
             ctx,
             "entry.cap",
         )
@@ -507,7 +509,8 @@ def release_ordered(
         if cond is not None and body.cap > cond:
             raise refuse(
                 "order-cap",
-                f"the cap of {body.cap} g is above the {cond} g condition of {user}'s approval (seq {seq})",
+                f"the cap of {format_quantity(body.cap)} is above the {format_quantity(cond)} condition "
+                f"of {user}'s approval (seq {seq})",
                 ctx,
                 "entry.cap",
             )
@@ -696,7 +699,8 @@ def execute_order(
     if quantity > order.remaining:
         raise refuse(
             "order-cap",
-            f"{quantity} g would exceed the order's cap: {order.remaining} g of {order.cap} g remain",
+            f"{format_quantity(quantity)} would exceed the order's cap: "
+            f"{format_quantity(order.remaining)} of {format_quantity(order.cap)} remain",
             ctx,
             "entry.quantity",
         )
