@@ -320,7 +320,10 @@ async def audit_report(
             "trust": "the database's own genesis (not anchored)",
         }
         try:
-            rep = verify_database(svc.reader, trusted_log_key=None, observer=col)
+            # With the owners' keyring, each v2 leaf's owner commitment is checked too (#14).
+            rep = verify_database(
+                svc.reader, trusted_log_key=None, observer=col, keyring=svc.ledger.owner_keyring()
+            )
         except VerificationFailed as exc:
             doc = build_document(col, report=None, failure=exc, source=source,
                                  entry_at=lambda seq: entry_line(svc.reader, seq),
