@@ -14,15 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, false, or_, select
+from sqlalchemy import ColumnElement, Connection, false, or_, select
 
 from ledger.errors import Forbidden
 from ledger.policy import Principal, stock_scope
 from ledger.records import OrderRec
 from ledger.store import projections
-from ledger.store.reports import TransferRow
-from ledger.store.schema import entries, transfers
+from ledger.store.reports import TransferRow, transfers_where
 from ledger.store.schema import release_orders as orders_t
+from ledger.store.schema import transfers
 from ledger.timefmt import format_time, parse_time
 from ledger.units import format_quantity
 
@@ -57,34 +57,21 @@ def _operator_sites(p: Principal | None, what: str) -> frozenset[str] | None:
 def transfers_for(conn: Connection, p: Principal | None, *, inbound: bool = False) -> list[TransferRow]:
     """Transfers dispatched and not yet arrived that the caller may see, oldest first;
     ``inbound``: only those on their way to the caller's sites."""
-    q = select(transfers, entries.c.recorded_at).join(entries, entries.c.seq == transfers.c.dispatched_seq)
+    conds: list[ColumnElement[bool]] = []
     if inbound:
         sites = _operator_sites(p, "--inbound")
         if sites is not None:
-            q = q.where(transfers.c.to_site.in_(sorted(sites)))
+            conds.append(transfers.c.to_site.in_(sorted(sites)))
     elif p is not None:
         scope = stock_scope(p)
         if scope is not None:
-            conds = []
+            either: list[ColumnElement[bool]] = []
             if scope.sites:
-                conds += [transfers.c.from_site.in_(sorted(scope.sites)), transfers.c.to_site.in_(sorted(scope.sites))]
+                either += [transfers.c.from_site.in_(sorted(scope.sites)), transfers.c.to_site.in_(sorted(scope.sites))]
             if scope.owners:
-                conds.append(transfers.c.owner.in_(sorted(scope.owners)))
-            q = q.where(or_(*conds) if conds else false())
-    return [
-        TransferRow(
-            id=r.id,
-            owner=r.owner,
-            lot=r.lot,
-            material=r.material,
-            from_site=r.from_site,
-            to_site=r.to_site,
-            quantity=int(r.quantity),
-            dispatched_seq=int(r.dispatched_seq),
-            dispatched_at=r.recorded_at,
-        )
-        for r in conn.execute(q.order_by(transfers.c.dispatched_seq))
-    ]
+                either.append(transfers.c.owner.in_(sorted(scope.owners)))
+            conds.append(or_(*either) if either else false())
+    return transfers_where(conn, *conds)
 
 
 def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bool = False) -> list[InboxOrder]:
