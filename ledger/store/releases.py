@@ -25,8 +25,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Table, false, select
 
+# The rule book loads through the reducer (its rules modules import each other).
+import ledger.reducer  # noqa: F401
 from ledger.errors import NotFound
 from ledger.records import LoanRec, OrderRec, PolicyRec, PolicyVersion, PriceRec, RequestRec
+from ledger.rules.release import order_status
 from ledger.state import KeyRecord
 from ledger.store import projections
 from ledger.store.schema import entries, keys, loans, log_state, policies, prices
@@ -386,16 +389,6 @@ def get_request(
 
 
 def _order_view(o: OrderRec, at: str) -> OrderView:
-    if o.revoked_seq is not None:
-        status = "revoked"
-    elif at > o.valid_until:
-        status = "expired"
-    elif o.remaining == 0:
-        status = "exhausted"
-    elif at < o.valid_from:
-        status = "not yet valid"
-    else:
-        status = "in force"
     return OrderView(
         id=o.id,
         seq=o.seq,
@@ -413,7 +406,7 @@ def _order_view(o: OrderRec, at: str) -> OrderView:
         valid_until=o.valid_until,
         sites=tuple(o.sites),
         report_to=o.report_to,
-        status=status,
+        status=order_status(o, at),
         revoked_seq=o.revoked_seq,
         revoked_at=o.revoked_at,
         revoked_by=o.revoked_by,
