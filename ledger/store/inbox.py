@@ -14,14 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, false, or_, select
+from sqlalchemy import ColumnElement, Connection, false, or_
 
 from ledger.errors import Forbidden
 from ledger.policy import Principal, stock_scope
-from ledger.records import OrderRec
-from ledger.store import projections
+from ledger.store.releases import order_records
 from ledger.store.reports import TransferRow, transfers_where
-from ledger.store.schema import release_orders as orders_t
 from ledger.store.schema import transfers
 from ledger.timefmt import format_time, parse_time
 from ledger.units import format_quantity
@@ -84,13 +82,10 @@ def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bo
 
     now = format_time(parse_time(at, field="at"))
     scope = stock_scope(p) if p is not None else None
-    q = select(orders_t)
-    if scope is not None and not scope.sites:
-        q = q.where(orders_t.c.owner.in_(sorted(scope.owners)) if scope.owners else false())
-    spec = projections.SPECS["release_orders"]
-    recs: list[OrderRec] = [projections.from_row(spec, r)[1] for r in conn.execute(q.order_by(orders_t.c.seq.desc()))]
+    # Without sites the scope is the owners'; an operator's is filtered below by site.
+    owners = sorted(scope.owners) if scope is not None and not scope.sites else None
     out: list[InboxOrder] = []
-    for o in recs:
+    for o in order_records(conn, owners=owners):
         mine: frozenset[str] | None = None
         if scope is not None and scope.sites:
             # An operator (perhaps also an official): their sites, or their owners' orders.

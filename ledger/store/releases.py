@@ -423,14 +423,20 @@ def _order(conn: Connection, order_id: str, owners: Sequence[str] | None) -> Ord
     return rec
 
 
+def order_records(conn: Connection, *, owners: Sequence[str] | None) -> list[OrderRec]:
+    """Every order of ``owners`` (``None``: every owner), newest first: the one query
+    behind the order list and the operator's inbox (issue #12)."""
+    q = _scoped(select(orders_t), orders_t, owners).order_by(orders_t.c.seq.desc())
+    return _records(conn, "release_orders", q)
+
+
 def list_orders(
     conn: Connection, *, owners: Sequence[str] | None, at: str, active_only: bool = False
 ) -> list[OrderView]:
     """Orders, newest first, with the cap each has left; ``active_only``: only those
     that can still be executed (in force or not yet valid, with cap left)."""
     now = _norm(at)
-    q = _scoped(select(orders_t), orders_t, owners).order_by(orders_t.c.seq.desc())
-    views = [_order_view(o, now) for o in _records(conn, "release_orders", q)]
+    views = [_order_view(o, now) for o in order_records(conn, owners=owners)]
     if active_only:
         views = [v for v in views if v.status in ("in force", "not yet valid")]
     return views
@@ -544,6 +550,7 @@ __all__ = [
     "list_policies",
     "open_requests",
     "order_of_request",
+    "order_records",
     "order_report",
     "resolve_order",
 ]
