@@ -22,7 +22,7 @@ from ledger.store.releases import order_records
 from ledger.store.reports import TransferRow, transfers_where
 from ledger.store.schema import transfers
 from ledger.timefmt import format_time, parse_time
-from ledger.units import format_quantity
+from ledger.views import quantities_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,8 @@ def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bo
 
 
 def transfer_view(r: TransferRow) -> dict[str, Any]:
-    return {
+    # Display quantities beside the grams in the read models' one shape (ledger.views).
+    return dict(quantities_out({
         "id": r.id,
         "owner": r.owner,
         "lot": r.lot,
@@ -128,14 +129,13 @@ def transfer_view(r: TransferRow) -> dict[str, Any]:
         "from_site": r.from_site,
         "to_site": r.to_site,
         "quantity_g": r.quantity,
-        "quantity": format_quantity(r.quantity),
         "dispatched_seq": r.dispatched_seq,
         "dispatched_at": r.dispatched_at,
-    }
+    }))
 
 
 def order_view(o: InboxOrder) -> dict[str, Any]:
-    return {
+    return dict(quantities_out({
         "id": o.id,
         "seq": o.seq,
         "owner": o.owner,
@@ -143,14 +143,12 @@ def order_view(o: InboxOrder) -> dict[str, Any]:
         "regime": o.regime,
         "recipient": o.recipient,
         "cap_g": o.cap,
-        "cap": format_quantity(o.cap),
         "remaining_g": o.remaining,
-        "remaining": format_quantity(o.remaining),
         "valid_from": o.valid_from,
         "valid_until": o.valid_until,
         "sites": list(o.sites),
         "executable_at": list(o.executable_at),
-    }
+    }))
 
 
 __all__ = ["InboxOrder", "order_view", "orders_for", "transfer_view", "transfers_for"]
