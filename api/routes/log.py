@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -107,6 +107,11 @@ def export(
     return StreamingResponse(lines(), media_type="application/jsonl")
 
 
+# A range of entries, ``start`` to ``end - 1`` (/log/leaves, /log/commitments).
+RangeStart = Annotated[int, Query(ge=0, le=2**53)]
+RangeEnd = Annotated[int, Query(ge=1, le=2**53)]
+
+
 def _start_range_export(
     svc: Services, request: Request, p: Principal, start: int, end: int, *, what: str, fmt: str
 ) -> None:
@@ -122,8 +127,8 @@ def _start_range_export(
 @router.get("/leaves", **roles(AUDITOR))
 def leaves(
     request: Request,
-    start: int = Query(ge=0, le=2**53),
-    end: int = Query(ge=1, le=2**53),
+    start: RangeStart,
+    end: RangeEnd,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
@@ -143,8 +148,8 @@ def leaves(
 @router.get("/commitments", **roles(AUDITOR))
 def commitments(
     request: Request,
-    start: int = Query(ge=0, le=2**53),
-    end: int = Query(ge=1, le=2**53),
+    start: RangeStart,
+    end: RangeEnd,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
