@@ -18,13 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Config, Row, make_ledger, new_bodies, presign, quiet_logs, scratch_dir
+from bench.common import (
+    Config,
+    Row,
+    make_ledger,
+    new_bodies,
+    presign,
+    progress,
+    quiet_logs,
+    scratch_dir,
+)
 
 SECTION = "audit"
 TARGET = 10.0  # incremental sync at least 10x faster than a full verification
@@ -128,11 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs()
     total = ns.size or (50_000 if ns.quick else 1_000_000)
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
     with scratch_dir() as workdir:
-        m = measure(workdir, total, ns.increment, log)
+        m = measure(workdir, total, ns.increment, progress)
     print(json.dumps(m, indent=1))
     for r in rows_from(m):
         print(f"{r.name}: {r.value:.2f} s vs {r.baseline_value:.1f} s -> ratio {r.ratio:.4f} ({r.notes}); met={r.met}")

@@ -14,6 +14,7 @@ import os
 import resource
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -135,6 +136,11 @@ def quiet_logs() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         cache_logger_on_first_use=False,
     )
+
+
+def progress(msg: str) -> None:
+    """A benchmark's progress line, on stderr: stdout carries only its results."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 # -- timing ---------------------------------------------------------------------------

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ADMIN, LOG_ID, Config, Row, make_ledger, quiet_logs, scratch_dir
+from bench.common import ADMIN, LOG_ID, Config, Row, make_ledger, progress, quiet_logs, scratch_dir
 
 SECTION = "owner_scope"
 TARGET = 5.0
@@ -175,11 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     quiet_logs()
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
     with scratch_dir() as workdir:
-        m = measure(workdir, ns.size, log)
+        m = measure(workdir, ns.size, progress)
     print(json.dumps(m, indent=1))
     for r in rows_from(m):
         print(f"{r.name}: {r.value:,.0f} vs {r.baseline_value:,.0f} {r.unit} -> ratio {r.ratio:.2f} (target {r.target}); met={r.met}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.entries import ZERO_HASH, decode_leaf, leaf_signature_version
-from ledger.errors import LedgerError, Rejected, VerificationFailed
+from ledger.errors import LedgerError, VerificationFailed
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.owner_scope import (
     CommitmentMalformed,
@@ -38,11 +38,10 @@ from ledger.owner_scope import (
     rest_hash,
 )
 from ledger.records import BalanceRec, split_holding
-from ledger.reducer import Context, apply
 from ledger.rules.owners import owners_touched, registered_owners, touches
 from ledger.state import CLOCK_SKEW, REPLAY_WINDOW, State
 from ledger.timefmt import parse_time
-from ledger.verify import _check_checkpoint, _describe
+from ledger.verify import _apply_checked, _check_checkpoint, _commitment_wrong, _describe, _fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +64,6 @@ class ScopedReport:
     withheld: int = 0
     # The owner's holdings after the replay: (site, lot) -> BalanceRec.
     balances: dict[tuple[str, str], BalanceRec] = field(default_factory=dict)
-
-
-def _fail(seq: int, what: str, *, rule: str | None = None) -> VerificationFailed:
-    return VerificationFailed(what, seq=seq, rule=rule)
 
 
 class _Replay:
@@ -121,19 +116,8 @@ class _Replay:
             )
             expected = touches(touched, self.owner, registered=registered)
             if named != expected:
-                raise _fail(
-                    seq,
-                    f"owner commitment is wrong for owner {self.owner}: the entry "
-                    f"{'touches' if expected else 'does not touch'} it",
-                )
-        try:
-            changes = apply(
-                state, leaf.entry, list(leaf.sigs), Context(seq=seq, recorded_at=recorded, sig_version=version)
-            )
-        except LedgerError as exc:
-            rule = exc.rule if isinstance(exc, Rejected) else exc.code
-            raise _fail(seq, f"rule broken: {_describe(exc)}", rule=rule) from None
-        state.apply(changes)
+                raise _commitment_wrong(seq, self.owner, expected=expected)
+        state.apply(_apply_checked(state, leaf.entry, leaf.sigs, seq=seq, recorded=recorded, version=version))
         state.forget_ids_before(recorded - REPLAY_WINDOW - CLOCK_SKEW)
         self.prev_time, self.sig_version = recorded, version
         if commitment is None:

@@ -157,6 +157,26 @@ def _fail(seq: int, what: str, *, rule: str | None = None) -> VerificationFailed
     return VerificationFailed(what, seq=seq, rule=rule)
 
 
+def _apply_checked(
+    state: State, entry: Any, sigs: Sequence[Any], *, seq: int, recorded: datetime, version: int
+) -> list[Change]:
+    """The entry's changes by the rules, or the failure naming the rule it breaks: the one
+    replay step of the full and the owner-scoped verification (issue #14)."""
+    try:
+        return apply(state, entry, list(sigs), Context(seq=seq, recorded_at=recorded, sig_version=version))
+    except LedgerError as exc:
+        rule = exc.rule if isinstance(exc, Rejected) else exc.code
+        raise _fail(seq, f"rule broken: {_describe(exc)}", rule=rule) from None
+
+
+def _commitment_wrong(seq: int, owner: str, *, expected: bool) -> VerificationFailed:
+    return _fail(
+        seq,
+        f"owner commitment is wrong for owner {owner}: the entry "
+        f"{'touches' if expected else 'does not touch'} it",
+    )
+
+
 class _Progress:
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -277,16 +297,7 @@ def verify_history(
         last_version = version
         if owner_secrets is not None and row.commitment is not None:
             _check_owner_commitment(seq, leaf.entry, parsed, state, owner_secrets)
-        try:
-            changes = apply(
-                state,
-                leaf.entry,
-                list(leaf.sigs),
-                Context(seq=seq, recorded_at=recorded, sig_version=version),
-            )
-        except LedgerError as exc:
-            rule = exc.rule if isinstance(exc, Rejected) else exc.code
-            raise _fail(seq, f"rule broken: {_describe(exc)}", rule=rule) from None
+        changes = _apply_checked(state, leaf.entry, leaf.sigs, seq=seq, recorded=recorded, version=version)
         state.apply(changes)
         if observer is not None:
             observer.entry(seq, leaf, changes, state)
@@ -391,11 +402,7 @@ def _check_owner_commitment(
     for owner, keys in secrets.items():
         expected = touches(touched, owner, registered=owner in owners)
         if names_parsed(*commitment, keys, log_id=log_id, seq=seq) != expected:
-            raise _fail(
-                seq,
-                f"owner commitment is wrong for owner {owner}: the entry "
-                f"{'touches' if expected else 'does not touch'} it",
-            )
+            raise _commitment_wrong(seq, owner, expected=expected)
 
 
 def _parse_anchor(note: str) -> Checkpoint:

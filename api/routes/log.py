@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -107,22 +107,35 @@ def export(
     return StreamingResponse(lines(), media_type="application/jsonl")
 
 
+# A range of entries, ``start`` to ``end - 1`` (/log/leaves, /log/commitments).
+RangeStart = Annotated[int, Query(ge=0, le=2**53)]
+RangeEnd = Annotated[int, Query(ge=1, le=2**53)]
+
+
+def _start_range_export(
+    svc: Services, request: Request, p: Principal, start: int, end: int, *, what: str, fmt: str
+) -> None:
+    """What every read of entries ``start`` to ``end - 1`` does before it streams: a full
+    auditor only, a range within the log, and an access-log record first."""
+    policy.require_full_log(p, what=what)
+    size = int(head(svc.reader).size)
+    if not start < end <= size:
+        raise InvalidEntry(f"entries must lie within the log's {size} entries, start < end", field="end")
+    access_event(svc, request, action="export", outcome="started", size=end, start=start, format=fmt)
+
+
 @router.get("/leaves", **roles(AUDITOR))
 def leaves(
     request: Request,
-    start: int = Query(ge=0, le=2**53),
-    end: int = Query(ge=1, le=2**53),
+    start: RangeStart,
+    end: RangeEnd,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
     """Entries ``start`` to ``end - 1`` as stored, one canonical leaf per line (JSON
     lines), streamed: what ``reserve audit sync`` fetches beyond its last checkpoint.
     Recorded in the access log as an export."""
-    policy.require_full_log(p, what="read the whole log's entries")
-    size = int(head(svc.reader).size)
-    if not start < end <= size:
-        raise InvalidEntry(f"entries must lie within the log's {size} entries, start < end", field="end")
-    access_event(svc, request, action="export", outcome="started", size=end, start=start, format="leaves")
+    _start_range_export(svc, request, p, start, end, what="read the whole log's entries", fmt="leaves")
 
     def lines() -> Iterator[bytes]:
         with svc.reader.connect() as conn:
@@ -135,8 +148,8 @@ def leaves(
 @router.get("/commitments", **roles(AUDITOR))
 def commitments(
     request: Request,
-    start: int = Query(ge=0, le=2**53),
-    end: int = Query(ge=1, le=2**53),
+    start: RangeStart,
+    end: RangeEnd,
     p: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> StreamingResponse:
@@ -144,11 +157,7 @@ def commitments(
     (issue #14), JSON lines ``{"seq": N, "commitment": HEX}`` as in a bundle's
     ``owner_commitments.jsonl``: ``reserve audit sync`` fetches them with ``/log/leaves``
     (each is bound into its leaf hash). A full auditor's read, like the leaves."""
-    policy.require_full_log(p, what="read the owner commitments")
-    size = int(head(svc.reader).size)
-    if not start < end <= size:
-        raise InvalidEntry(f"entries must lie within the log's {size} entries, start < end", field="end")
-    access_event(svc, request, action="export", outcome="started", size=end, start=start, format="commitments")
+    _start_range_export(svc, request, p, start, end, what="read the owner commitments", fmt="commitments")
 
     def lines() -> Iterator[bytes]:
         with svc.reader.connect() as conn:

@@ -178,7 +178,13 @@ def submit_signed(
     return _write(svc, p, idempotency_key, submission, submission)
 
 
-def _movement_route(action: str, form: Form) -> None:
+def _custodial_route(
+    path: str, name: str, form: Form, summary: str, access: dict[str, Any], *, cosigned: bool = False
+) -> None:
+    """One custodial write route for ``form``: the movement and reference routes differ
+    only in path, summary and who may call them. ``cosigned``: the entry may need a
+    co-signature, which a custodial write cannot carry (a count beyond tolerance)."""
+
     def record(
         request: Request,
         fields: dict[str, Any] = Body(...),
@@ -186,44 +192,26 @@ def _movement_route(action: str, form: Form) -> None:
         p: Principal = Depends(principal),
         svc: Services = Depends(services),
     ) -> JSONResponse:
-        if action == "count" and "cosigners" in fields:
+        if cosigned and "cosigners" in fields:
             raise InvalidEntry(
                 "a count beyond tolerance is co-signed: submit it signed to /entries", field="cosigners"
             )
         return _custodial(svc, p, form, fields, idempotency_key, request)
 
-    router.post(
-        f"/stock/{action}",
-        status_code=201,
-        name=f"stock_{action}",
-        summary=f"Record a {form.kind} (custodial signing)",
-        **documented(form, roles(OPERATOR)),
-    )(record)
-
-
-def _reference_route(collection: str, form: Form) -> None:
-    def register(
-        request: Request,
-        fields: dict[str, Any] = Body(...),
-        idempotency_key: IdempotencyKey = None,
-        p: Principal = Depends(principal),
-        svc: Services = Depends(services),
-    ) -> JSONResponse:
-        return _custodial(svc, p, form, fields, idempotency_key, request)
-
-    router.post(
-        f"/reference/{collection}",
-        status_code=201,
-        name=f"reference_{collection}",
-        summary=f"Register a {form.kind} (custodial signing; the rules decide who may)",
-        **documented(form, roles(ADMIN, OPERATOR, OFFICIAL)),
-    )(register)
+    router.post(path, status_code=201, name=name, summary=summary, **documented(form, access))(record)
 
 
 for _action, _form in MOVEMENT_FORMS.items():
-    _movement_route(_action, _form)
+    _custodial_route(
+        f"/stock/{_action}", f"stock_{_action}", _form,
+        f"Record a {_form.kind} (custodial signing)", roles(OPERATOR), cosigned=_action == "count",
+    )
 for _collection, _form in REFERENCE_FORMS.items():
-    _reference_route(_collection, _form)
+    _custodial_route(
+        f"/reference/{_collection}", f"reference_{_collection}", _form,
+        f"Register a {_form.kind} (custodial signing; the rules decide who may)",
+        roles(ADMIN, OPERATOR, OFFICIAL),
+    )
 
 
 # The paths of the table above are routes of their own; any other action is named here.

@@ -156,22 +156,15 @@ def _check_scope_exists(
             field="entry.sites",
             seq=ctx.seq,
         )
-    for code in body.sites:
-        if state.get("sites", code) is None:
-            raise Rejected(
-                "key-scope",
-                f"site {code} is not registered: register the site before a key that names it",
-                field="entry.sites",
-                seq=ctx.seq,
-            )
-    for code in body.owners:
-        if state.get("owners", code) is None:
-            raise Rejected(
-                "key-scope",
-                f"owner {code} is not registered: register the owner before a key that names it",
-                field="entry.owners",
-                seq=ctx.seq,
-            )
+    for table, what, codes in (("sites", "site", body.sites), ("owners", "owner", body.owners)):
+        for code in codes:
+            if state.get(table, code) is None:
+                raise Rejected(
+                    "key-scope",
+                    f"{what} {code} is not registered: register the {what} before a key that names it",
+                    field=f"entry.{table}",
+                    seq=ctx.seq,
+                )
 
 
 @rule(KeyRevoked)

@@ -65,6 +65,13 @@ EVERY: Final = _Every()
 Touched = frozenset[str] | _Every
 
 _GLOBAL = (Genesis, LogKeyRotated, MaterialRegistered, PriceObserved, TestMovement)
+# Entries that name an earlier record: they touch that record's owner (none if unknown).
+_BY_REFERENCE: Final = (
+    (ReleaseApproved | ReleaseOrdered, "release_requests", "request"),
+    (OrderRevoked, "release_orders", "order"),
+    (Arrival, "transfers", "transfer"),
+    (LoanReturn, "loans", "loan"),
+)
 
 
 def _site_owners(state: OwnerLookup, site: str) -> frozenset[str]:
@@ -98,18 +105,10 @@ def owners_touched(body: Any, state: OwnerLookup) -> Touched:
         return EVERY if rec is None else _key_scope(state, rec.owners, rec.sites)
     if isinstance(body, TargetSet | PolicySet | ReleaseRequested):
         return frozenset({body.owner})
-    if isinstance(body, ReleaseApproved | ReleaseOrdered):
-        req = state.get("release_requests", body.request)
-        return frozenset({req.owner}) if req is not None else frozenset()
-    if isinstance(body, OrderRevoked):
-        order = state.get("release_orders", body.order)
-        return frozenset({order.owner}) if order is not None else frozenset()
-    if isinstance(body, Arrival):
-        t = state.get("transfers", body.transfer)
-        return frozenset({t.owner}) if t is not None else frozenset()
-    if isinstance(body, LoanReturn):
-        loan = state.get("loans", body.loan)
-        return frozenset({loan.owner}) if loan is not None else frozenset()
+    for kinds, table, field in _BY_REFERENCE:
+        if isinstance(body, kinds):
+            rec = state.get(table, getattr(body, field))
+            return frozenset({rec.owner}) if rec is not None else frozenset()
     if isinstance(body, Reversal):
         m = state.get("movements", body.reverses)
         if m is None:

@@ -716,8 +716,21 @@ def executable_at(order: OrderRec, at: str, *, sites: frozenset[str] | None = No
     be executed at ``at`` (normalised RFC 3339): the conditions :func:`execute_order`
     checks that do not depend on the movement, so an operator's inbox (issue #12) lists
     exactly the orders the reducer would let them execute. ``()``: none."""
-    if order.revoked_seq is not None or order.remaining <= 0:
-        return ()
-    if not order.valid_from <= at <= order.valid_until:
+    if order_status(order, at) != "in force":
         return ()
     return tuple(s for s in order.sites if sites is None or s in sites)
+
+
+def order_status(order: OrderRec, at: str) -> str:
+    """Where the order stands at ``at`` (normalised RFC 3339): "revoked", "expired",
+    "exhausted", "not yet valid" or "in force" (only then may it be executed), the first
+    that applies. One reading for the order views and the inbox (issue #12)."""
+    if order.revoked_seq is not None:
+        return "revoked"
+    if at > order.valid_until:
+        return "expired"
+    if order.remaining <= 0:
+        return "exhausted"
+    if at < order.valid_from:
+        return "not yet valid"
+    return "in force"

@@ -14,17 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, false, or_, select
+from sqlalchemy import ColumnElement, Connection, false, or_
 
 from ledger.errors import Forbidden
 from ledger.policy import Principal, stock_scope
-from ledger.records import OrderRec
-from ledger.store import projections
-from ledger.store.reports import TransferRow
-from ledger.store.schema import entries, transfers
-from ledger.store.schema import release_orders as orders_t
+from ledger.store.releases import order_records
+from ledger.store.reports import TransferRow, transfers_where
+from ledger.store.schema import transfers
 from ledger.timefmt import format_time, parse_time
-from ledger.units import format_quantity
+from ledger.views import quantities_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,34 +55,21 @@ def _operator_sites(p: Principal | None, what: str) -> frozenset[str] | None:
 def transfers_for(conn: Connection, p: Principal | None, *, inbound: bool = False) -> list[TransferRow]:
     """Transfers dispatched and not yet arrived that the caller may see, oldest first;
     ``inbound``: only those on their way to the caller's sites."""
-    q = select(transfers, entries.c.recorded_at).join(entries, entries.c.seq == transfers.c.dispatched_seq)
+    conds: list[ColumnElement[bool]] = []
     if inbound:
         sites = _operator_sites(p, "--inbound")
         if sites is not None:
-            q = q.where(transfers.c.to_site.in_(sorted(sites)))
+            conds.append(transfers.c.to_site.in_(sorted(sites)))
     elif p is not None:
         scope = stock_scope(p)
         if scope is not None:
-            conds = []
+            either: list[ColumnElement[bool]] = []
             if scope.sites:
-                conds += [transfers.c.from_site.in_(sorted(scope.sites)), transfers.c.to_site.in_(sorted(scope.sites))]
+                either += [transfers.c.from_site.in_(sorted(scope.sites)), transfers.c.to_site.in_(sorted(scope.sites))]
             if scope.owners:
-                conds.append(transfers.c.owner.in_(sorted(scope.owners)))
-            q = q.where(or_(*conds) if conds else false())
-    return [
-        TransferRow(
-            id=r.id,
-            owner=r.owner,
-            lot=r.lot,
-            material=r.material,
-            from_site=r.from_site,
-            to_site=r.to_site,
-            quantity=int(r.quantity),
-            dispatched_seq=int(r.dispatched_seq),
-            dispatched_at=r.recorded_at,
-        )
-        for r in conn.execute(q.order_by(transfers.c.dispatched_seq))
-    ]
+                either.append(transfers.c.owner.in_(sorted(scope.owners)))
+            conds.append(or_(*either) if either else false())
+    return transfers_where(conn, *conds)
 
 
 def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bool = False) -> list[InboxOrder]:
@@ -97,13 +82,10 @@ def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bo
 
     now = format_time(parse_time(at, field="at"))
     scope = stock_scope(p) if p is not None else None
-    q = select(orders_t)
-    if scope is not None and not scope.sites:
-        q = q.where(orders_t.c.owner.in_(sorted(scope.owners)) if scope.owners else false())
-    spec = projections.SPECS["release_orders"]
-    recs: list[OrderRec] = [projections.from_row(spec, r)[1] for r in conn.execute(q.order_by(orders_t.c.seq.desc()))]
+    # Without sites the scope is the owners'; an operator's is filtered below by site.
+    owners = sorted(scope.owners) if scope is not None and not scope.sites else None
     out: list[InboxOrder] = []
-    for o in recs:
+    for o in order_records(conn, owners=owners):
         mine: frozenset[str] | None = None
         if scope is not None and scope.sites:
             # An operator (perhaps also an official): their sites, or their owners' orders.
@@ -138,7 +120,8 @@ def orders_for(conn: Connection, p: Principal | None, *, at: str, executable: bo
 
 
 def transfer_view(r: TransferRow) -> dict[str, Any]:
-    return {
+    # Display quantities beside the grams in the read models' one shape (ledger.views).
+    return dict(quantities_out({
         "id": r.id,
         "owner": r.owner,
         "lot": r.lot,
@@ -146,14 +129,13 @@ def transfer_view(r: TransferRow) -> dict[str, Any]:
         "from_site": r.from_site,
         "to_site": r.to_site,
         "quantity_g": r.quantity,
-        "quantity": format_quantity(r.quantity),
         "dispatched_seq": r.dispatched_seq,
         "dispatched_at": r.dispatched_at,
-    }
+    }))
 
 
 def order_view(o: InboxOrder) -> dict[str, Any]:
-    return {
+    return dict(quantities_out({
         "id": o.id,
         "seq": o.seq,
         "owner": o.owner,
@@ -161,14 +143,12 @@ def order_view(o: InboxOrder) -> dict[str, Any]:
         "regime": o.regime,
         "recipient": o.recipient,
         "cap_g": o.cap,
-        "cap": format_quantity(o.cap),
         "remaining_g": o.remaining,
-        "remaining": format_quantity(o.remaining),
         "valid_from": o.valid_from,
         "valid_until": o.valid_until,
         "sites": list(o.sites),
         "executable_at": list(o.executable_at),
-    }
+    }))
 
 
 __all__ = ["InboxOrder", "order_view", "orders_for", "transfer_view", "transfers_for"]

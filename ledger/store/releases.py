@@ -25,8 +25,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Table, false, select
 
+# The rule book loads through the reducer (its rules modules import each other).
+import ledger.reducer  # noqa: F401
 from ledger.errors import NotFound
 from ledger.records import LoanRec, OrderRec, PolicyRec, PolicyVersion, PriceRec, RequestRec
+from ledger.rules.release import order_status
 from ledger.state import KeyRecord
 from ledger.store import projections
 from ledger.store.schema import entries, keys, loans, log_state, policies, prices
@@ -386,16 +389,6 @@ def get_request(
 
 
 def _order_view(o: OrderRec, at: str) -> OrderView:
-    if o.revoked_seq is not None:
-        status = "revoked"
-    elif at > o.valid_until:
-        status = "expired"
-    elif o.remaining == 0:
-        status = "exhausted"
-    elif at < o.valid_from:
-        status = "not yet valid"
-    else:
-        status = "in force"
     return OrderView(
         id=o.id,
         seq=o.seq,
@@ -413,7 +406,7 @@ def _order_view(o: OrderRec, at: str) -> OrderView:
         valid_until=o.valid_until,
         sites=tuple(o.sites),
         report_to=o.report_to,
-        status=status,
+        status=order_status(o, at),
         revoked_seq=o.revoked_seq,
         revoked_at=o.revoked_at,
         revoked_by=o.revoked_by,
@@ -430,14 +423,20 @@ def _order(conn: Connection, order_id: str, owners: Sequence[str] | None) -> Ord
     return rec
 
 
+def order_records(conn: Connection, *, owners: Sequence[str] | None) -> list[OrderRec]:
+    """Every order of ``owners`` (``None``: every owner), newest first: the one query
+    behind the order list and the operator's inbox (issue #12)."""
+    q = _scoped(select(orders_t), orders_t, owners).order_by(orders_t.c.seq.desc())
+    return _records(conn, "release_orders", q)
+
+
 def list_orders(
     conn: Connection, *, owners: Sequence[str] | None, at: str, active_only: bool = False
 ) -> list[OrderView]:
     """Orders, newest first, with the cap each has left; ``active_only``: only those
     that can still be executed (in force or not yet valid, with cap left)."""
     now = _norm(at)
-    q = _scoped(select(orders_t), orders_t, owners).order_by(orders_t.c.seq.desc())
-    views = [_order_view(o, now) for o in _records(conn, "release_orders", q)]
+    views = [_order_view(o, now) for o in order_records(conn, owners=owners)]
     if active_only:
         views = [v for v in views if v.status in ("in force", "not yet valid")]
     return views
@@ -551,6 +550,7 @@ __all__ = [
     "list_policies",
     "open_requests",
     "order_of_request",
+    "order_records",
     "order_report",
     "resolve_order",
 ]

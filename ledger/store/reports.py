@@ -671,17 +671,26 @@ def open_transfers(
 ) -> list[TransferRow]:
     """Transfers dispatched and not yet arrived, oldest first. ``sites`` matches either
     end of the transfer."""
-    q = select(transfers, entries.c.recorded_at).join(
-        entries, entries.c.seq == transfers.c.dispatched_seq
-    )
+    conds: list[ColumnElement[bool]] = []
     if owners is not None:
-        q = q.where(transfers.c.owner.in_(list(owners)) if owners else false())
+        conds.append(transfers.c.owner.in_(list(owners)) if owners else false())
     if sites is not None:
-        q = q.where(
+        conds.append(
             or_(transfers.c.from_site.in_(list(sites)), transfers.c.to_site.in_(list(sites)))
             if sites
             else false()
         )
+    return transfers_where(conn, *conds)
+
+
+def transfers_where(conn: Connection, *conds: ColumnElement[bool]) -> list[TransferRow]:
+    """Transfers dispatched and not yet arrived that meet every one of ``conds``, oldest
+    first: the one query behind both the report and the operator's inbox (issue #12)."""
+    q = (
+        select(transfers, entries.c.recorded_at)
+        .join(entries, entries.c.seq == transfers.c.dispatched_seq)
+        .where(*conds)
+    )
     return [
         TransferRow(
             id=r.id,
@@ -717,4 +726,5 @@ __all__ = [
     "overdue_loans",
     "seq_at_time",
     "trace_lot",
+    "transfers_where",
 ]
