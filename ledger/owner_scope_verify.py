@@ -117,7 +117,7 @@ class _Replay:
             expected = touches(touched, self.owner, registered=registered)
             if named != expected:
                 raise _commitment_wrong(seq, self.owner, expected=expected)
-        state.apply(_apply_checked(state, leaf.entry, leaf.sigs, seq=seq, recorded=recorded, version=version))
+        state.apply(_apply_checked(state, leaf.entry, leaf.sigs, seq=seq, recorded=recorded, version=version, partial=True))
         state.forget_ids_before(recorded - REPLAY_WINDOW - CLOCK_SKEW)
         self.prev_time, self.sig_version = recorded, version
         if commitment is None:

@@ -46,6 +46,10 @@ class Context:
     # The form its signatures verified under (``ledger.entries.signature_version``): the
     # write path accepts only 2; the verifier also finds 1 in logs written before v2.
     sig_version: int = 2
+    # True in an owner-scoped replay (issue #14), which is given only the owner's part of
+    # the history: a rule whose input may be another owner's withheld entry checks only
+    # what it was given. The write path and the full verify always replay everything.
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,12 +158,20 @@ def _fail(seq: int, what: str, *, rule: str | None = None) -> VerificationFailed
 
 
 def _apply_checked(
-    state: State, entry: Any, sigs: Sequence[Any], *, seq: int, recorded: datetime, version: int
+    state: State,
+    entry: Any,
+    sigs: Sequence[Any],
+    *,
+    seq: int,
+    recorded: datetime,
+    version: int,
+    partial: bool = False,
 ) -> list[Change]:
     """The entry's changes by the rules, or the failure naming the rule it breaks: the one
     replay step of the full and the owner-scoped verification (issue #14)."""
     try:
-        return apply(state, entry, list(sigs), Context(seq=seq, recorded_at=recorded, sig_version=version))
+        ctx = Context(seq=seq, recorded_at=recorded, sig_version=version, partial=partial)
+        return apply(state, entry, list(sigs), ctx)
     except LedgerError as exc:
         rule = exc.rule if isinstance(exc, Rejected) else exc.code
         raise _fail(seq, f"rule broken: {_describe(exc)}", rule=rule) from None
