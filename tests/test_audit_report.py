@@ -6,11 +6,8 @@ escaped in the HTML; and the page opens in headless Chromium with no network."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +43,7 @@ from tests.tamper_helpers import (
     tampering,
     write_leaf,
 )
+from tests.web_browser import chromium_path
 
 K = FIRST_MOVE + 3
 REPO = Path(__file__).resolve().parents[1]
@@ -349,38 +347,6 @@ def test_every_text_is_escaped(scenario_doc: dict[str, Any], payload: str) -> No
 # -- headless Chromium, no network ----------------------------------------------------------
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and apt-get is not usable here (not root)")
-    lock = Path("/tmp/reserve-ledger-chromium-install.lock")
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL)  # one installer per machine
-        os.close(fd)
-        try:
-            subprocess.run(
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-                shell=True,
-                check=True,
-                capture_output=True,
-                timeout=900,
-            )
-        finally:
-            lock.unlink(missing_ok=True)
-    except FileExistsError:
-        for _ in range(900):  # another test process is installing it
-            if not lock.exists():
-                break
-            time.sleep(1)
-    found = shutil.which("chromium")
-    if not found:
-        pytest.fail("apt-get could not install chromium")
-    return found
-
-
 def test_html_opens_in_headless_chromium_offline(
     scenario_doc: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -393,7 +359,7 @@ def test_html_opens_in_headless_chromium_offline(
     path.write_text(page)
     proc = subprocess.run(
         [
-            _chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+            chromium_path(), "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--proxy-server=http://127.0.0.1:9",
             "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
             "--dump-dom", path.as_uri(),

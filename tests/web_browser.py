@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 ARTEFACTS = Path(__file__).resolve().parent.parent / "artefacts" / "web"
-LOCK = Path("/tmp/reserve-ledger-chromium-install.lock")  # shared with test_audit_report
+LOCK = Path("/tmp/reserve-ledger-chromium-install.lock")  # one installer per machine
 
 
 def chromium_path() -> str:
