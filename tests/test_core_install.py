@@ -80,7 +80,7 @@ def test_the_core_install_verifies_a_bundle(sqlite_ledger: Ledger, tmp_path: Pat
 
     r = cmd("bundle", "balances", str(bundle), "--trust", trust, "--format", "csv")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == "owner,site,material,lot,grams"
+    assert r.stdout.splitlines()[0] == "owner,site,material,lot,quantity,quantity_g"
 
     r = cmd("verify", "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert r.returncode == 2

@@ -144,11 +144,14 @@ def test_writes_that_arrive_while_a_batch_waits_for_the_lock_join_it(ledger: Led
     writers += [
         threading.Thread(target=write, args=(1, ("olga", "k-1"))),
         threading.Thread(target=write, args=(2, ("olga", "k-2"))),
-        threading.Thread(target=write, args=(3, ("olga", "k-0"))),  # same key: next batch
     ]
     for t in writers[1:]:
         t.start()
-    time.sleep(0.5)
+    time.sleep(0.3)  # both queued before the repeated key (threads start in no set order)
+    repeat = threading.Thread(target=write, args=(3, ("olga", "k-0")))  # same key: next batch
+    writers.append(repeat)
+    repeat.start()
+    time.sleep(0.3)
     release.set()
     holder.join()
     for t in writers:
