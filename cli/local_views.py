@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
@@ -23,16 +22,7 @@ from ledger.store import inbox, releases, reports
 from ledger.store.projections import read_keys, read_table
 from ledger.timefmt import now
 from ledger.units import format_quantity
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+from ledger.views import jsonable
 
 
 def _owners(q: dict[str, Any]) -> list[str] | None:

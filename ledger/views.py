@@ -114,6 +114,17 @@ GRAM_KEYS: Final = frozenset({
 TONNE_KEYS: Final = {"tonnes_held": "held", "tonnes": "quantity", "annual_consumption_tonnes": "annual_consumption"}
 
 
+def jsonable(value: Any) -> Any:
+    """A read model as JSON for the API and the CLI alike: exact decimals as strings."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
 def quantities_out(doc: Any) -> Any:
     """``doc`` (a JSON document of a read) with every quantity in display units beside
     its exact integer, in the one shape of :data:`GRAM_KEYS`. Idempotent."""

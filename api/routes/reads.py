@@ -26,7 +26,7 @@ from ledger.store import reports
 from ledger.store.projections import read_table
 from ledger.timefmt import now
 from ledger.units import format_quantity
-from ledger.views import quantities_out
+from ledger.views import jsonable, quantities_out
 
 router = APIRouter(tags=["reads"], route_class=StrictJSONRoute)
 STOCK_READERS = (OPERATOR, OFFICIAL, MINISTER, AUDITOR)
@@ -211,7 +211,7 @@ def cover(
         rows = reports.cover(
             conn, owners=sorted(owners) if owners is not None else None, at=at or now()
         )
-    return {"cover": [quantities_out(_jsonable(asdict(r))) for r in rows]}
+    return {"cover": [quantities_out(jsonable(asdict(r))) for r in rows]}
 
 
 @router.get("/reports/crma", **roles(*AGGREGATE_READERS))
@@ -224,7 +224,7 @@ def crma(
         rep = reports.crma_report(
             conn, owners=sorted(owners) if owners is not None else None, year=year or int(now()[:4])
         )
-    return dict(quantities_out(_jsonable(asdict(rep))))
+    return dict(quantities_out(jsonable(asdict(rep))))
 
 
 @router.get("/loans/overdue", **roles(*STOCK_READERS))
@@ -234,18 +234,6 @@ def overdue(p: Principal = Depends(principal), svc: Services = Depends(services)
         rows = reports.overdue_loans(conn, now=now(), scope=scope)
     return {
         "loans": [
-            quantities_out(_jsonable(asdict(r))) for r in rows if policy.holding_visible(p, r.owner, r.site)
+            quantities_out(jsonable(asdict(r))) for r in rows if policy.holding_visible(p, r.owner, r.site)
         ]
     }
-
-
-def _jsonable(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    return value

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import principal, roles, services
 from api.params import RefPath
-from api.routes.reads import STOCK_READERS, _jsonable
+from api.routes.reads import STOCK_READERS
 from api.services import Services
 from ledger import policy, refs, views
 from ledger.errors import InvalidQuery
@@ -71,7 +71,7 @@ def policies(p: Principal = Depends(principal), svc: Services = Depends(services
     owners = policy.owner_scope(p)
     with svc.reader.connect() as conn:
         rows = releases.list_policies(conn, owners=sorted(owners) if owners is not None else None, at=now())
-    return {"policies": [_jsonable(asdict(r)) for r in rows]}
+    return {"policies": [views.jsonable(asdict(r)) for r in rows]}
 
 
 @router.get("/loans", **roles(*STOCK_READERS))

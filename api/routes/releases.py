@@ -15,7 +15,6 @@ from api.body import StrictJSONRoute
 from api.deps import principal, roles, services
 from api.params import IdempotencyKey, RefPath
 from api.request_schemas import documented
-from api.routes.reads import _jsonable
 from api.routes.writes import _custodial
 from api.services import Services
 from ledger import policy, refs
@@ -24,7 +23,7 @@ from ledger.kinds.requests import make_form
 from ledger.policy import AUDITOR, MINISTER, OFFICIAL, Principal
 from ledger.store import releases
 from ledger.timefmt import now
-from ledger.views import quantities_out
+from ledger.views import jsonable, quantities_out
 
 router = APIRouter(prefix="/releases", tags=["releases"], route_class=StrictJSONRoute)
 VIEWERS = (OFFICIAL, MINISTER, AUDITOR)
@@ -112,7 +111,7 @@ def open_requests(
     """Open requests for your owners, their approvals so far and what each still needs."""
     with svc.reader.connect() as conn:
         views = releases.open_requests(conn, owners=_scope(p), at=now())
-    return {"requests": [quantities_out(_jsonable(asdict(v))) for v in views]}
+    return {"requests": [quantities_out(jsonable(asdict(v))) for v in views]}
 
 
 @router.get("/orders", **roles(*VIEWERS))
@@ -120,7 +119,7 @@ def orders(p: Principal = Depends(principal), svc: Services = Depends(services))
     """Orders for your owners with the remaining cap of each."""
     with svc.reader.connect() as conn:
         views = releases.list_orders(conn, owners=_scope(p), at=now())
-    return {"orders": [quantities_out(_jsonable(asdict(v))) for v in views]}
+    return {"orders": [quantities_out(jsonable(asdict(v))) for v in views]}
 
 
 @router.get("/orders/{order_id}/report", **roles(*VIEWERS))
@@ -132,4 +131,4 @@ def order_report(
     with svc.reader.connect() as conn:
         oid = releases.resolve_order(conn, order_id, owners=_scope(p), at=now(), field="order_id")
         rep = releases.order_report(conn, oid, owners=_scope(p), at=now())
-    return dict(quantities_out(_jsonable(asdict(rep))))
+    return dict(quantities_out(jsonable(asdict(rep))))
