@@ -12,7 +12,7 @@ import os
 
 from fastapi import FastAPI
 
-from api.app import create_app
+from api.app import create_app, freeze_startup_heap
 from api.config import load_api_settings
 from api.services import build_services
 from keys import passphrase_from_env_or_prompt
@@ -26,4 +26,6 @@ def app_from_env() -> FastAPI:
     svc = build_services(
         settings, passphrase=lambda: passphrase_from_env_or_prompt(env=os.environ, prompt=False)
     )
-    return create_app(svc)
+    app = create_app(svc)
+    freeze_startup_heap()
+    return app

@@ -150,9 +150,8 @@ def _scoped_balances(a: argparse.Namespace, scope: str) -> list[Any]:
 
 
 def cmd_balances(a: argparse.Namespace, s: Settings) -> int:
-    from dataclasses import asdict
-
     from ledger.bundle import Bundle
+    from ledger.report_rows import as_builtins
 
     scope = Bundle(Path(a.dir)).scope
     if scope is not None:
@@ -164,14 +163,14 @@ def cmd_balances(a: argparse.Namespace, s: Settings) -> int:
         a.format,
         ["OWNER", "SITE", "MATERIAL", "LOT", "QUANTITY"],
         [[r.owner, r.site, r.material, r.lot, r.quantity] for r in rows],
-        [asdict(r) for r in rows],
+        [as_builtins(r) for r in rows],
         quantities=1,
     )
     return 0
 
 
 def cmd_trace(a: argparse.Namespace, s: Settings) -> int:
-    from dataclasses import asdict
+    from ledger.report_rows import as_builtins
 
     t = _answers(a, lot=a.lot).trace()
     if a.format == "table":
@@ -181,7 +180,7 @@ def cmd_trace(a: argparse.Namespace, s: Settings) -> int:
         )
     headers = ["SEQ", "N", "RECORDED", "KIND", "ACCOUNT", "DELTA", "BALANCE"]
     rows = [[g.seq, g.n, g.recorded_at, g.kind, g.account, g.delta, g.balance_after] for g in t.legs]
-    doc = asdict(t)
+    doc = as_builtins(t)
     _emit(a.format, headers, rows, doc, quantities=2)
     if a.format == "table":
         print()

@@ -131,11 +131,13 @@ def run(args: argparse.Namespace, configure_logging: Any) -> int:
         "proxy_headers": False,
     }
     if settings.workers == 1:
-        from api.app import create_app
+        from api.app import create_app, freeze_startup_heap
 
         with _witness_feeder(svc):
             _say_when_listening(args.host, args.port)
-            uvicorn.run(create_app(svc), **common)
+            app = create_app(svc)
+            freeze_startup_heap()
+            uvicorn.run(app, **common)
         return 0
     svc.close()  # each worker builds its own; nothing with a socket crosses the fork
     metrics_dir = _metrics_dir()

@@ -1,14 +1,27 @@
 """Result rows of the stock reads, shared by the database reads (``ledger.store.reports``)
 and the offline answers from a verified bundle (``ledger.bundle_queries``), so both say
-the same thing in the same shape. Free of the database: the core install imports it."""
+the same thing in the same shape. Free of the database: the core install imports it.
+
+They are msgspec structs with ``gc=False`` rather than dataclasses (issue #12): a report
+of the whole reserve builds thousands of them, and untracked instances neither cost a
+Python-level ``__init__`` each nor feed the cyclic garbage collector, whose full passes
+over a service's heap were the slowest reads' tail. They hold only strings, integers
+and tuples of each other, so they can take part in no reference cycle.
+Serialise them with :func:`as_builtins`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceRow:
+def as_builtins(row: Any) -> Any:
+    """Dicts, lists and scalars of a row or report (nested), for JSON or CSV output."""
+    return msgspec.to_builtins(row)
+
+
+class BalanceRow(msgspec.Struct, frozen=True, gc=False):
     """Quantity (grams) of one lot on one account. ``owner`` and ``site`` are set for
     physical holdings (``H/<owner>/<site>``) and ``None`` for virtual accounts."""
 
@@ -20,8 +33,7 @@ class BalanceRow:
     quantity: int
 
 
-@dataclass(frozen=True, slots=True)
-class TraceLeg:
+class TraceLeg(msgspec.Struct, frozen=True, gc=False):
     seq: int
     n: int
     recorded_at: str
@@ -31,14 +43,12 @@ class TraceLeg:
     balance_after: int
 
 
-@dataclass(frozen=True, slots=True)
-class AccountQuantity:
+class AccountQuantity(msgspec.Struct, frozen=True, gc=False):
     account: str
     quantity: int
 
 
-@dataclass(frozen=True, slots=True)
-class LotTrace:
+class LotTrace(msgspec.Struct, frozen=True, gc=False):
     """Every leg of a lot in log order and where it is now.
 
     ``balanced``: the current distribution over all accounts (physical and virtual) sums

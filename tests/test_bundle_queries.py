@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy import select
 from cli.main import main
 from ledger.bundle import file_sha256
 from ledger.records import RECORD_TYPES
+from ledger.report_rows import as_builtins as asdict
 from ledger.service import Ledger
 from ledger.store import reports
 from ledger.store.audit import export_bundle

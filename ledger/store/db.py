@@ -16,7 +16,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import Compiled
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.sql import ClauseElement
 
 from ledger.errors import ConfigError, StorageError
 
@@ -75,6 +77,47 @@ def make_engine(url: str, *, readonly: bool = False, pool_size: int = 10) -> Eng
     except ArgumentError as exc:
         raise ConfigError("database URL is not valid") from exc
     return engine
+
+
+_COMPILED: dict[tuple[int, str], tuple[ClauseElement, Compiled]] = {}
+
+
+def plain_rows(conn: Connection, stmt: ClauseElement, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """``stmt``'s rows as the driver's own tuples, on ``conn``'s database connection.
+
+    For the reads that return thousands of rows (a whole reserve's balances, a lot's
+    trace): SQLAlchemy's row objects cost more than the query itself, and are tracked by
+    the cyclic garbage collector where plain tuples of strings and integers are not
+    (issue #12). Only for statements whose columns need no result processing (strings
+    and integers). It runs in the transaction ``conn`` has begun; callers run a
+    statement through ``conn`` first when they need it to share that snapshot (one
+    statement alone is a consistent snapshot on both engines). ``stmt`` is compiled
+    once per dialect and kept: pass statements built once, not per call.
+    """
+    cache_key = (id(stmt), conn.dialect.name)
+    hit = _COMPILED.get(cache_key)
+    if hit is None or hit[0] is not stmt:
+        hit = (stmt, stmt.compile(dialect=conn.dialect))
+        if len(_COMPILED) < 512:
+            _COMPILED[cache_key] = hit
+    compiled = hit[1]
+    values = compiled.construct_params(params) or {}
+    positions = getattr(compiled, "positiontup", None)
+    args: Any = values if positions is None else tuple(values[k] for k in positions)
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        # Listeners of the connection still see the statement (tracing, tests).
+        conn.dispatch.before_cursor_execute(conn, cursor, compiled.string, args, None, False)
+        cursor.execute(compiled.string, args)
+        return list(cursor.fetchall())
+    except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
+        raise DBAPIError.instance(
+            compiled.string, args, exc, conn.dialect.loaded_dbapi.Error
+        ) from exc
+    finally:
+        cursor.close()
 
 
 @contextmanager

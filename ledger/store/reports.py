@@ -34,7 +34,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, false, or_, select, true
 
 from ledger import timefmt
 from ledger.errors import InvalidQuery, NotFound
@@ -45,6 +45,7 @@ from ledger.report_rows import BalanceRow as BalanceRow
 from ledger.report_rows import LotTrace as LotTrace
 from ledger.report_rows import TraceLeg as TraceLeg
 from ledger.store import snapshots
+from ledger.store.db import plain_rows
 from ledger.store.schema import (
     balances as balances_t,
 )
@@ -314,7 +315,6 @@ def balances(
     in the query itself so nothing out of scope is read). Virtual accounts are included
     only with ``include_virtual`` and no owner or site filter or scope. A seq past the
     end of the log is refused (:func:`resolve_as_of`)."""
-    b = balances_t
     filters = {
         "owner": owner,
         "site": site,
@@ -322,48 +322,63 @@ def balances(
         "sites": sites,
         "include_virtual": include_virtual,
         "scope": scope,
+        "material": material,
+        "lot": lot,
     }
     if as_of_seq is not None and as_of_seq >= 0:
         _check_seq(as_of_seq, _log_size(conn))
     if as_of_seq is not None and as_of_seq < 0:
         return []
+    key = _filter_key(filters)
+
+    def where(cols: Any) -> ColumnElement[bool]:
+        return _row_filter(cols, **filters)  # type: ignore[arg-type]
+
     found: list[tuple[str, str, str, int]]
     if as_of_seq is None:
-        where = _account_filters(**filters)  # type: ignore[arg-type]
-        if material is not None:
-            where = and_(where, b.c.material == material)
-        if lot is not None:
-            where = and_(where, b.c.lot == lot)
-        q = select(b.c.account, b.c.lot, b.c.material, b.c.quantity).where(
-            where, b.c.quantity != 0
-        )
-        found = [tuple(r) for r in conn.execute(q).all()]
+        stmt = _CURRENT.get(key)
+        if stmt is None:
+            b = balances_t
+            stmt = select(b.c.account, b.c.lot, b.c.material, b.c.quantity).where(
+                where(b.c), b.c.quantity != 0
+            )
+            if len(_CURRENT) < 256:
+                _CURRENT[key] = stmt
+        found = plain_rows(conn, stmt, {})
     else:
         # One snapshot and the postings after it (issue #12; ledger.store.snapshots).
-        found = [
-            row
-            for row in snapshots.balances_as_of(
-                conn,
-                as_of_seq,
-                lambda col: _account_filters(**filters, column=col),  # type: ignore[arg-type]
-                filter_key=_filter_key(filters),
-            )
-            if (material is None or row[2] == material) and (lot is None or row[1] == lot)
-        ]
+        found = snapshots.balances_as_of(conn, as_of_seq, where, filter_key=key)
     found.sort()
     # Unfiltered, the second line of defence has nothing to refuse (issue #12: this loop
     # is most of an as-of read's time).
     unfiltered = all(x is None for x in (owner, site, owners, sites, scope))
     rows: list[BalanceRow] = []
+    add = rows.append
     for account, lot_, mat, qty in found:
         if not unfiltered and not _in_scope(account, owner, site, owners, sites, scope):
             continue
         if account.startswith(HOLDING_PREFIX):
             _, o, s = account.split("/", 2)
-            rows.append(BalanceRow(account, o, s, mat, lot_, int(qty)))
+            add(BalanceRow(account, o, s, mat, lot_, qty))
         else:
-            rows.append(BalanceRow(account, None, None, mat, lot_, int(qty)))
+            add(BalanceRow(account, None, None, mat, lot_, qty))
     return rows
+
+
+# Built once per filter (building one cost about as much as running it, issue #12).
+_CURRENT: dict[tuple[Any, ...], Any] = {}
+
+
+def _row_filter(
+    cols: Any, *, material: str | None, lot: str | None, **accounts: Any
+) -> ColumnElement[bool]:
+    """The rows of a balances read, on a table's ``account``/``lot``/``material``."""
+    where = _account_filters(**accounts, column=cols.account)
+    if material is not None:
+        where = and_(where, cols.material == material)
+    if lot is not None:
+        where = and_(where, cols.lot == lot)
+    return where
 
 
 def _filter_key(filters: dict[str, Any]) -> tuple[Any, ...]:
@@ -387,6 +402,21 @@ def _held_by_owner_material(
 # -- lot trace ------------------------------------------------------------------------
 
 
+_TRACE = (
+    select(
+        postings.c.seq,
+        postings.c.n,
+        postings.c.recorded_at,
+        postings.c.kind,
+        postings.c.account,
+        postings.c.delta,
+        postings.c.balance_after,
+    )
+    .where(postings.c.lot == bindparam("lot"))
+    .order_by(postings.c.seq, postings.c.n)
+)
+
+
 def trace_lot(conn: Connection, lot: str, *, owners: Sequence[str] | None = None) -> LotTrace:
     """Where every gram of ``lot`` went: every leg on every account, in log order.
 
@@ -397,25 +427,11 @@ def trace_lot(conn: Connection, lot: str, *, owners: Sequence[str] | None = None
     material = conn.execute(select(lots.c.material).where(lots.c.code == lot)).scalar_one_or_none()
     if material is None:
         raise NotFound(f"no lot '{lot}' is registered")
-    p = postings
     # Each leg carries its entry's kind and time (migration 0014): one range of the
     # (lot, seq) index, no join to ``entries`` per leg (issue #12).
-    q = (
-        select(
-            p.c.seq,
-            p.c.n,
-            p.c.recorded_at,
-            p.c.kind,
-            p.c.account,
-            p.c.delta,
-            p.c.balance_after,
-        )
-        .where(p.c.lot == lot)
-        .order_by(p.c.seq, p.c.n)
-    )
     legs = tuple(
-        TraceLeg(int(seq), int(n), at, kind, account, int(delta), int(after))
-        for seq, n, at, kind, account, delta, after in conn.execute(q).all()
+        TraceLeg(seq, n, at, kind, account, delta, after)
+        for seq, n, at, kind, account, delta, after in plain_rows(conn, _TRACE, {"lot": lot})
     )
     stored = {
         r.account: int(r.quantity)
@@ -433,7 +449,8 @@ def trace_lot(conn: Connection, lot: str, *, owners: Sequence[str] | None = None
             consistent = False
     consistent = consistent and dict(running) == stored and not any(per_seq.values())
     distribution = tuple(AccountQuantity(a, q_) for a, q_ in sorted(stored.items()) if q_ != 0)
-    touched = sorted({split_holding(leg.account)[0] for leg in legs if is_holding(leg.account)})
+    # Every account a leg touched is a key of ``running``: split each once, not per leg.
+    touched = sorted({split_holding(a)[0] for a in running if is_holding(a)})
     if owners is not None and not set(touched) <= set(owners):
         raise NotFound(f"no lot '{lot}' is registered")
     return LotTrace(

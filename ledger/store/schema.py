@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -264,17 +265,16 @@ balance_snapshots = Table(
 balance_snapshot_rows = Table(
     "balance_snapshot_rows",
     metadata,
-    Column(
-        "seq",
-        BigInteger,
-        ForeignKey("balance_snapshots.seq"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    Column("account", String(300), primary_key=True),
-    Column("lot", String(64), primary_key=True),
+    Column("seq", BigInteger, ForeignKey("balance_snapshots.seq"), nullable=False),
+    Column("account", String(300), nullable=False),
+    Column("lot", String(64), nullable=False),
     Column("material", String(64), nullable=False),
     Column("quantity", BigInteger, nullable=False),
+    # Covering on PostgreSQL (migration 0016): a snapshot is read from the index alone.
+    PrimaryKeyConstraint(
+        "seq", "account", "lot", name="balance_snapshot_rows_pkey",
+        postgresql_include=["material", "quantity"],
+    ),
     CheckConstraint("quantity <> 0", name="balance_snapshot_rows_nonzero"),
     CheckConstraint(
         "account NOT LIKE 'H/%' OR quantity > 0", name="balance_snapshot_rows_holding_pos"
