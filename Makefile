@@ -34,7 +34,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check ledger keys api cli witness tests bench migrations
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import PASSPHRASE, Config, Row, database_url, quiet_logs
+from bench.common import PASSPHRASE, Config, Row, database_url, machine_speed, quiet_logs
 
 SECTION = "http"
 N_OPERATORS = 50
@@ -210,6 +210,7 @@ def run(cfg: Config, workdir: Path, log: Callable[[str], None], *, duration: int
         log("   http: wrk not installed and cannot be (apt-get install wrk as root), skipped")
         return []
     dur = duration or (5 if cfg.quick else 20)
+    log(f"   machine: a 10M-step Python loop takes {machine_speed():.2f} s (bench.common.machine_speed)")
     rows: list[Row] = []
     with database_url("postgresql", workdir) as url:
         home = workdir / "http-home"

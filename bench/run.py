@@ -27,6 +27,7 @@ from bench.common import (
     CpuMeter,
     Row,
     fmt_num,
+    machine_speed,
     pg_available,
     quiet_logs,
     scratch_dir,
@@ -46,6 +47,7 @@ def _environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus_available": len(os.sched_getaffinity(0)),
         "sqlite": sqlite3.sqlite_version,
+        "python_loop_10m_s": round(machine_speed(), 3),
     }
     try:
         with open("/proc/cpuinfo") as f:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.apt import apt_install
+
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -52,14 +54,7 @@ class Hsm:
 
 
 def _ensure_softhsm() -> str:
-    if shutil.which("softhsm2-util") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip("softhsm2 is not installed and cannot be installed here (needs root and apt-get)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "softhsm2"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=600)
-            if proc.returncode != 0:
-                pytest.fail(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    apt_install("softhsm2", present=lambda: shutil.which("softhsm2-util") is not None, timeout=600)
     override = os.environ.get("RESERVE_TEST_PKCS11_MODULE")
     for path in ((override,) if override else MODULE_CANDIDATES):
         if path and os.path.isfile(path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +24,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.apt import apt_install
+
 ARTEFACTS = Path(__file__).resolve().parent.parent / "artefacts" / "web"
-LOCK = Path("/tmp/reserve-ledger-chromium-install.lock")  # one installer per machine
 
 
 def chromium_path() -> str:
@@ -34,26 +34,7 @@ def chromium_path() -> str:
     for candidate in ("/usr/bin/chromium", shutil.which("chromium") or ""):
         if candidate and os.path.exists(candidate):
             return candidate
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and apt-get is not usable here (not root)")
-    try:
-        fd = os.open(LOCK, os.O_CREAT | os.O_EXCL)  # one installer per machine
-        os.close(fd)
-        try:
-            subprocess.run(
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-                shell=True,
-                check=True,
-                capture_output=True,
-                timeout=900,
-            )
-        finally:
-            LOCK.unlink(missing_ok=True)
-    except FileExistsError:
-        for _ in range(900):  # another test process is installing it
-            if not LOCK.exists():
-                break
-            time.sleep(1)
+    apt_install("chromium", present=lambda: os.path.exists("/usr/bin/chromium"))
     if not os.path.exists("/usr/bin/chromium"):
         pytest.fail("apt-get could not install chromium")
     return "/usr/bin/chromium"
