@@ -93,6 +93,10 @@ class Ledger:
                 return self._signers["@log"]
         raise ConfigError("the log's checkpoint key is not in this keystore")
 
+    def cached_signer(self, user: str) -> Signer | None:
+        """``user``'s key if this process has unwrapped it already (no I/O, no KDF)."""
+        return self._signers.get(user)
+
     def signer_for(self, user: str) -> Signer:
         """The keystore key of ``user`` (stored under the user's name). Loaded once per
         process: a keystore entry is never overwritten, so the cache cannot go stale.
