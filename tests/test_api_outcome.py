@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from anyio import to_thread
+from fastapi.testclient import TestClient
 
 from ledger.store.db import write_transaction
 from ledger.store.group_commit import GroupCommitter
@@ -56,6 +58,62 @@ def test_a_slow_commit_answers_202_then_the_outcome(world: World) -> None:
     # Another user's key space is separate; an unknown key was never appended.
     assert w.client.get("/entries/outcome/slow-1", headers=w.auth("omar")).status_code == 404
     assert w.client.get("/entries/outcome/never-sent", headers=w.auth("olga")).status_code == 404
+
+
+def test_writes_waiting_for_their_commit_hold_no_thread(world: World) -> None:
+    """Issue #11: a custodial write waits for its group commit on the event loop. With the
+    app's thread pool cut to two threads and the log held by another writer, five writes
+    wait, and a read that needs a thread (GET /balances) is still answered meanwhile.
+    When each write held a thread for its commit, the read queued behind them."""
+    w = world
+    with TestClient(w.app) as client:  # one event loop for every request below
+
+        async def two_threads() -> None:
+            to_thread.current_default_thread_limiter().total_tokens = 2
+
+        client.portal.call(two_threads)
+        first = client.post("/stock/receive", json=receipt(), headers=w.auth("olga"))
+        assert first.status_code == 201, first.text  # olga's key is now unwrapped
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_log() -> None:
+            with write_transaction(w.svc.ledger.engine) as conn:
+                _lock(conn)
+                held.set()
+                release.wait(20)
+
+        holder = threading.Thread(target=hold_the_log)
+        holder.start()
+        assert held.wait(10)
+        written: list[int] = []
+        writers = [
+            threading.Thread(
+                target=lambda: written.append(
+                    client.post("/stock/receive", json=receipt(), headers=w.auth("olga")).status_code
+                )
+            )
+            for _ in range(5)
+        ]
+        read: list[int] = []
+        reader = threading.Thread(
+            target=lambda: read.append(client.get("/balances", headers=w.auth("olga")).status_code)
+        )
+        try:
+            for t in writers:
+                t.start()
+            time.sleep(1.0)  # the five are waiting for the log
+            reader.start()
+            reader.join(10)
+            answered_while_held = list(read)
+            assert written == [], "a write was answered while the log was held"
+        finally:
+            release.set()
+            holder.join()
+            for t in writers:
+                t.join(30)
+            reader.join(30)
+    assert answered_while_held == [200]
+    assert written == [201] * 5
 
 
 def test_a_refused_write_outcome_is_its_refusal(world: World) -> None:
