@@ -280,7 +280,7 @@ def pg_schema_url() -> Iterator[str]:
 def machine_speed() -> float:
     """Seconds a fixed pure-Python loop (10M additions) takes here and now: the figure to
     set absolute milliseconds against when two machines' results are compared (2026-11-29:
-    1.46 s on the 2-core bench machine, where typical desktops take about 0.5 s)."""
+    0.64 to 1.46 s on the 2-core bench machine, which slowed and sped up within a session)."""
     t = time.perf_counter()
     total = 0
     for i in range(10_000_000):

@@ -21,21 +21,29 @@ api_template = api_fixtures.api_template
 world = api_fixtures.world
 
 
+def _hold_the_log(w: World, release: threading.Event) -> threading.Thread:
+    """Another writer holding the append lock until ``release`` (at most 20 s); returns
+    once it holds it."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with write_transaction(w.svc.ledger.engine) as conn:
+            _lock(conn)
+            held.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    return holder
+
+
 def test_a_slow_commit_answers_202_then_the_outcome(world: World) -> None:
     w = world
     w.svc.committer.close()
     w.svc.committer = GroupCommitter(w.svc.ledger.engine, w.svc.ledger.log_signer, wait=0.2)
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_log() -> None:
-        with write_transaction(w.svc.ledger.engine) as conn:
-            _lock(conn)
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_log)
-    holder.start()
-    held.wait(10)
+    release = threading.Event()
+    holder = _hold_the_log(w, release)
     headers = {**w.auth("olga"), "Idempotency-Key": "slow-1"}
     try:
         r = w.client.post("/stock/receive", json=receipt(), headers=headers)
@@ -74,17 +82,8 @@ def test_writes_waiting_for_their_commit_hold_no_thread(world: World) -> None:
         client.portal.call(two_threads)
         first = client.post("/stock/receive", json=receipt(), headers=w.auth("olga"))
         assert first.status_code == 201, first.text  # olga's key is now unwrapped
-        held, release = threading.Event(), threading.Event()
-
-        def hold_the_log() -> None:
-            with write_transaction(w.svc.ledger.engine) as conn:
-                _lock(conn)
-                held.set()
-                release.wait(20)
-
-        holder = threading.Thread(target=hold_the_log)
-        holder.start()
-        assert held.wait(10)
+        release = threading.Event()
+        holder = _hold_the_log(w, release)
         written: list[int] = []
         writers = [
             threading.Thread(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -39,6 +39,7 @@ from ledger.kinds.vocabulary import term
 from ledger.policy import ADMIN, OFFICIAL, OPERATOR, Principal
 from ledger.refs import match_key
 from ledger.service import new_body
+from ledger.state import KeyRecord
 from ledger.store import idempotency
 from ledger.store.projections import read_keys, read_user_keys
 
@@ -83,6 +84,18 @@ def _check_idempotency_key(idem_key: str | None) -> None:
         )
 
 
+def _created(entry: dict[str, Any], seq: int) -> dict[str, Any]:
+    """The 201 body of an appended entry (also what an idempotent retry is answered)."""
+    return {"seq": seq, "entry_id": entry["id"], "kind": entry["kind"]}
+
+
+def _require_custodial(svc: Services) -> None:
+    if not svc.settings.custodial:
+        raise Forbidden(
+            "this service does not hold users' keys: submit entries signed with your own key"
+        )
+
+
 def _claim(
     svc: Services, p: Principal, idem_key: str | None, payload: Any, entry: dict[str, Any]
 ) -> idempotency.IdemKey | None:
@@ -93,7 +106,7 @@ def _claim(
         return None
 
     def response(seq: int) -> dict[str, Any]:
-        return {"seq": seq, "entry_id": entry["id"], "kind": entry["kind"]}
+        return _created(entry, seq)
 
     h = _request_hash(svc, payload)
     return idempotency.IdemKey(user=p.user, key=idem_key, request_hash=h, status=201, response=response)
@@ -103,7 +116,7 @@ def _answer(entry: dict[str, Any], result: Any) -> JSONResponse:
     if isinstance(result, tuple):  # the stored answer to an earlier identical request
         return JSONResponse(result[1], status_code=result[0])
     metrics.APPENDS.labels(kind=entry["kind"]).inc()
-    return JSONResponse({"seq": result, "entry_id": entry["id"], "kind": entry["kind"]}, status_code=201)
+    return JSONResponse(_created(entry, result), status_code=201)
 
 
 def _write(
@@ -126,10 +139,7 @@ def _custodial_fields(
     """The entry's fields from a request body checked by ``form`` (quantities in units,
     times with offsets, defaults) with ``path``'s, and the payload the idempotency key
     hashes."""
-    if not svc.settings.custodial:
-        raise Forbidden(
-            "this service does not hold users' keys: submit entries signed with your own key"
-        )
+    _require_custodial(svc)
     _check_idempotency_key(idem_key)  # the header first, as for every write
     if isinstance(fields, dict) and any(k in fields for k in SERVER_SET):
         raise InvalidEntry(
@@ -155,14 +165,11 @@ def _custodial(
 
 
 def _custodial_body(
-    svc: Services, p: Principal, kind: str, body_fields: dict[str, Any], records: Any
+    svc: Services, p: Principal, kind: str, body_fields: dict[str, Any], records: Iterable[KeyRecord]
 ) -> dict[str, Any]:
     """The unsigned body, if the service holds a key of the caller's (``records``: the
     caller's keys, read once per request by authentication)."""
-    if not svc.settings.custodial:
-        raise Forbidden(
-            "this service does not hold users' keys: submit entries signed with your own key"
-        )
+    _require_custodial(svc)
     body = new_body(kind, p.user, **body_fields)
     held = any(k.custody == "server" and k.revoked_seq is None for k in records)
     if not held:
@@ -170,7 +177,7 @@ def _custodial_body(
     return body
 
 
-def _caller_keys(svc: Services, p: Principal, request: Request | None) -> Any:
+def _caller_keys(svc: Services, p: Principal, request: Request | None) -> list[KeyRecord]:
     records = getattr(request.state, "keys", None) if request is not None else None
     if records is None:  # the principal's lookup in this request, else the primary
         with svc.primary_engine.connect() as conn:
@@ -230,7 +237,7 @@ def _custodial_route(
                 "a count beyond tolerance is co-signed: submit it signed to /entries", field="cosigners"
             )
         body_fields, payload = _custodial_fields(svc, form, fields, idempotency_key, None)
-        records = getattr(request.state, "keys", None)
+        records: list[KeyRecord] | None = getattr(request.state, "keys", None)
         if records is None:
             records = await run_in_threadpool(_caller_keys, svc, p, request)
         body = _custodial_body(svc, p, form.kind, body_fields, records)
